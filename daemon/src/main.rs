@@ -1,0 +1,261 @@
+//! The `escalade` command: rule tools now, the daemon next.
+//!
+//! Exit codes: 0 success, 1 rule errors or failing rule tests, 2 usage errors (bad flags,
+//! unreadable or malformed input files).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use escalade_rules::{Diagnostics, Issue, RuleSet};
+use miette::{GraphicalReportHandler, GraphicalTheme};
+
+mod generate;
+
+#[derive(Parser)]
+#[command(
+    name = "escalade",
+    version,
+    about = "Routes reported problems to departments, holds them to deadlines and escalates them"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a rule directory and summarise it.
+    Check {
+        /// The rule directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Run the rule tests in DIR/tests/*.yaml.
+    Test {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Show the decision for a new issue, its trace and the escalations projected forward.
+    Explain {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The issue, as JSON: {"category", "unit", "description", ...}.
+        #[arg(long)]
+        issue: PathBuf,
+        /// When it is reported (RFC 3339); default: now.
+        #[arg(long)]
+        at: Option<DateTime<chrono::FixedOffset>>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a synthetic organisation of the given size, for benchmarks.
+    GenerateCity {
+        /// Number of grids; streets and communities scale with it.
+        #[arg(long, default_value_t = 19_801)]
+        grids: usize,
+        /// The directory to write (created; must be empty or absent).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Exit code 1: the rules or their tests are wrong. Exit code 2: the command was used wrongly.
+enum Failure {
+    Rules,
+    Usage(String),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Rules) => ExitCode::from(1),
+        Err(Failure::Usage(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Check { dir } => {
+            let rules = load(&dir)?;
+            let s = rules.summary();
+            println!(
+                "ok: {} units, {} people, {} departments, {} categories, {} routes, {} ladders, {} meetings, {} templates, {} scripts ({} functions); version {}",
+                s.units,
+                s.people,
+                s.departments,
+                s.categories,
+                s.routes,
+                s.ladders,
+                s.meetings,
+                s.templates,
+                s.scripts,
+                s.hooks,
+                &rules.version[..16]
+            );
+            Ok(())
+        }
+        Command::Test { dir } => {
+            let rules = load(&dir)?;
+            let report = escalade_rules::ruletest::run(&rules, &dir);
+            print_diagnostics(&Diagnostics(report.errors.clone()));
+            for c in &report.cases {
+                if c.failures.is_empty() {
+                    println!("ok   {} :: {}", c.file, c.name);
+                } else {
+                    println!("FAIL {} :: {}", c.file, c.name);
+                    for f in &c.failures {
+                        println!("       {f}");
+                    }
+                }
+            }
+            println!(
+                "{} passed, {} failed",
+                report.passed(),
+                report.failed() + report.errors.len()
+            );
+            if report.failed() > 0 || !report.errors.is_empty() {
+                Err(Failure::Rules)
+            } else {
+                Ok(())
+            }
+        }
+        Command::Explain {
+            dir,
+            issue,
+            at,
+            json,
+        } => {
+            let text = std::fs::read_to_string(&issue)
+                .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", issue.display())))?;
+            let parsed: Issue = serde_json::from_str(&text).map_err(|e| {
+                Failure::Usage(format!(
+                    "{}:{}:{}: invalid issue: {e}",
+                    issue.display(),
+                    e.line(),
+                    e.column()
+                ))
+            })?;
+            let rules = load(&dir)?;
+            let at = at.map(|t| t.with_timezone(&Utc)).unwrap_or_else(Utc::now);
+            let x = rules
+                .explain(&parsed, at)
+                .map_err(|e| Failure::Usage(format!("{}: {e}", issue.display())))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&x).expect("serialisable")
+                );
+            } else {
+                print_explanation(&x);
+            }
+            Ok(())
+        }
+        Command::GenerateCity { grids, out } => {
+            if grids == 0 {
+                return Err(Failure::Usage("--grids must be at least 1".into()));
+            }
+            let summary = generate::city(&out, grids)
+                .map_err(|e| Failure::Usage(format!("{}: {e}", out.display())))?;
+            println!("{summary}");
+            Ok(())
+        }
+    }
+}
+
+fn load(dir: &Path) -> Result<RuleSet, Failure> {
+    if !dir.is_dir() {
+        return Err(Failure::Usage(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
+    }
+    RuleSet::load(dir).map_err(|d| {
+        print_diagnostics(&d);
+        eprintln!("{}: {} error(s)", dir.display(), d.len());
+        Failure::Rules
+    })
+}
+
+fn print_diagnostics(d: &Diagnostics) {
+    let theme = if std::io::stderr().is_terminal() {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
+    let handler = GraphicalReportHandler::new_themed(theme);
+    for diag in d.iter() {
+        let mut out = String::new();
+        match handler.render_report(&mut out, diag) {
+            Ok(()) => eprint!("{out}"),
+            Err(_) => eprintln!("{diag}"),
+        }
+        // The one-line form too: greppable, and what editors jump to.
+        eprintln!("  --> {diag}\n");
+    }
+}
+
+fn print_explanation(x: &escalade_rules::explain::Explanation) {
+    println!("rules version   {}", x.rules_version);
+    println!("reported at     {}", x.reported_at);
+    println!("priority        {}", x.priority);
+    println!("departments     {}", x.departments.join(", "));
+    if let Some(t) = &x.triage {
+        println!("TRIAGE          {t}");
+    }
+    println!("\ntrace:");
+    for t in &x.trace {
+        println!("  - {t}");
+    }
+    println!("\ndeadlines:");
+    println!(
+        "  acknowledge by {}",
+        x.deadlines.acknowledge.as_deref().unwrap_or("-")
+    );
+    println!(
+        "  resolve by     {}",
+        x.deadlines.resolve.as_deref().unwrap_or("-")
+    );
+    for s in &x.deadline_steps {
+        println!("  {s}");
+    }
+    println!("\nmessages:");
+    for m in &x.messages {
+        println!("  - {m}");
+    }
+    println!("\nif nobody acts:");
+    if x.escalations.is_empty() {
+        println!("  (no escalation)");
+    }
+    for e in &x.escalations {
+        println!(
+            "  {}  {}  tier {}  told: {}",
+            e.at,
+            e.trigger,
+            e.tier,
+            if e.notify.is_empty() {
+                "-".into()
+            } else {
+                e.notify.join(", ")
+            }
+        );
+        for t in &e.trace {
+            println!("      {t}");
+        }
+    }
+    for m in &x.meetings {
+        println!(
+            "  meeting {} at {} with {}",
+            m.meeting,
+            m.at,
+            m.participants.join(", ")
+        );
+    }
+}

@@ -1,0 +1,823 @@
+//! Business calendars: deadlines measured in working time.
+//!
+//! A [`Calendar`] has a time zone, a set of working weekdays, the working spans of a day
+//! (such as `09:00-12:00` and `13:30-17:30`), public holidays, and make-up working days
+//! (days that are worked although they fall on a weekend, China's "调休").
+//!
+//! # Semantics
+//!
+//! **Working days.** A local date is a working day if it is a make-up day; otherwise not if it is
+//! a holiday; otherwise if its weekday is a working weekday. A date may not be both a holiday and
+//! a make-up day.
+//!
+//! **Working time is real elapsed time.** For every working day, each span `[start, end)` of local
+//! wall-clock time becomes a real (UTC) interval `[resolve(start), resolve(end))`; `24:00` means
+//! the next day's `00:00`. A local time that does not exist (the gap when clocks spring forward)
+//! resolves to the first instant after the gap. An ambiguous local time (the repeated hour when
+//! clocks fall back) resolves to its earliest instant when it starts a span and to its latest
+//! when it ends one. So on a daylight-saving day a span that covers the change is an hour shorter
+//! or longer in real time. Working time is the union of these intervals: if two of them overlap
+//! in real time (possible only when spans meet inside a repeated hour), the overlap counts once.
+//!
+//! **Durations.** A [`WorkDuration`] such as `1d4h` is `days` working days plus `minutes`; one
+//! working day is [`Calendar::day_minutes`], the sum of the spans, so `1d` on a `09:00-17:00`
+//! calendar is eight working hours ([`Calendar::duration_seconds`]).
+//!
+//! **Adding.** [`Calendar::add`] starts counting at [`Calendar::next_working_instant`] of the
+//! start (the start itself if it is working time, else the start of the next span) and returns
+//! the instant at which that many seconds of working time have elapsed. If the last second is
+//! used up exactly at the end of a span, the result is that end (close of business, such as
+//! 17:30), not the next morning. A deadline of a positive duration therefore always lies in
+//! working time or exactly at the close of a span. From a start inside working time, `N` working
+//! days land at the same position on the working clock `N` working days later (Tue 10:00 + `1d`
+//! = Wed 10:00; Fri 15:00 + `1d` = Mon 15:00); from a start outside working time counting
+//! begins at the next working start, so Fri 18:00 + `1d` = Mon 17:00 on a `09:00-17:00` calendar.
+//! A zero duration gives the next working instant.
+//!
+//! **Measuring.** [`Calendar::working_seconds_between`]`(a, b)` is the working time in `[a, b)`,
+//! 0 if `b <= a`, rounded down to whole seconds. It is the exact inverse of adding: for every
+//! start and every `secs >= 0`, `working_seconds_between(start, add_seconds(start, secs)) == secs`.
+//!
+//! **Subtracting.** [`Calendar::sub_seconds`]`(end, secs)` is the latest instant `t <= end` with
+//! `working_seconds_between(t, end) == secs`; when that falls at the start of a span it is the
+//! span's start (Mon 09:00, not the previous Friday's 17:00). `sub_seconds(end, 0)` is `end`.
+//! It is what "remind one hour before the deadline" uses.
+//!
+//! **Bounded searches.** [`Calendar::new`] refuses a calendar without working weekdays or without
+//! spans, so working time normally recurs every week. Holidays could still blanket years of
+//! working days, so every search for working time gives up after
+//! [`SCAN_LIMIT_DAYS`] (3660) consecutive local days without any: `add` and
+//! `next_working_instant` then return the point the search reached (3660 days after the last
+//! working time it saw) and `sub_seconds` the point it reached going back. Nothing panics, and
+//! results outside chrono's date range are clamped to it. `working_seconds_between` does not
+//! search: it counts what lies between its bounds.
+//!
+//! **Time-zone data.** Offsets come from chrono-tz. A day whose first span start and last span
+//! end have the same unambiguous offset is taken to have that offset throughout its working
+//! hours; this relies on a zone never changing its offset twice within one day, which holds for
+//! every zone in the tz database (the closest two changes are about a week apart).
+//!
+//! **Cost.** Adding, measuring and subtracting allocate nothing (only `add_traced` builds its
+//! list) and walk day by day, with two offset look-ups per working day visited.
+
+use std::fmt;
+use std::ops::ControlFlow;
+
+use chrono::{
+    DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeZone, Utc, Weekday,
+};
+use chrono_tz::{GapInfo, Tz, TzOffset};
+
+/// How many consecutive local days without working time a search walks before it gives up.
+pub const SCAN_LIMIT_DAYS: i64 = 3660;
+
+const NANOS: i128 = 1_000_000_000;
+const SECS_PER_DAY: i64 = 86_400;
+const MINUTES_PER_DAY: u32 = 1440;
+/// `NaiveDate::num_days_from_ce` of 1970-01-01: day numbers inside are days since the Unix epoch.
+const EPOCH_DAYS_FROM_CE: i64 = 719_163;
+/// Longest duration `WorkDuration::parse` accepts; anything longer is a typo, not a deadline.
+const MAX_DURATION_DAYS: u64 = 3660;
+
+// ---------------------------------------------------------------------------------------------
+// Durations
+// ---------------------------------------------------------------------------------------------
+
+/// A working-time duration as written in policies: `30m`, `2h`, `3d`, `1d4h`, `90m`.
+///
+/// Days stay days (their length depends on the calendar); hours are stored as minutes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct WorkDuration {
+    pub days: u32,
+    pub minutes: u32,
+}
+
+const DURATION_EXPECTED: &str = "expected a number followed by d, h or m, such as 30m, 4h or 2d";
+
+impl WorkDuration {
+    /// Parses `<n>d`, `<n>h`, `<n>m` components in that order, each at most once (`1d4h30m`);
+    /// spaces between components are allowed.
+    pub fn parse(s: &str) -> Result<WorkDuration, String> {
+        let bad = |why: &str| format!("invalid duration `{s}`: {why}");
+        let mut rest = s.trim();
+        if rest.is_empty() {
+            return Err(bad(DURATION_EXPECTED));
+        }
+        let (mut days, mut minutes) = (0u64, 0u64);
+        let mut last_unit: Option<usize> = None;
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return Err(bad(DURATION_EXPECTED));
+            }
+            let (number, tail) = rest.split_at(digits);
+            let value: u64 = number.parse().map_err(|_| bad("the number is too large"))?;
+            let unit = match tail.as_bytes().first() {
+                Some(b'd') => 0,
+                Some(b'h') => 1,
+                Some(b'm') => 2,
+                _ => return Err(bad(DURATION_EXPECTED)),
+            };
+            if last_unit.is_some_and(|last| unit <= last) {
+                return Err(bad(
+                    "each of d, h and m may appear once, in that order, such as 1d4h30m",
+                ));
+            }
+            last_unit = Some(unit);
+            let too_long = || bad("longer than 3660 days; is it a typo?");
+            match unit {
+                0 => days = value,
+                1 => {
+                    minutes = value
+                        .checked_mul(60)
+                        .and_then(|m| m.checked_add(minutes))
+                        .ok_or_else(too_long)?
+                }
+                _ => minutes = minutes.checked_add(value).ok_or_else(too_long)?,
+            }
+            if days > MAX_DURATION_DAYS || minutes > MAX_DURATION_DAYS * u64::from(MINUTES_PER_DAY)
+            {
+                return Err(too_long());
+            }
+            rest = tail[1..].trim_start();
+        }
+        // Both are bounded by the checks above, far below u32::MAX.
+        Ok(WorkDuration {
+            days: days as u32,
+            minutes: minutes as u32,
+        })
+    }
+
+    pub fn minutes(m: u32) -> Self {
+        WorkDuration {
+            days: 0,
+            minutes: m,
+        }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.days == 0 && self.minutes == 0
+    }
+}
+
+impl fmt::Display for WorkDuration {
+    /// The canonical form: `1d4h`, `2h30m`, `30m`; zero is `0m`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_zero() {
+            return f.write_str("0m");
+        }
+        let (hours, minutes) = (self.minutes / 60, self.minutes % 60);
+        if self.days > 0 {
+            write!(f, "{}d", self.days)?;
+        }
+        if hours > 0 {
+            write!(f, "{hours}h")?;
+        }
+        if minutes > 0 {
+            write!(f, "{minutes}m")?;
+        }
+        Ok(())
+    }
+}
+
+impl serde::Serialize for WorkDuration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for WorkDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = WorkDuration;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as 30m, 4h or 2d")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<WorkDuration, E> {
+                WorkDuration::parse(v).map_err(E::custom)
+            }
+
+            // YAML reads a bare `30` as a number; say what is missing rather than "invalid type".
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<WorkDuration, E> {
+                Err(E::custom(format!(
+                    "invalid duration `{v}`: the number needs a unit, d, h or m, such as {v}m"
+                )))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<WorkDuration, E> {
+                Err(E::custom(format!(
+                    "invalid duration `{v}`: {DURATION_EXPECTED}"
+                )))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Spans and weekdays
+// ---------------------------------------------------------------------------------------------
+
+/// One working span of the day in local time, half-open `[start, end)`, in minutes after
+/// midnight; `end` may be 1440 (`24:00`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    /// Parses `HH:MM-HH:MM` (`09:00-12:00`, `00:00-24:00`); the hour may have one digit and
+    /// spaces around the dash are allowed. The start must be before the end.
+    pub fn parse(s: &str) -> Result<Span, String> {
+        let bad = |why: &str| format!("invalid working span `{s}`: {why}");
+        let format = "expected HH:MM-HH:MM, such as 09:00-12:00 or 13:30-17:30";
+        let (a, b) = s.split_once('-').ok_or_else(|| bad(format))?;
+        let start = parse_clock(a.trim()).ok_or_else(|| bad(format))?;
+        let end = parse_clock(b.trim()).ok_or_else(|| bad(format))?;
+        if start >= end {
+            return Err(bad("the start must be before the end"));
+        }
+        Ok(Span { start, end })
+    }
+
+    /// Nominal length in minutes.
+    pub fn minutes(&self) -> u32 {
+        self.end.saturating_sub(self.start)
+    }
+
+    fn is_valid(&self) -> bool {
+        self.start < self.end && self.end <= MINUTES_PER_DAY
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:02}:{:02}-{:02}:{:02}",
+            self.start / 60,
+            self.start % 60,
+            self.end / 60,
+            self.end % 60
+        )
+    }
+}
+
+/// `H:MM` or `HH:MM`, 00:00 to 24:00, as minutes after midnight.
+fn parse_clock(s: &str) -> Option<u32> {
+    let (h, m) = s.split_once(':')?;
+    let digits = |t: &str, min: usize, max: usize| {
+        (min..=max).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit())
+    };
+    if !digits(h, 1, 2) || !digits(m, 2, 2) {
+        return None;
+    }
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    let minutes = h * 60 + m;
+    (m < 60 && minutes <= MINUTES_PER_DAY).then_some(minutes)
+}
+
+/// Accepts `Mon`..`Sun` and `Monday`..`Sunday`, in any case.
+pub fn parse_weekday(s: &str) -> Result<Weekday, String> {
+    const NAMES: [(&str, &str, Weekday); 7] = [
+        ("mon", "monday", Weekday::Mon),
+        ("tue", "tuesday", Weekday::Tue),
+        ("wed", "wednesday", Weekday::Wed),
+        ("thu", "thursday", Weekday::Thu),
+        ("fri", "friday", Weekday::Fri),
+        ("sat", "saturday", Weekday::Sat),
+        ("sun", "sunday", Weekday::Sun),
+    ];
+    let t = s.trim();
+    NAMES
+        .iter()
+        .find(|(short, long, _)| t.eq_ignore_ascii_case(short) || t.eq_ignore_ascii_case(long))
+        .map(|&(_, _, w)| w)
+        .ok_or_else(|| {
+            format!(
+                "invalid weekday `{s}`: expected Mon, Tue, Wed, Thu, Fri, Sat or Sun (or the full name, such as Monday)"
+            )
+        })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Calendar
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum CalendarError {
+    /// `a_index` and `b_index` are positions in the spans given to [`Calendar::new`],
+    /// `a_index < b_index`.
+    #[error("working spans {a} and {b} overlap")]
+    Overlap {
+        a: String,
+        b: String,
+        a_index: usize,
+        b_index: usize,
+    },
+    /// Only reachable by building a [`Span`] by hand; [`Span::parse`] refuses these.
+    #[error(
+        "working span {span} is invalid: the start must be before the end, and the end no later than 24:00"
+    )]
+    InvalidSpan { span: String, index: usize },
+    #[error("{date} is both a holiday and a make-up working day")]
+    HolidayAndMakeup { date: NaiveDate },
+    #[error("no working time: {reason}")]
+    Empty { reason: &'static str },
+}
+
+/// A business calendar; see the [module documentation](self) for the exact semantics.
+#[derive(Clone, Debug)]
+pub struct Calendar {
+    id: String,
+    tz: Tz,
+    /// Bit `n` set: the weekday `n` days from Monday is worked.
+    weekdays: u8,
+    /// Sorted, disjoint, touching spans merged.
+    spans: Vec<Span>,
+    /// Holidays (`false`) and make-up days (`true`) as day numbers since 1970-01-01, sorted.
+    exceptions: Vec<(i64, bool)>,
+    day_minutes: u32,
+}
+
+/// How a working day's span boundaries map to UTC.
+#[derive(Clone, Copy)]
+enum DayOffset {
+    /// One offset (seconds east of UTC) holds for the whole working part of the day.
+    Uniform(i64),
+    /// The offset changes during the working part of the day: resolve every boundary.
+    Changing,
+}
+
+impl Calendar {
+    pub fn new(
+        id: impl Into<String>,
+        tz: Tz,
+        working_days: &[Weekday],
+        spans: Vec<Span>,
+        holidays: impl IntoIterator<Item = NaiveDate>,
+        makeup_days: impl IntoIterator<Item = NaiveDate>,
+    ) -> Result<Calendar, CalendarError> {
+        if let Some((index, span)) = spans.iter().enumerate().find(|(_, s)| !s.is_valid()) {
+            return Err(CalendarError::InvalidSpan {
+                span: span.to_string(),
+                index,
+            });
+        }
+        if spans.is_empty() {
+            return Err(CalendarError::Empty {
+                reason: "the calendar has no working hours",
+            });
+        }
+        let weekdays = working_days
+            .iter()
+            .fold(0u8, |m, d| m | 1 << d.num_days_from_monday());
+        if weekdays == 0 {
+            return Err(CalendarError::Empty {
+                reason: "the calendar has no working weekdays (make-up days alone are not a working week)",
+            });
+        }
+
+        let mut order: Vec<usize> = (0..spans.len()).collect();
+        order.sort_by_key(|&i| (spans[i].start, spans[i].end));
+        // Sorted by start, the first overlap always shows between neighbours.
+        if let Some(w) = order
+            .windows(2)
+            .find(|w| spans[w[1]].start < spans[w[0]].end)
+        {
+            let (a_index, b_index) = (w[0].min(w[1]), w[0].max(w[1]));
+            return Err(CalendarError::Overlap {
+                a: spans[a_index].to_string(),
+                b: spans[b_index].to_string(),
+                a_index,
+                b_index,
+            });
+        }
+        let mut merged: Vec<Span> = Vec::with_capacity(spans.len());
+        for &i in &order {
+            match merged.last_mut() {
+                Some(last) if last.end == spans[i].start => last.end = spans[i].end,
+                _ => merged.push(spans[i]),
+            }
+        }
+
+        let mut holidays: Vec<i64> = holidays.into_iter().map(day_number).collect();
+        let mut makeups: Vec<i64> = makeup_days.into_iter().map(day_number).collect();
+        holidays.sort_unstable();
+        holidays.dedup();
+        makeups.sort_unstable();
+        makeups.dedup();
+        if let Some(&d) = makeups.iter().find(|d| holidays.binary_search(d).is_ok()) {
+            return Err(CalendarError::HolidayAndMakeup { date: date_of(d) });
+        }
+        let mut exceptions: Vec<(i64, bool)> = holidays
+            .into_iter()
+            .map(|d| (d, false))
+            .chain(makeups.into_iter().map(|d| (d, true)))
+            .collect();
+        exceptions.sort_unstable();
+
+        Ok(Calendar {
+            id: id.into(),
+            tz,
+            weekdays,
+            day_minutes: merged.iter().map(Span::minutes).sum(),
+            spans: merged,
+            exceptions,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn tz(&self) -> Tz {
+        self.tz
+    }
+
+    /// The working spans of a day, sorted, with touching spans merged.
+    pub fn spans(&self) -> &[Span] {
+        &self.spans
+    }
+
+    /// Nominal working minutes in one working day (the sum of the spans).
+    pub fn day_minutes(&self) -> u32 {
+        self.day_minutes
+    }
+
+    /// Make-up day: true; holiday: false; otherwise whether the weekday is worked.
+    pub fn is_working_day(&self, date: NaiveDate) -> bool {
+        self.is_working_day_number(day_number(date))
+    }
+
+    /// Whether `t` lies inside a span `[start, end)` of a working day.
+    pub fn is_working_time(&self, t: DateTime<Utc>) -> bool {
+        let t = nanos_of(t);
+        let today = self.local_day(t);
+        // Around a repeated hour at midnight, a neighbouring day's span can cover `t`.
+        (today - 1..=today + 1).any(|day| {
+            self.is_working_day_number(day) && {
+                let offset = self.day_offset(day);
+                self.spans.iter().any(|span| {
+                    self.interval(day, offset, span)
+                        .is_some_and(|(s, e)| s <= t && t < e)
+                })
+            }
+        })
+    }
+
+    /// `t` if it is working time, else the start of the next working span.
+    pub fn next_working_instant(&self, t: DateTime<Utc>) -> DateTime<Utc> {
+        datetime_of(self.forward(nanos_of(t), 0))
+    }
+
+    /// The deadline `d` of working time after `start`; see the module documentation.
+    pub fn add(&self, start: DateTime<Utc>, d: WorkDuration) -> DateTime<Utc> {
+        self.add_seconds(start, self.duration_seconds(d))
+    }
+
+    /// The instant at which `secs` seconds of working time have elapsed from `start`.
+    /// A negative `secs` walks backwards, as `sub_seconds(start, -secs)`.
+    pub fn add_seconds(&self, start: DateTime<Utc>, secs: i64) -> DateTime<Utc> {
+        let t = nanos_of(start);
+        let amount = i128::from(secs) * NANOS;
+        datetime_of(if amount < 0 {
+            self.backward(t, -amount)
+        } else {
+            self.forward(t, amount)
+        })
+    }
+
+    /// The latest instant `t <= end` with `working_seconds_between(t, end) == secs`.
+    /// A negative `secs` walks forwards, as `add_seconds(end, -secs)`.
+    pub fn sub_seconds(&self, end: DateTime<Utc>, secs: i64) -> DateTime<Utc> {
+        let t = nanos_of(end);
+        let amount = i128::from(secs) * NANOS;
+        datetime_of(if amount < 0 {
+            self.forward(t, -amount)
+        } else {
+            self.backward(t, amount)
+        })
+    }
+
+    /// Working time in `[a, b)`, rounded down to whole seconds; 0 if `b <= a`.
+    pub fn working_seconds_between(&self, a: DateTime<Utc>, b: DateTime<Utc>) -> i64 {
+        let (a, b) = (nanos_of(a), nanos_of(b));
+        if b <= a {
+            return 0;
+        }
+        let mut total: i128 = 0;
+        let last_day = self.local_day(b) + 1;
+        let _ = self.walk_forward(a, Some(last_day), |s, e| {
+            if s >= b {
+                return ControlFlow::Break(());
+            }
+            total += e.min(b) - s;
+            if e >= b {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        // Bounded by chrono's range (under 2^44 seconds), so it fits.
+        (total / NANOS) as i64
+    }
+
+    /// `days` working days of `day_minutes` each, plus `minutes`, in seconds.
+    pub fn duration_seconds(&self, d: WorkDuration) -> i64 {
+        i64::from(d.days) * i64::from(self.day_minutes) * 60 + i64::from(d.minutes) * 60
+    }
+
+    /// The same as [`add`](Self::add), with the working intervals counted, in order and with
+    /// touching ones joined, for `escalade explain`. A zero duration counts no interval.
+    pub fn add_traced(
+        &self,
+        start: DateTime<Utc>,
+        d: WorkDuration,
+    ) -> (DateTime<Utc>, Vec<(DateTime<Utc>, DateTime<Utc>)>) {
+        let from = nanos_of(start);
+        let mut remaining = i128::from(self.duration_seconds(d)) * NANOS;
+        let mut pieces: Vec<(i128, i128)> = Vec::new();
+        let mut count = |s: i128, e: i128| match pieces.last_mut() {
+            Some(last) if last.1 == s => last.1 = e,
+            _ if s < e => pieces.push((s, e)),
+            _ => {}
+        };
+        let end = match self.walk_forward(from, None, |s, e| {
+            if remaining <= e - s {
+                count(s, s + remaining);
+                ControlFlow::Break(s + remaining)
+            } else {
+                count(s, e);
+                remaining -= e - s;
+                ControlFlow::Continue(())
+            }
+        }) {
+            Ok(t) | Err(t) => t,
+        };
+        let pieces = pieces
+            .into_iter()
+            .map(|(s, e)| (datetime_of(s), datetime_of(e)))
+            .collect();
+        (datetime_of(end), pieces)
+    }
+
+    // --- walking ---------------------------------------------------------------------------
+
+    /// The instant `amount` nanoseconds of working time after `from` (`amount >= 0`).
+    fn forward(&self, from: i128, amount: i128) -> i128 {
+        let mut remaining = amount;
+        match self.walk_forward(from, None, |s, e| {
+            if remaining <= e - s {
+                ControlFlow::Break(s + remaining)
+            } else {
+                remaining -= e - s;
+                ControlFlow::Continue(())
+            }
+        }) {
+            Ok(t) | Err(t) => t,
+        }
+    }
+
+    /// The latest instant with `amount` nanoseconds of working time before `to` (`amount >= 0`).
+    fn backward(&self, to: i128, amount: i128) -> i128 {
+        if amount == 0 {
+            return to;
+        }
+        let mut remaining = amount;
+        match self.walk_backward(to, |s, e| {
+            if remaining <= e - s {
+                ControlFlow::Break(e - remaining)
+            } else {
+                remaining -= e - s;
+                ControlFlow::Continue(())
+            }
+        }) {
+            Ok(t) | Err(t) => t,
+        }
+    }
+
+    /// Calls `visit(s, e)` for the working time at or after `from`, as non-empty, disjoint
+    /// intervals in order, until it breaks. Stops after `last_day` if given, else after
+    /// `SCAN_LIMIT_DAYS` days without working time; `Err` carries the point reached.
+    fn walk_forward<B>(
+        &self,
+        from: i128,
+        last_day: Option<i64>,
+        mut visit: impl FnMut(i128, i128) -> ControlFlow<B>,
+    ) -> Result<B, i128> {
+        // The previous day's last span can reach past a midnight that falls in a repeated hour.
+        let mut day = self.local_day(from) - 1;
+        let mut exception = self.exceptions.partition_point(|&(d, _)| d < day);
+        let mut cursor = from;
+        let mut idle_days = 0;
+        loop {
+            match last_day {
+                Some(last) if day > last => return Err(cursor),
+                None if idle_days >= SCAN_LIMIT_DAYS => {
+                    return Err(self.local_midnight(day).map_or(cursor, |t| t.max(cursor)));
+                }
+                _ => {}
+            }
+            while self
+                .exceptions
+                .get(exception)
+                .is_some_and(|&(d, _)| d < day)
+            {
+                exception += 1;
+            }
+            let working = match self.exceptions.get(exception) {
+                Some(&(d, worked)) if d == day => worked,
+                _ => self.is_working_weekday(day),
+            };
+            idle_days += 1;
+            if working {
+                let offset = self.day_offset(day);
+                for span in &self.spans {
+                    let Some((s, e)) = self.interval(day, offset, span) else {
+                        continue;
+                    };
+                    // Clamping to the cursor both skips time before `from` and counts overlapping
+                    // intervals once.
+                    let s = s.max(cursor);
+                    if s < e {
+                        idle_days = 0;
+                        if let ControlFlow::Break(b) = visit(s, e) {
+                            return Ok(b);
+                        }
+                        cursor = e;
+                    }
+                }
+            }
+            day += 1;
+        }
+    }
+
+    /// The mirror of `walk_forward` for the working time before `to`, latest first.
+    fn walk_backward<B>(
+        &self,
+        to: i128,
+        mut visit: impl FnMut(i128, i128) -> ControlFlow<B>,
+    ) -> Result<B, i128> {
+        let mut day = self.local_day(to) + 1;
+        // Number of exceptions on or before `day`.
+        let mut exception = self.exceptions.partition_point(|&(d, _)| d <= day);
+        let mut cursor = to;
+        let mut idle_days = 0;
+        loop {
+            if idle_days >= SCAN_LIMIT_DAYS {
+                return Err(self
+                    .local_midnight(day + 1)
+                    .map_or(cursor, |t| t.min(cursor)));
+            }
+            while exception > 0 && self.exceptions[exception - 1].0 > day {
+                exception -= 1;
+            }
+            let working = match exception.checked_sub(1).map(|i| self.exceptions[i]) {
+                Some((d, worked)) if d == day => worked,
+                _ => self.is_working_weekday(day),
+            };
+            idle_days += 1;
+            if working {
+                let offset = self.day_offset(day);
+                for span in self.spans.iter().rev() {
+                    let Some((s, e)) = self.interval(day, offset, span) else {
+                        continue;
+                    };
+                    let e = e.min(cursor);
+                    if s < e {
+                        idle_days = 0;
+                        if let ControlFlow::Break(b) = visit(s, e) {
+                            return Ok(b);
+                        }
+                        cursor = s;
+                    }
+                }
+            }
+            day -= 1;
+        }
+    }
+
+    // --- days and offsets ------------------------------------------------------------------
+
+    fn is_working_weekday(&self, day: i64) -> bool {
+        // 1970-01-01 was a Thursday, 3 days from Monday.
+        self.weekdays & (1 << (day + 3).rem_euclid(7)) != 0
+    }
+
+    fn is_working_day_number(&self, day: i64) -> bool {
+        match self.exceptions.binary_search_by_key(&day, |&(d, _)| d) {
+            Ok(i) => self.exceptions[i].1,
+            Err(_) => self.is_working_weekday(day),
+        }
+    }
+
+    /// The local date of instant `t`, as a day number.
+    fn local_day(&self, t: i128) -> i64 {
+        let secs = clamp_secs(t.div_euclid(NANOS));
+        let offset = DateTime::from_timestamp(secs, 0).map_or(0, |utc| {
+            offset_secs(self.tz.offset_from_utc_datetime(&utc.naive_utc()))
+        });
+        (secs + offset).div_euclid(SECS_PER_DAY)
+    }
+
+    fn local_midnight(&self, day: i64) -> Option<i128> {
+        self.resolve(day * SECS_PER_DAY, false)
+            .map(|s| i128::from(s) * NANOS)
+    }
+
+    fn day_offset(&self, day: i64) -> DayOffset {
+        let midnight = day * SECS_PER_DAY;
+        let first = midnight + i64::from(self.spans[0].start) * 60;
+        let last = midnight + i64::from(self.spans[self.spans.len() - 1].end) * 60;
+        match (self.local_offset(first), self.local_offset(last)) {
+            (Some(LocalResult::Single(a)), Some(LocalResult::Single(b)))
+                if offset_secs(a) == offset_secs(b) =>
+            {
+                DayOffset::Uniform(offset_secs(a))
+            }
+            _ => DayOffset::Changing,
+        }
+    }
+
+    /// The real interval of `span` on local day `day`, in nanoseconds since the epoch; `None`
+    /// only outside chrono's date range.
+    fn interval(&self, day: i64, offset: DayOffset, span: &Span) -> Option<(i128, i128)> {
+        let midnight = day * SECS_PER_DAY;
+        let (ls, le) = (
+            midnight + i64::from(span.start) * 60,
+            midnight + i64::from(span.end) * 60,
+        );
+        let (s, e) = match offset {
+            DayOffset::Uniform(o) => (ls - o, le - o),
+            DayOffset::Changing => (self.resolve(ls, false)?, self.resolve(le, true)?),
+        };
+        Some((i128::from(s) * NANOS, i128::from(e) * NANOS))
+    }
+
+    fn local_offset(&self, local: i64) -> Option<LocalResult<TzOffset>> {
+        let naive = naive_local(local)?;
+        Some(self.tz.offset_from_local_datetime(&naive))
+    }
+
+    /// UTC seconds of local wall-clock seconds `local`: gaps go to the first instant after the
+    /// gap, repeated times to the earliest instant (`as_end == false`) or the latest.
+    fn resolve(&self, local: i64, as_end: bool) -> Option<i64> {
+        let naive = naive_local(local)?;
+        Some(match self.tz.offset_from_local_datetime(&naive) {
+            LocalResult::Single(o) => local - offset_secs(o),
+            LocalResult::Ambiguous(a, b) => {
+                let (x, y) = (local - offset_secs(a), local - offset_secs(b));
+                if as_end { x.max(y) } else { x.min(y) }
+            }
+            LocalResult::None => match GapInfo::new(&naive, &self.tz).and_then(|g| g.end) {
+                Some(after) => after.timestamp(),
+                // chrono-tz knows no end of the gap only at the edge of its data; the offset in
+                // force there is the best guess.
+                None => local - offset_secs(self.tz.offset_from_utc_datetime(&naive)),
+            },
+        })
+    }
+}
+
+fn offset_secs(o: TzOffset) -> i64 {
+    i64::from(o.fix().local_minus_utc())
+}
+
+fn naive_local(local: i64) -> Option<NaiveDateTime> {
+    DateTime::from_timestamp(local, 0).map(|d| d.naive_utc())
+}
+
+fn day_number(date: NaiveDate) -> i64 {
+    i64::from(date.num_days_from_ce()) - EPOCH_DAYS_FROM_CE
+}
+
+fn date_of(day: i64) -> NaiveDate {
+    i32::try_from(day + EPOCH_DAYS_FROM_CE)
+        .ok()
+        .and_then(NaiveDate::from_num_days_from_ce_opt)
+        .unwrap_or(NaiveDate::MIN)
+}
+
+fn nanos_of(t: DateTime<Utc>) -> i128 {
+    i128::from(t.timestamp()) * NANOS + i128::from(t.timestamp_subsec_nanos())
+}
+
+fn clamp_secs(secs: i128) -> i64 {
+    secs.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+}
+
+/// Clamps to chrono's range: a search that ran off the end of time returns the end of time.
+fn datetime_of(t: i128) -> DateTime<Utc> {
+    let secs = clamp_secs(t.div_euclid(NANOS));
+    let nanos = t.rem_euclid(NANOS) as u32;
+    DateTime::from_timestamp(secs, nanos).unwrap_or(if t < 0 {
+        DateTime::<Utc>::MIN_UTC
+    } else {
+        DateTime::<Utc>::MAX_UTC
+    })
+}

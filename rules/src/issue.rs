@@ -1,0 +1,289 @@
+//! Issues, their lifecycle state and the events that move them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::WorkDuration;
+use crate::spec::Priority;
+
+/// What a reporter submits. Documented in the README (`escalade explain --issue FILE.json`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Issue {
+    /// Assigned by the store; empty until then.
+    #[serde(default)]
+    pub id: String,
+    pub category: String,
+    /// The grid (or any unit) the problem is in.
+    pub unit: String,
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    /// The reporting person's id, if they are in the organisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reporter: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// Lifecycle states. Escalation tier is an attribute, not a state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    #[default]
+    Reported,
+    Assigned,
+    Acknowledged,
+    InProgress,
+    Resolved,
+    Closed,
+    ClosedAtGrid,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Reported => "reported",
+            State::Assigned => "assigned",
+            State::Acknowledged => "acknowledged",
+            State::InProgress => "in_progress",
+            State::Resolved => "resolved",
+            State::Closed => "closed",
+            State::ClosedAtGrid => "closed_at_grid",
+        }
+    }
+
+    /// Still someone's work: deadlines run and ladders climb.
+    pub fn is_open(self) -> bool {
+        matches!(
+            self,
+            State::Assigned | State::Acknowledged | State::InProgress
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadlineKind {
+    Acknowledge,
+    Resolve,
+}
+
+impl DeadlineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadlineKind::Acknowledge => "acknowledge",
+            DeadlineKind::Resolve => "resolve",
+        }
+    }
+}
+
+/// How many times things happened to an issue; ladders and meeting triggers count on them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub acknowledge_overdue: u32,
+    pub resolve_overdue: u32,
+    pub rejected: u32,
+    /// Ladder steps run.
+    pub escalations: u32,
+}
+
+/// Everything the rules know about an issue between events. A decision carries the next one.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct IssueState {
+    pub state: State,
+    pub reported_at: Option<DateTime<Utc>>,
+    pub priority: Option<Priority>,
+    /// Primary department first, then the co-assigned ones.
+    pub departments: Vec<String>,
+    /// The escalation tier, once raised above the issue's own unit.
+    pub tier: Option<String>,
+    pub acknowledge_by: Option<DateTime<Utc>>,
+    pub resolve_by: Option<DateTime<Utc>>,
+    pub counts: Counts,
+    /// Meetings convened for this issue.
+    pub meetings: Vec<String>,
+    /// A rule failed on this issue; it waits in the triage department's queue.
+    pub triage: bool,
+    pub rating: Option<u8>,
+}
+
+impl IssueState {
+    pub fn deadline(&self, kind: DeadlineKind) -> Option<DateTime<Utc>> {
+        match kind {
+            DeadlineKind::Acknowledge => self.acknowledge_by,
+            DeadlineKind::Resolve => self.resolve_by,
+        }
+    }
+
+    pub fn set_deadline(&mut self, kind: DeadlineKind, at: Option<DateTime<Utc>>) {
+        match kind {
+            DeadlineKind::Acknowledge => self.acknowledge_by = at,
+            DeadlineKind::Resolve => self.resolve_by = at,
+        }
+    }
+}
+
+/// Something that happened to an issue: a person's action or a timer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Event {
+    Reported,
+    Acknowledged,
+    Progress {
+        #[serde(default)]
+        note: String,
+    },
+    Resolved {
+        #[serde(default)]
+        note: String,
+    },
+    Confirmed,
+    Rejected {
+        #[serde(default)]
+        reason: String,
+    },
+    ClosedAtGrid {
+        #[serde(default)]
+        note: String,
+    },
+    DeadlinePassed {
+        deadline: DeadlineKind,
+    },
+    ReminderDue {
+        deadline: DeadlineKind,
+    },
+    Reassigned {
+        department: String,
+    },
+    MeetingOutcome {
+        meeting: String,
+        outcome: Outcome,
+        #[serde(default)]
+        departments: Vec<String>,
+        #[serde(default)]
+        resolve: Option<WorkDuration>,
+    },
+    Evaluated {
+        rating: u8,
+        #[serde(default)]
+        comment: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The meeting solved it.
+    Resolved,
+    /// The meeting ordered a joint enforcement action.
+    Enforcement,
+    /// Discussed; the issue carries on as it was.
+    Noted,
+}
+
+impl Event {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Reported => "reported",
+            Event::Acknowledged => "acknowledged",
+            Event::Progress { .. } => "progress",
+            Event::Resolved { .. } => "resolved",
+            Event::Confirmed => "confirmed",
+            Event::Rejected { .. } => "rejected",
+            Event::ClosedAtGrid { .. } => "closed_at_grid",
+            Event::DeadlinePassed { .. } => "deadline_passed",
+            Event::ReminderDue { .. } => "reminder_due",
+            Event::Reassigned { .. } => "reassigned",
+            Event::MeetingOutcome { .. } => "meeting_outcome",
+            Event::Evaluated { .. } => "evaluated",
+        }
+    }
+
+    /// Timers are system events: one that finds the issue moved on is ignored, not refused.
+    pub fn is_timer(&self) -> bool {
+        matches!(
+            self,
+            Event::DeadlinePassed { .. } | Event::ReminderDue { .. }
+        )
+    }
+
+    /// Whether the event may happen in `state`.
+    pub fn allowed_in(&self, state: State) -> bool {
+        use State::*;
+        match self {
+            Event::Reported => state == Reported,
+            Event::Acknowledged => state == Assigned,
+            Event::Progress { .. } => matches!(state, Acknowledged | InProgress),
+            Event::Resolved { .. } => state.is_open(),
+            Event::Confirmed | Event::Rejected { .. } => state == Resolved,
+            Event::ClosedAtGrid { .. } => matches!(state, Reported | Assigned | Acknowledged),
+            Event::DeadlinePassed { .. } | Event::ReminderDue { .. } => true,
+            Event::Reassigned { .. } | Event::MeetingOutcome { .. } => state.is_open(),
+            Event::Evaluated { .. } => matches!(state, Resolved | Closed | ClosedAtGrid),
+        }
+    }
+}
+
+/// The actions a person may take in `state`, for "not allowed" answers.
+pub fn allowed_actions(state: State) -> Vec<&'static str> {
+    let samples = [
+        Event::Acknowledged,
+        Event::Progress {
+            note: String::new(),
+        },
+        Event::Resolved {
+            note: String::new(),
+        },
+        Event::Confirmed,
+        Event::Rejected {
+            reason: String::new(),
+        },
+        Event::ClosedAtGrid {
+            note: String::new(),
+        },
+        Event::Reassigned {
+            department: String::new(),
+        },
+        Event::MeetingOutcome {
+            meeting: String::new(),
+            outcome: Outcome::Noted,
+            departments: Vec::new(),
+            resolve: None,
+        },
+        Event::Evaluated {
+            rating: 0,
+            comment: String::new(),
+        },
+    ];
+    samples
+        .iter()
+        .filter(|e| e.allowed_in(state))
+        .map(Event::name)
+        .collect()
+}
+
+/// Why `decide` would not take an event: the caller's input is wrong, nothing happened.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    #[error("`{event}` is not allowed while the issue is {state}; allowed: {}", allowed.join(", "))]
+    NotAllowed {
+        event: &'static str,
+        state: &'static str,
+        allowed: Vec<&'static str>,
+    },
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+}

@@ -1,0 +1,28 @@
+//! escalade's policy library: the organisation, business calendars, routes, escalation ladders,
+//! joint-meeting triggers, message templates and sandboxed Rhai hooks of one rule directory, and
+//! the pure decision function over them.
+//!
+//! Nothing here does I/O beyond reading the rule directory it is given, and nothing reads the
+//! clock: `now` is always an argument. (The one exception is the Rhai watchdog, which reads a
+//! monotonic clock only to stop a runaway script.)
+
+pub mod calendar;
+pub mod decide;
+pub mod diag;
+pub mod explain;
+pub mod issue;
+mod load;
+pub mod model;
+pub mod ruletest;
+pub mod script;
+pub mod spec;
+pub mod template;
+pub mod timeline;
+
+pub use calendar::{Calendar, WorkDuration};
+pub use decide::{Decision, Message, Timer};
+pub use diag::{Diagnostic, Diagnostics};
+pub use issue::{DeadlineKind, Event, Issue, IssueState, Refusal, State};
+pub use model::RuleSet;
+pub use spec::{Channel, Priority};
+pub use timeline::Timeline;
