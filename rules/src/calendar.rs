@@ -344,6 +344,9 @@ pub struct Calendar {
     day_minutes: u32,
 }
 
+/// Working intervals `[start, end)` in order, as [`Calendar::add_traced`] reports them.
+pub type WorkIntervals = Vec<(DateTime<Utc>, DateTime<Utc>)>;
+
 /// How a working day's span boundaries map to UTC.
 #[derive(Clone, Copy)]
 enum DayOffset {
@@ -538,7 +541,7 @@ impl Calendar {
         &self,
         start: DateTime<Utc>,
         d: WorkDuration,
-    ) -> (DateTime<Utc>, Vec<(DateTime<Utc>, DateTime<Utc>)>) {
+    ) -> (DateTime<Utc>, WorkIntervals) {
         let from = nanos_of(start);
         let mut remaining = i128::from(self.duration_seconds(d)) * NANOS;
         let mut pieces: Vec<(i128, i128)> = Vec::new();
@@ -820,4 +823,145 @@ fn datetime_of(t: i128) -> DateTime<Utc> {
     } else {
         DateTime::<Utc>::MAX_UTC
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono_tz::{America, Antarctica, Asia, Australia, Europe, Pacific};
+
+    /// Zones with midnight changes (Havana, Santiago), half-hour (Lord Howe) and two-hour (Troll)
+    /// changes, a skipped calendar day (Apia, 30 Dec 2011), and none at all (Shanghai).
+    const ZONES: [Tz; 8] = [
+        Europe::Berlin,
+        America::Havana,
+        America::Santiago,
+        America::New_York,
+        Australia::Lord_Howe,
+        Antarctica::Troll,
+        Pacific::Apia,
+        Asia::Shanghai,
+    ];
+
+    const SPAN_SETS: [&[&str]; 4] = [
+        &["00:00-24:00"],
+        &["00:00-00:30", "01:00-02:15", "02:45-05:00", "23:30-24:00"],
+        &["09:00-12:00", "13:30-17:30"],
+        &["22:00-24:00"],
+    ];
+
+    fn calendars() -> Vec<Calendar> {
+        let all = [
+            Weekday::Mon,
+            Weekday::Tue,
+            Weekday::Wed,
+            Weekday::Thu,
+            Weekday::Fri,
+            Weekday::Sat,
+            Weekday::Sun,
+        ];
+        ZONES
+            .iter()
+            .flat_map(|&tz| {
+                SPAN_SETS.iter().map(move |set| {
+                    let spans = set.iter().map(|s| Span::parse(s).unwrap()).collect();
+                    Calendar::new(tz.name(), tz, &all, spans, [], []).unwrap()
+                })
+            })
+            .collect()
+    }
+
+    fn days(from: &str, to: &str) -> std::ops::Range<i64> {
+        day_number(from.parse().unwrap())..day_number(to.parse().unwrap())
+    }
+
+    fn offset_at(tz: Tz, secs: i64) -> i64 {
+        let utc = DateTime::from_timestamp(secs, 0).unwrap().naive_utc();
+        offset_secs(tz.offset_from_utc_datetime(&utc))
+    }
+
+    #[test]
+    fn day_numbers_and_weekdays() {
+        let d = |s: &str| s.parse::<NaiveDate>().unwrap();
+        assert_eq!(day_number(d("1970-01-01")), 0);
+        assert_eq!(date_of(day_number(d("2026-02-14"))), d("2026-02-14"));
+        let cal = Calendar::new(
+            "sat",
+            Tz::UTC,
+            &[Weekday::Sat],
+            vec![Span { start: 0, end: 60 }],
+            [],
+            [],
+        )
+        .unwrap();
+        for n in days("2025-12-20", "2026-01-20") {
+            assert_eq!(
+                cal.is_working_weekday(n),
+                date_of(n).weekday() == Weekday::Sat
+            );
+        }
+    }
+
+    /// The shortcut that resolves a whole day with one offset agrees with resolving every
+    /// boundary on its own.
+    #[test]
+    fn uniform_days_resolve_like_each_boundary() {
+        for cal in calendars() {
+            for day in days("2010-01-01", "2028-01-01") {
+                if let DayOffset::Uniform(_) = cal.day_offset(day) {
+                    for span in &cal.spans {
+                        assert_eq!(
+                            cal.interval(day, cal.day_offset(day), span),
+                            cal.interval(day, DayOffset::Changing, span),
+                            "{} on {}",
+                            cal.id,
+                            date_of(day)
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every identity of the module documentation, on a grid of instants around every clock
+    /// change of 2011 (with Apia's skipped day) and 2026 in the zones above.
+    #[test]
+    fn identities_hold_around_every_clock_change() {
+        let amounts = [1, 5 * 3600, 86_400 + 7];
+        for cal in calendars() {
+            for day in days("2011-01-01", "2012-01-01").chain(days("2026-01-01", "2027-01-01")) {
+                let midnight = day * SECS_PER_DAY;
+                if offset_at(cal.tz, midnight) == offset_at(cal.tz, midnight + SECS_PER_DAY) {
+                    continue;
+                }
+                let grid = (midnight - 2 * SECS_PER_DAY..midnight + 3 * SECS_PER_DAY)
+                    .step_by(35 * 60)
+                    .map(|s| DateTime::from_timestamp(s, 0).unwrap());
+                let mut previous: Option<DateTime<Utc>> = None;
+                for t in grid {
+                    let next = cal.next_working_instant(t);
+                    assert!(cal.is_working_time(next), "{} next after {t}", cal.id);
+                    assert_eq!(cal.working_seconds_between(t, next), 0);
+                    for secs in amounts {
+                        let end = cal.add_seconds(t, secs);
+                        let at = || format!("{}: {t} + {secs}s = {end}", cal.id);
+                        assert_eq!(cal.working_seconds_between(t, end), secs, "{}", at());
+                        assert!(
+                            cal.is_working_time(end)
+                                || cal.is_working_time(end - chrono::TimeDelta::seconds(1)),
+                            "{}",
+                            at()
+                        );
+                        if let Some(p) = previous {
+                            assert!(cal.add_seconds(p, secs) <= end, "{}", at());
+                        }
+                        let from = cal.sub_seconds(next, secs);
+                        assert_eq!(cal.working_seconds_between(from, next), secs, "{}", at());
+                        assert!(cal.is_working_time(from), "{}", at());
+                    }
+                    previous = Some(t);
+                }
+            }
+        }
+    }
 }

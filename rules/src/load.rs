@@ -25,6 +25,8 @@ impl RuleSet {
             files: Vec::new(),
             diags: Vec::new(),
             hasher: Sha256::new(),
+            broken: HashSet::new(),
+            unparsed: false,
         };
         let result = l.run();
         match result {
@@ -45,6 +47,11 @@ struct Loader<'a> {
     files: Vec<SourceFile>,
     diags: Vec<Diagnostic>,
     hasher: Sha256,
+    /// `(kind, id)` of definitions that failed, and `(kind, "*")` for whole sections that did
+    /// not parse: references to them are not reported again as unknown.
+    broken: HashSet<(&'static str, String)>,
+    /// A YAML file failed to parse, so a section may exist that we could not read.
+    unparsed: bool,
 }
 
 /// Where a section was written: the file (an index into `Loader::files`) and its content.
@@ -84,7 +91,7 @@ impl<'a> Loader<'a> {
         let org = Arc::new(self.org(&sections)?);
         let settings_section = sections.settings.as_ref();
         let Some(settings) = settings_section else {
-            self.diags.push(
+            self.missing(
                 Diagnostic::new("no `settings` section in any YAML file of the rule directory")
                     .with_help("add `settings: {locale: zh-CN, calendar: ..., triage: ...}`"),
             );
@@ -222,6 +229,12 @@ impl<'a> Loader<'a> {
                 Err(e) => {
                     let d = from_serde(&self.files[f], &e);
                     self.diags.push(d);
+                    self.unparsed = true;
+                    for (section, kind) in SECTION_KINDS {
+                        if self.files[f].has(section) {
+                            self.broken.insert((kind, "*".into()));
+                        }
+                    }
                     continue;
                 }
             };
@@ -276,6 +289,13 @@ impl<'a> Loader<'a> {
         Some(sections)
     }
 
+    /// A section missing. Not reported when a file failed to parse: it may be in there.
+    fn missing(&mut self, d: Diagnostic) {
+        if !self.broken.iter().any(|(_, id)| id == "*") && !self.unparsed {
+            self.diags.push(d);
+        }
+    }
+
     fn err(&mut self, at: At, message: impl Into<String>) {
         let d = self.files[at.file].at_path(at.path, message);
         self.diags.push(d);
@@ -285,12 +305,19 @@ impl<'a> Loader<'a> {
     fn resolve<V: Copy>(
         &mut self,
         map: &HashMap<String, V>,
-        kind: &str,
+        kind: &'static str,
         id: &str,
         at: At,
     ) -> Option<V> {
         if let Some(v) = map.get(id) {
             return Some(*v);
+        }
+        if self
+            .broken
+            .iter()
+            .any(|(k, b)| *k == kind && (b == id || b == "*"))
+        {
+            return None;
         }
         let d = self.files[at.file]
             .at_path(at.path, format!("unknown {kind} `{id}`"))
@@ -343,7 +370,7 @@ impl<'a> Loader<'a> {
 
         // Tiers.
         match &s.tiers {
-            None => self.diags.push(Diagnostic::new(
+            None => self.missing(Diagnostic::new(
                 "no `tiers` section: the ladder of tiers is required",
             )),
             Some(sec) => {
@@ -779,7 +806,7 @@ impl<'a> Loader<'a> {
 
     fn calendars(&mut self, s: &Sections, org: &mut Org) {
         let Some(sec) = &s.calendars else {
-            self.diags.push(Diagnostic::new(
+            self.missing(Diagnostic::new(
                 "no `calendars` section: at least one calendar is required",
             ));
             return;
@@ -914,10 +941,13 @@ impl<'a> Loader<'a> {
                     }
                 }
             }
-            let Some(tz) = tz else { continue };
-            if days.len() != c.working_days.len() || spans.len() != c.hours.len() {
+            let parsed =
+                tz.filter(|_| days.len() == c.working_days.len() && spans.len() == c.hours.len());
+            let Some(tz) = parsed else {
+                org.index.calendars.remove(&c.id);
+                self.broken.insert(("calendar", c.id.clone()));
                 continue;
-            }
+            };
             match Calendar::new(
                 c.id.clone(),
                 tz,
@@ -943,8 +973,8 @@ impl<'a> Loader<'a> {
                         }
                     };
                     self.diags.push(d);
-                    // Keep indices aligned with the id map so later references still resolve.
                     org.index.calendars.remove(&c.id);
+                    self.broken.insert(("calendar", c.id.clone()));
                 }
             }
         }
@@ -952,7 +982,7 @@ impl<'a> Loader<'a> {
 
     fn departments(&mut self, s: &Sections, org: &mut Org) {
         let Some(sec) = &s.departments else {
-            self.diags.push(Diagnostic::new("no `departments` section"));
+            self.missing(Diagnostic::new("no `departments` section"));
             return;
         };
         let default_cal = s.settings.as_ref().map(|s| s.value.calendar.clone());
@@ -1047,7 +1077,10 @@ impl<'a> Loader<'a> {
                     ),
                 );
             }
-            let Some(calendar) = calendar else { continue };
+            let Some(calendar) = calendar else {
+                self.broken.insert(("department", d.id.clone()));
+                continue;
+            };
             index.insert(d.id.clone(), org.departments.len() as Ix);
             org.departments.push(model::Department {
                 id: d.id.clone(),
@@ -1140,7 +1173,7 @@ impl<'a> Loader<'a> {
                 t
             }
             None => {
-                self.diags.push(Diagnostic::new("no `templates` section"));
+                self.missing(Diagnostic::new("no `templates` section"));
                 Templates::compile(None, BTreeMap::new(), locale, &mut Vec::new())
             }
         }
@@ -1204,7 +1237,7 @@ impl<'a> Loader<'a> {
     fn ladders(&mut self, s: &Sections, p: &mut Policy) -> Vec<model::Ladder> {
         let mut out = Vec::new();
         let Some(sec) = &s.ladders else {
-            self.diags.push(Diagnostic::new(
+            self.missing(Diagnostic::new(
                 "no `ladders` section: at least one escalation ladder is required",
             ));
             return out;
@@ -1509,12 +1542,12 @@ impl<'a> Loader<'a> {
         let mut out = Vec::new();
         let defaults = s.deadlines.as_ref();
         if defaults.is_none() {
-            self.diags.push(Diagnostic::new(
+            self.missing(Diagnostic::new(
                 "no `deadlines` section: default deadlines per priority are required",
             ));
         }
         let Some(sec) = &s.categories else {
-            self.diags.push(Diagnostic::new("no `categories` section"));
+            self.missing(Diagnostic::new("no `categories` section"));
             return out;
         };
         let file = sec.file;
@@ -1706,6 +1739,7 @@ impl<'a> Loader<'a> {
             }
             let (Some(department), Some(ladder)) = (department, ladder) else {
                 p.index.categories.remove(&c.code);
+                self.broken.insert(("category", c.code.clone()));
                 continue;
             };
             out.push(model::Category {
@@ -1876,6 +1910,21 @@ impl<'a> Loader<'a> {
         out
     }
 }
+
+/// The kind of thing each section defines, for references into a section that did not parse.
+const SECTION_KINDS: &[(&str, &str)] = &[
+    ("tiers", "tier"),
+    ("units", "unit"),
+    ("unit_files", "unit"),
+    ("people", "person"),
+    ("people_files", "person"),
+    ("departments", "department"),
+    ("calendars", "calendar"),
+    ("categories", "category"),
+    ("ladders", "ladder"),
+    ("meetings", "meeting"),
+    ("templates", "template"),
+];
 
 /// What policies resolve against.
 struct Policy<'p> {

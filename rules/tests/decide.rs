@@ -1,0 +1,484 @@
+//! The decision function on the small fixture: routing, deadlines, hooks failing safely,
+//! escalation tier by tier, meetings, refusals, messages.
+
+use chrono::{DateTime, FixedOffset, Utc};
+use escalade_rules::issue::Outcome;
+use escalade_rules::{DeadlineKind, Event, Issue, IssueState, Refusal, RuleSet, State, Timeline};
+
+const MINI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mini");
+
+fn rules() -> RuleSet {
+    RuleSet::load(MINI).unwrap_or_else(|d| panic!("{d}"))
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::<FixedOffset>::parse_from_rfc3339(s)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn issue(category: &str, text: &str) -> Issue {
+    Issue {
+        id: "i-1".into(),
+        category: category.into(),
+        unit: "g1".into(),
+        description: text.into(),
+        reporter: Some("p-g1".into()),
+        ..Issue::default()
+    }
+}
+
+fn report(rs: &RuleSet, i: &Issue, when: &str) -> escalade_rules::Decision {
+    rs.decide(i, &IssueState::default(), &Event::Reported, at(when))
+        .unwrap()
+}
+
+#[test]
+fn noise_routes_by_time_of_day_through_the_hook() {
+    let rs = rules();
+    let night = report(
+        &rs,
+        &issue("noise", "loud music"),
+        "2026-03-02T23:10:00+08:00",
+    );
+    assert_eq!(night.next.departments, ["police"]);
+    assert!(
+        night
+            .trace
+            .iter()
+            .any(|t| t.contains("route `night-noise` matched"))
+    );
+    let day = report(
+        &rs,
+        &issue("noise", "loud music"),
+        "2026-03-02T10:00:00+08:00",
+    );
+    assert_eq!(day.next.departments, ["urban"]);
+    assert!(day.trace.iter().any(|t| t.contains("no route matched")));
+}
+
+#[test]
+fn words_in_the_text_route_and_co_assign() {
+    let rs = rules();
+    let d = report(
+        &rs,
+        &issue("garbage", "A FIGHT over bins"),
+        "2026-03-02T10:00:00+08:00",
+    );
+    assert_eq!(d.next.departments, ["police", "urban"]);
+    let to: Vec<&str> = d.messages.iter().map(|m| m.to.as_str()).collect();
+    assert!(
+        to.contains(&"p-police") && to.contains(&"p-urban"),
+        "{to:?}"
+    );
+}
+
+#[test]
+fn deadlines_count_working_time() {
+    let rs = rules();
+    // Monday 10:00, office 09-12 and 13-17 (7 h a day): acknowledge 2h -> 12:00 (the lunch
+    // break is not counted, so it ends at the close of the morning span); resolve 2d (14 h) ->
+    // Mon 2 h + 4 h, Tue 7 h, Wed 1 h -> Wed 10:00, the same position two working days later.
+    let d = report(&rs, &issue("noise", "drums"), "2026-03-02T10:00:00+08:00");
+    assert_eq!(d.next.acknowledge_by, Some(at("2026-03-02T12:00:00+08:00")));
+    assert_eq!(d.next.resolve_by, Some(at("2026-03-04T10:00:00+08:00")));
+    // Timers: a reminder 30 working minutes before each deadline, and the deadlines.
+    let timers: Vec<(DateTime<Utc>, &Event)> = d.timers.iter().map(|t| (t.at, &t.event)).collect();
+    assert_eq!(
+        timers,
+        vec![
+            (
+                at("2026-03-02T11:30:00+08:00"),
+                &Event::ReminderDue {
+                    deadline: DeadlineKind::Acknowledge
+                }
+            ),
+            (
+                at("2026-03-02T12:00:00+08:00"),
+                &Event::DeadlinePassed {
+                    deadline: DeadlineKind::Acknowledge
+                }
+            ),
+            (
+                at("2026-03-04T09:30:00+08:00"),
+                &Event::ReminderDue {
+                    deadline: DeadlineKind::Resolve
+                }
+            ),
+            (
+                at("2026-03-04T10:00:00+08:00"),
+                &Event::DeadlinePassed {
+                    deadline: DeadlineKind::Resolve
+                }
+            ),
+        ]
+    );
+}
+
+#[test]
+fn national_day_is_skipped_and_the_makeup_saturday_counts() {
+    let rs = rules();
+    // Wed 30 Sep 16:00: ack 2h -> 1 h on Sep 30, holidays 1-7 Oct, weekend 8-9 Oct? No: 8 Oct is
+    // a Thursday and a working day; so ack -> Thu 8 Oct 10:00.
+    let d = report(&rs, &issue("garbage", "bins"), "2026-09-30T16:00:00+08:00");
+    assert_eq!(d.next.acknowledge_by, Some(at("2026-10-08T10:00:00+08:00")));
+    // Garbage resolves in 1d (7 h): 1 h on Sep 30, 6 h on Oct 8 -> Oct 8 16:00.
+    assert_eq!(d.next.resolve_by, Some(at("2026-10-08T16:00:00+08:00")));
+    // Fri 9 Oct 16:00 + 2h: 1 h Friday, then Saturday 10 Oct is a make-up working day.
+    let d = report(&rs, &issue("noise", "drums"), "2026-10-09T16:00:00+08:00");
+    assert_eq!(d.next.acknowledge_by, Some(at("2026-10-10T10:00:00+08:00")));
+}
+
+#[test]
+fn an_urgent_issue_counts_on_the_round_the_clock_calendar() {
+    let rs = rules();
+    // Sunday: the priority hook makes it urgent, and urgent deadlines use `always`.
+    let d = report(
+        &rs,
+        &issue("noise", "an explosion"),
+        "2026-03-01T10:00:00+08:00",
+    );
+    assert_eq!(d.next.priority, Some(escalade_rules::Priority::Urgent));
+    assert_eq!(d.next.acknowledge_by, Some(at("2026-03-01T10:30:00+08:00")));
+    assert_eq!(d.next.resolve_by, Some(at("2026-03-01T14:00:00+08:00")));
+}
+
+#[test]
+fn a_looping_hook_fails_its_decision_alone_and_the_issue_goes_to_triage() {
+    let rs = rules();
+    let started = std::time::Instant::now();
+    let d = report(&rs, &issue("spin", "x"), "2026-03-02T10:00:00+08:00");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(d.next.departments, ["triage"]);
+    assert!(d.next.triage);
+    assert_eq!(d.next.state, State::Assigned);
+    let why = d.triage.unwrap();
+    assert!(why.contains("hook `endless` ran too long"), "{why}");
+    assert!(
+        d.messages
+            .iter()
+            .all(|m| m.to == "p-triage" && m.kind == "triage")
+    );
+    assert!(d.timers.is_empty());
+    // The same rule set keeps working for the next issue.
+    let ok = report(&rs, &issue("garbage", "bins"), "2026-03-02T10:00:00+08:00");
+    assert_eq!(ok.next.departments, ["urban"]);
+}
+
+#[test]
+fn a_hook_that_grows_a_huge_string_is_cut_off() {
+    let rs = rules();
+    let d = report(&rs, &issue("big", "x"), "2026-03-02T10:00:00+08:00");
+    let why = d.triage.unwrap();
+    assert!(why.contains("hook `grows`"), "{why}");
+}
+
+#[test]
+fn a_hook_returning_nonsense_is_refused() {
+    let rs = rules();
+    let d = report(&rs, &issue("odd", "x"), "2026-03-02T10:00:00+08:00");
+    let why = d.triage.unwrap();
+    assert!(why.contains("not a positive duration"), "{why}");
+    // Triage can hand it to a real department; deadlines then run from the hand-over.
+    let s = d.next.clone();
+    let r = rs
+        .decide(
+            &issue("odd", "x"),
+            &s,
+            &Event::Reassigned {
+                department: "urban".into(),
+            },
+            at("2026-03-02T11:00:00+08:00"),
+        )
+        .unwrap();
+    assert!(!r.next.triage);
+    assert_eq!(r.next.departments, ["urban"]);
+    assert_eq!(r.next.acknowledge_by, Some(at("2026-03-02T14:00:00+08:00")));
+}
+
+#[test]
+fn unresolved_issues_climb_tier_by_tier_to_the_top() {
+    let rs = rules();
+    let mut t = Timeline::report(
+        &rs,
+        issue("garbage", "bins"),
+        at("2026-03-02T10:00:00+08:00"),
+    )
+    .unwrap();
+    t.apply(at("2026-03-02T10:30:00+08:00"), Event::Acknowledged)
+        .unwrap();
+    assert_eq!(t.tier(), "grid");
+    // Resolve due Tue 10:00; at each passing the tier rises and the deadline extends by 1d.
+    t.advance_to(at("2026-03-03T10:00:00+08:00"));
+    assert_eq!(t.tier(), "street");
+    t.advance_to(at("2026-03-04T10:00:00+08:00"));
+    assert_eq!(t.tier(), "city");
+    t.advance_to(at("2026-03-20T10:00:00+08:00"));
+    assert_eq!(t.tier(), "city");
+    let notified: Vec<&str> = t
+        .log
+        .iter()
+        .flat_map(|e| e.decision.messages.iter())
+        .filter(|m| m.kind == "escalated")
+        .map(|m| m.to.as_str())
+        .collect();
+    assert!(
+        notified.starts_with(&["p-s1", "p-mayor", "p-mayor"]),
+        "{notified:?}"
+    );
+}
+
+#[test]
+fn rejection_reopens_supervises_and_convenes_a_meeting() {
+    let rs = rules();
+    let i = issue("garbage", "bins");
+    let mut t = Timeline::report(&rs, i, at("2026-03-02T10:00:00+08:00")).unwrap();
+    t.apply(at("2026-03-02T10:30:00+08:00"), Event::Acknowledged)
+        .unwrap();
+    t.apply(
+        at("2026-03-02T15:00:00+08:00"),
+        Event::Resolved {
+            note: "swept".into(),
+        },
+    )
+    .unwrap();
+    let d = t
+        .apply(
+            at("2026-03-02T16:00:00+08:00"),
+            Event::Rejected {
+                reason: "still there".into(),
+            },
+        )
+        .unwrap()
+        .clone();
+    assert_eq!(d.next.state, State::InProgress);
+    assert_eq!(d.next.counts.rejected, 1);
+    assert_eq!(d.supervision.len(), 1);
+    assert_eq!(d.supervision[0].leader.as_deref(), Some("p-s1"));
+    assert_eq!(d.meetings.len(), 1);
+    assert_eq!(d.meetings[0].at, at("2026-03-03T09:00:00+08:00"));
+    assert!(d.meetings[0].participants.contains(&"p-urban".to_string()));
+    // The meeting orders joint enforcement by police with its own deadline.
+    let e = t
+        .apply(
+            at("2026-03-03T10:00:00+08:00"),
+            Event::MeetingOutcome {
+                meeting: "joint".into(),
+                outcome: Outcome::Enforcement,
+                departments: vec!["police".into()],
+                resolve: Some(escalade_rules::WorkDuration::parse("4h").unwrap()),
+            },
+        )
+        .unwrap()
+        .clone();
+    let enf = e.enforcement.unwrap();
+    assert_eq!(enf.departments, ["police"]);
+    assert_eq!(e.next.departments, ["urban", "police"]);
+    assert_eq!(enf.resolve_by, at("2026-03-03T15:00:00+08:00"));
+}
+
+#[test]
+fn an_action_the_state_forbids_is_refused_with_the_allowed_ones() {
+    let rs = rules();
+    let i = issue("garbage", "bins");
+    let d = report(&rs, &i, "2026-03-02T10:00:00+08:00");
+    let err = rs
+        .decide(
+            &i,
+            &d.next,
+            &Event::Confirmed,
+            at("2026-03-02T11:00:00+08:00"),
+        )
+        .unwrap_err();
+    match err {
+        Refusal::NotAllowed { state, allowed, .. } => {
+            assert_eq!(state, "assigned");
+            assert!(
+                allowed.contains(&"acknowledged") && allowed.contains(&"closed_at_grid"),
+                "{allowed:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn unknown_category_unit_or_reporter_is_refused() {
+    let rs = rules();
+    for (field, i) in [
+        (
+            "category",
+            Issue {
+                category: "nope".into(),
+                ..issue("noise", "x")
+            },
+        ),
+        (
+            "unit",
+            Issue {
+                unit: "g9".into(),
+                ..issue("noise", "x")
+            },
+        ),
+        (
+            "reporter",
+            Issue {
+                reporter: Some("p-x".into()),
+                ..issue("noise", "x")
+            },
+        ),
+    ] {
+        match rs.decide(
+            &i,
+            &IssueState::default(),
+            &Event::Reported,
+            at("2026-03-02T10:00:00+08:00"),
+        ) {
+            Err(Refusal::Invalid { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn closed_at_grid_clears_everything() {
+    let rs = rules();
+    let i = issue("garbage", "bins");
+    let d = report(&rs, &i, "2026-03-02T10:00:00+08:00");
+    let c = rs
+        .decide(
+            &i,
+            &d.next,
+            &Event::ClosedAtGrid {
+                note: "done".into(),
+            },
+            at("2026-03-02T10:05:00+08:00"),
+        )
+        .unwrap();
+    assert_eq!(c.next.state, State::ClosedAtGrid);
+    assert!(c.timers.is_empty());
+    assert_eq!(c.next.acknowledge_by, None);
+}
+
+#[test]
+fn a_stale_timer_is_ignored() {
+    let rs = rules();
+    let i = issue("garbage", "bins");
+    let d = report(&rs, &i, "2026-03-02T10:00:00+08:00");
+    let a = rs
+        .decide(
+            &i,
+            &d.next,
+            &Event::Acknowledged,
+            at("2026-03-02T10:10:00+08:00"),
+        )
+        .unwrap();
+    let late = rs
+        .decide(
+            &i,
+            &a.next,
+            &Event::DeadlinePassed {
+                deadline: DeadlineKind::Acknowledge,
+            },
+            at("2026-03-02T12:00:00+08:00"),
+        )
+        .unwrap();
+    assert_eq!(late.next, a.next);
+    assert!(late.messages.is_empty());
+}
+
+#[test]
+fn decisions_are_pure() {
+    let rs = rules();
+    let i = issue("noise", "a fight at night");
+    let a = report(&rs, &i, "2026-03-02T23:00:00+08:00");
+    let b = report(&rs, &i, "2026-03-02T23:00:00+08:00");
+    assert_eq!(
+        serde_json::to_string(&a).unwrap(),
+        serde_json::to_string(&b).unwrap()
+    );
+    assert_eq!(a.rules_version, rs.version);
+}
+
+#[test]
+fn messages_render_in_the_recipients_locale() {
+    let rs = rules();
+    let i = issue("garbage", "bins");
+    let mut t = Timeline::report(&rs, i.clone(), at("2026-03-02T10:00:00+08:00")).unwrap();
+    t.advance_to(at("2026-03-04T10:00:00+08:00"));
+    let esc = t
+        .log
+        .iter()
+        .flat_map(|e| e.decision.messages.iter().map(move |m| (e, m)))
+        .find(|(_, m)| m.to == "p-s1")
+        .unwrap();
+    // p-s1 reads English and has email only.
+    assert_eq!(esc.1.locale, "en");
+    let r = rs.render(&i, &esc.0.decision.next, esc.1).unwrap();
+    assert_eq!(r.body, "Dear Street One");
+    let assigned = &t.log[0].decision.messages[0];
+    let r = rs.render(&i, &t.log[0].decision.next, assigned).unwrap();
+    assert_eq!(r.subject.as_deref(), Some("assigned i-1"));
+    assert_eq!(r.body, "Urban Desk: 垃圾 @ 一网格");
+}
+
+#[test]
+fn evaluation_happens_once_with_a_rating_from_1_to_5() {
+    let rs = rules();
+    let i = issue("garbage", "bins");
+    let d = report(&rs, &i, "2026-03-02T10:00:00+08:00");
+    let r = rs
+        .decide(
+            &i,
+            &d.next,
+            &Event::Resolved {
+                note: String::new(),
+            },
+            at("2026-03-02T11:00:00+08:00"),
+        )
+        .unwrap();
+    let bad = rs.decide(
+        &i,
+        &r.next,
+        &Event::Evaluated {
+            rating: 6,
+            comment: String::new(),
+        },
+        at("2026-03-02T12:00:00+08:00"),
+    );
+    assert!(matches!(
+        bad,
+        Err(Refusal::Invalid {
+            field: "rating",
+            ..
+        })
+    ));
+    let e = rs
+        .decide(
+            &i,
+            &r.next,
+            &Event::Evaluated {
+                rating: 4,
+                comment: "ok".into(),
+            },
+            at("2026-03-02T12:00:00+08:00"),
+        )
+        .unwrap();
+    assert_eq!(e.next.rating, Some(4));
+    let again = rs.decide(
+        &i,
+        &e.next,
+        &Event::Evaluated {
+            rating: 5,
+            comment: String::new(),
+        },
+        at("2026-03-02T13:00:00+08:00"),
+    );
+    assert!(matches!(
+        again,
+        Err(Refusal::Invalid {
+            field: "rating",
+            ..
+        })
+    ));
+}

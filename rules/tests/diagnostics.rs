@@ -1,0 +1,428 @@
+//! Every kind of bad rule input gets a diagnostic naming file, line and column.
+//!
+//! Each case copies the small valid rule directory in `fixtures/mini`, applies edits (replace
+//! text in a file, or append to it), loads it, and expects a diagnostic whose one-line form
+//! contains the expected text.
+
+use std::path::{Path, PathBuf};
+
+use escalade_rules::RuleSet;
+
+const MINI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mini");
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// A copy of the fixture with `edits` applied: `(file, from, to)` replaces the first
+/// occurrence of `from` (which must exist); an empty `from` appends `to`.
+fn edited(edits: &[(&str, &str, &str)]) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rules");
+    copy_dir(Path::new(MINI), &dir);
+    for (file, from, to) in edits {
+        let p = dir.join(file);
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        let new = if from.is_empty() {
+            format!("{text}{to}")
+        } else {
+            assert!(text.contains(from), "{file} does not contain {from:?}");
+            text.replacen(from, to, 1)
+        };
+        std::fs::write(&p, new).unwrap();
+    }
+    (tmp, dir)
+}
+
+/// Loads the edited fixture and expects every `expected` text in some diagnostic.
+fn check(edits: &[(&str, &str, &str)], expected: &[&str]) {
+    let (_tmp, dir) = edited(edits);
+    let diags = match RuleSet::load(&dir) {
+        Ok(_) => panic!("expected errors {expected:?}, but the rules loaded"),
+        Err(d) => d,
+    };
+    let lines: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+    for want in expected {
+        assert!(
+            lines.iter().any(|l| l.contains(want)),
+            "no diagnostic contains {want:?}; got:\n{}",
+            lines.join("\n")
+        );
+    }
+}
+
+#[test]
+fn the_fixture_itself_is_valid() {
+    let rs = RuleSet::load(MINI).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(rs.summary().units, 4);
+    assert_eq!(rs.version.len(), 64);
+}
+
+#[test]
+fn version_changes_with_any_file() {
+    let a = RuleSet::load(MINI).unwrap().version;
+    let (_t, dir) = edited(&[("scripts/hooks.rhai", "", "\n// a comment\n")]);
+    let b = RuleSet::load(&dir).unwrap().version;
+    let (_t2, dir2) = edited(&[("units.csv", "Grid Two", "Grid 2")]);
+    let c = RuleSet::load(&dir2).unwrap().version;
+    assert_ne!(a, b);
+    assert_ne!(a, c);
+    assert_eq!(a, RuleSet::load(MINI).unwrap().version);
+}
+
+#[test]
+fn yaml_syntax_error() {
+    check(
+        &[(
+            "policy.yaml",
+            "hours: [\"09:00-12:00\", \"13:00-17:00\"]",
+            "hours: [\"09:00-12:00\", \"13:00-17:00\"",
+        )],
+        &["policy.yaml:11:"],
+    );
+}
+
+#[test]
+fn unknown_field_suggests_the_known_one() {
+    check(
+        &[("policy.yaml", "co_assign: [urban]", "co_asign: [urban]")],
+        &[
+            "policy.yaml:50:5: routes[1]: unknown field `co_asign`",
+            "did you mean `co_assign`?",
+        ],
+    );
+}
+
+#[test]
+fn unknown_variant_suggests_the_known_one() {
+    check(
+        &[("policy.yaml", "- on: rejected", "- on: rejectd")],
+        &[
+            "policy.yaml:59:13:",
+            "unknown variant `rejectd`",
+            "did you mean `rejected`?",
+        ],
+    );
+}
+
+#[test]
+fn unknown_department() {
+    check(
+        &[("policy.yaml", "department: police", "department: polise")],
+        &["policy.yaml:49:17: unknown department `polise` (did you mean `police`?)"],
+    );
+}
+
+#[test]
+fn unknown_tier_in_csv() {
+    check(
+        &[("units.csv", "g2,grid", "g2,gird")],
+        &["units.csv:3:4: unknown tier `gird` (did you mean `grid`?)"],
+    );
+}
+
+#[test]
+fn unknown_parent_and_leader_in_csv() {
+    check(
+        &[("units.csv", "g2,grid,s1,", "g2,grid,s2,p-g9")],
+        &[
+            "units.csv:3:9: unknown parent unit `s2`",
+            "units.csv:3:12: unknown person `p-g9`",
+        ],
+    );
+}
+
+#[test]
+fn unknown_unit_in_route() {
+    check(
+        &[(
+            "policy.yaml",
+            "when: {text_any: [fight, 打架]}",
+            "when: {text_any: [fight, 打架], units: [s9]}",
+        )],
+        &["policy.yaml:48:43: unknown unit `s9`"],
+    );
+}
+
+#[test]
+fn unknown_category_in_route() {
+    check(
+        &[("policy.yaml", "category: [noise]", "category: [noize]")],
+        &["policy.yaml:45:23: unknown category `noize` (did you mean `noise`?)"],
+    );
+}
+
+#[test]
+fn unknown_template() {
+    check(
+        &[(
+            "policy.yaml",
+            "[{remind: departments}, {extend: 1h}]",
+            "[{remind: departments, template: overdu}, {extend: 1h}]",
+        )],
+        &["policy.yaml:55:51: unknown template `overdu` (did you mean `overdue`?)"],
+    );
+}
+
+#[test]
+fn unknown_script_function() {
+    check(
+        &[(
+            "policy.yaml",
+            "department_hook: noise_department",
+            "department_hook: noise_dept",
+        )],
+        &[
+            "policy.yaml:46:22: unknown script function `noise_dept` (did you mean `noise_department`?)",
+        ],
+    );
+}
+
+#[test]
+fn hook_with_wrong_parameter_count() {
+    check(
+        &[(
+            "scripts/hooks.rhai",
+            "fn noise_department(issue) {",
+            "fn noise_department(issue, extra) {",
+        )],
+        &["policy.yaml:46:22: script function `noise_department` takes 2 parameters"],
+    );
+}
+
+#[test]
+fn unknown_person_in_contacts() {
+    check(
+        &[("org.yaml", "contacts: [p-police]", "contacts: [p-polic]")],
+        &["org.yaml:18:58: unknown person `p-polic` (did you mean `p-police`?)"],
+    );
+}
+
+#[test]
+fn duplicate_ids() {
+    check(
+        &[
+            (
+                "org.yaml",
+                "  - {id: triage, contacts: [p-triage]}",
+                "  - {id: triage, contacts: [p-triage]}\n  - {id: urban, contacts: [p-urban]}",
+            ),
+            ("units.csv", "", "g1,grid,s1,,dup,dup\n"),
+        ],
+        &[
+            "org.yaml:20:10: duplicate department id `urban` (first defined at org.yaml:17:10)",
+            "units.csv:4:1: duplicate unit id `g1` (first defined at units.csv:2:1)",
+        ],
+    );
+}
+
+#[test]
+fn cycle_in_the_unit_tree() {
+    check(
+        &[(
+            "org.yaml",
+            "{id: city, tier: city,",
+            "{id: city, tier: city, parent: g1,",
+        )],
+        &["cycle in the unit tree: "],
+    );
+}
+
+#[test]
+fn parent_on_a_lower_tier() {
+    check(
+        &[("units.csv", "g2,grid,s1,", "g2,grid,g1,")],
+        &[
+            "units.csv:3:9: parent `g1` is a grid but `g2` is a grid: a parent must sit on a higher tier",
+        ],
+    );
+}
+
+#[test]
+fn overlapping_working_spans() {
+    check(
+        &[("policy.yaml", "\"13:00-17:00\"", "\"11:00-17:00\"")],
+        &["policy.yaml:10:28: working spans 09:00-12:00 and 11:00-17:00 overlap"],
+    );
+}
+
+#[test]
+fn a_date_both_holiday_and_makeup_day() {
+    check(
+        &[("calendars/h.yaml", "date: 2026-10-10", "date: 2026-10-05")],
+        &["calendars/h.yaml:4:5: 2026-10-05 is both a holiday and a make-up working day"],
+    );
+}
+
+#[test]
+fn unknown_time_zone() {
+    check(
+        &[(
+            "policy.yaml",
+            "timezone: Asia/Shanghai",
+            "timezone: Asia/Shanghia",
+        )],
+        &["policy.yaml:8:15: unknown time zone `Asia/Shanghia`"],
+    );
+}
+
+#[test]
+fn invalid_duration() {
+    check(
+        &[(
+            "policy.yaml",
+            "normal: {acknowledge: 2h, resolve: 2d",
+            "normal: {acknowledge: 2h, resolve: 2x",
+        )],
+        &["policy.yaml:18:38: deadlines.normal.resolve: invalid duration `2x`"],
+    );
+}
+
+#[test]
+fn template_with_unknown_variable() {
+    check(
+        &[(
+            "templates.yaml",
+            "body: \"Dear {{ recipient.name }}\"",
+            "body: \"Dear {{ recipient.nmae }}\"",
+        )],
+        &[
+            "templates.yaml:7:",
+            "unknown variable `recipient.nmae` (did you mean `recipient.name`?)",
+        ],
+    );
+}
+
+#[test]
+fn template_syntax_error() {
+    check(
+        &[(
+            "templates.yaml",
+            "sms: {body: \"assigned {{ issue.id }}\"}",
+            "sms: {body: \"assigned {{ issue.id \"}",
+        )],
+        &["templates.yaml:5:", "template syntax error"],
+    );
+}
+
+#[test]
+fn rhai_syntax_error_names_the_script_line() {
+    check(
+        &[(
+            "scripts/hooks.rhai",
+            "if issue.hour >= 22",
+            "if issue.hour >== 22",
+        )],
+        &["scripts/hooks.rhai:3:", "script error"],
+    );
+}
+
+#[test]
+fn section_defined_twice() {
+    check(
+        &[("org.yaml", "", "routes: []\n")],
+        &["section `routes` is already defined in"],
+    );
+}
+
+#[test]
+fn file_outside_the_rule_directory() {
+    check(
+        &[(
+            "policy.yaml",
+            "holiday_files: [calendars/h.yaml]",
+            "holiday_files: [../h.yaml]",
+        )],
+        &["policy.yaml:11:21: `../h.yaml` is outside the rule directory"],
+    );
+}
+
+#[test]
+fn missing_named_file() {
+    check(
+        &[(
+            "org.yaml",
+            "unit_files: [units.csv]",
+            "unit_files: [unit.csv]",
+        )],
+        &["org.yaml:8:14: no file `unit.csv` in the rule directory"],
+    );
+}
+
+#[test]
+fn channel_without_address() {
+    check(
+        &[(
+            "org.yaml",
+            "{id: p-urban, name: Urban Desk, email: urban@example.org}",
+            "{id: p-urban, name: Urban Desk, email: urban@example.org, channels: [sms]}",
+        )],
+        &["person `p-urban` uses channel sms but has no phone"],
+    );
+}
+
+#[test]
+fn csv_with_wrong_header() {
+    check(
+        &[(
+            "units.csv",
+            "id,tier,parent,leader,name_zh,name_en",
+            "id,tier,parent,leader,name",
+        )],
+        &["units.csv:1:1: CSV header is `id,tier,parent,leader,name`"],
+    );
+}
+
+/// Only the real problem: what depends on a broken definition is not reported again.
+fn check_only(edits: &[(&str, &str, &str)], expected: &str) {
+    let (_tmp, dir) = edited(edits);
+    let d = RuleSet::load(&dir).unwrap_err();
+    let lines: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected only {expected:?}, got:\n{}",
+        lines.join("\n")
+    );
+    assert!(lines[0].contains(expected), "{}", lines[0]);
+}
+
+#[test]
+fn a_broken_calendar_does_not_cascade() {
+    check_only(
+        &[("policy.yaml", "\"13:00-17:00\"", "\"11:00-17:00\"")],
+        "working spans 09:00-12:00 and 11:00-17:00 overlap",
+    );
+}
+
+#[test]
+fn a_file_that_does_not_parse_does_not_cascade() {
+    check_only(
+        &[("policy.yaml", "resolve: 2d,", "resolve: 2x,")],
+        "invalid duration `2x`",
+    );
+}
+
+#[test]
+fn all_errors_are_reported_in_one_run() {
+    let (_tmp, dir) = edited(&[
+        ("policy.yaml", "department: police", "department: polise"),
+        ("units.csv", "g2,grid", "g2,gird"),
+        (
+            "templates.yaml",
+            "body: \"Dear {{ recipient.name }}\"",
+            "body: \"Dear {{ nobody }}\"",
+        ),
+    ]);
+    let d = RuleSet::load(&dir).unwrap_err();
+    assert_eq!(d.len(), 3, "{d}");
+}
