@@ -193,7 +193,7 @@ fn print_diagnostics(d: &Diagnostics) {
     let handler = GraphicalReportHandler::new_themed(theme);
     for diag in d.iter() {
         let mut out = String::new();
-        match handler.render_report(&mut out, diag) {
+        match handler.render_report(&mut out, &escalade_rules::diag::Report(diag)) {
             Ok(()) => eprint!("{out}"),
             Err(_) => eprintln!("{diag}"),
         }

@@ -64,7 +64,8 @@ use std::fmt;
 use std::ops::ControlFlow;
 
 use chrono::{
-    DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeZone, Utc, Weekday,
+    DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Utc,
+    Weekday,
 };
 use chrono_tz::{GapInfo, Tz, TzOffset};
 
@@ -462,8 +463,8 @@ impl Calendar {
         let t = nanos_of(t);
         let today = self.local_day(t);
         // Around a repeated hour at midnight, a neighbouring day's span can cover `t`.
-        (today - 1..=today + 1).any(|day| {
-            self.is_working_day_number(day) && {
+        (today - 1..=today + 1).map(Day::new).any(|day| {
+            self.is_working_day_number(day.n) && {
                 let offset = self.day_offset(day);
                 self.spans.iter().any(|span| {
                     self.interval(day, offset, span)
@@ -614,13 +615,14 @@ impl Calendar {
         mut visit: impl FnMut(i128, i128) -> ControlFlow<B>,
     ) -> Result<B, i128> {
         // The previous day's last span can reach past a midnight that falls in a repeated hour.
-        let mut day = self.local_day(from) - 1;
-        let mut exception = self.exceptions.partition_point(|&(d, _)| d < day);
+        let first = self.local_day(from) - 1;
+        let mut day = Day::new(first);
+        let mut exception = self.exceptions.partition_point(|&(d, _)| d < first);
         let mut cursor = from;
         let mut idle_days = 0;
         loop {
             match last_day {
-                Some(last) if day > last => return Err(cursor),
+                Some(last) if day.n > last => return Err(cursor),
                 None if idle_days >= SCAN_LIMIT_DAYS => {
                     return Err(self.local_midnight(day).map_or(cursor, |t| t.max(cursor)));
                 }
@@ -629,16 +631,21 @@ impl Calendar {
             while self
                 .exceptions
                 .get(exception)
-                .is_some_and(|&(d, _)| d < day)
+                .is_some_and(|&(d, _)| d < day.n)
             {
                 exception += 1;
             }
             let working = match self.exceptions.get(exception) {
-                Some(&(d, worked)) if d == day => worked,
-                _ => self.is_working_weekday(day),
+                Some(&(d, worked)) if d == day.n => worked,
+                _ => self.is_working_weekday(day.n),
             };
             idle_days += 1;
-            if working {
+            // Nearly always the previous day is over before `from`: one look-up shows it.
+            let over = day.n == first
+                && self
+                    .resolve(day, self.last_end(), true)
+                    .is_none_or(|e| i128::from(e) * NANOS <= cursor);
+            if working && !over {
                 let offset = self.day_offset(day);
                 for span in &self.spans {
                     let Some((s, e)) = self.interval(day, offset, span) else {
@@ -656,7 +663,7 @@ impl Calendar {
                     }
                 }
             }
-            day += 1;
+            day = day.next();
         }
     }
 
@@ -666,26 +673,32 @@ impl Calendar {
         to: i128,
         mut visit: impl FnMut(i128, i128) -> ControlFlow<B>,
     ) -> Result<B, i128> {
-        let mut day = self.local_day(to) + 1;
+        let first = self.local_day(to) + 1;
+        let mut day = Day::new(first);
         // Number of exceptions on or before `day`.
-        let mut exception = self.exceptions.partition_point(|&(d, _)| d <= day);
+        let mut exception = self.exceptions.partition_point(|&(d, _)| d <= first);
         let mut cursor = to;
         let mut idle_days = 0;
         loop {
             if idle_days >= SCAN_LIMIT_DAYS {
                 return Err(self
-                    .local_midnight(day + 1)
+                    .local_midnight(day.next())
                     .map_or(cursor, |t| t.min(cursor)));
             }
-            while exception > 0 && self.exceptions[exception - 1].0 > day {
+            while exception > 0 && self.exceptions[exception - 1].0 > day.n {
                 exception -= 1;
             }
             let working = match exception.checked_sub(1).map(|i| self.exceptions[i]) {
-                Some((d, worked)) if d == day => worked,
-                _ => self.is_working_weekday(day),
+                Some((d, worked)) if d == day.n => worked,
+                _ => self.is_working_weekday(day.n),
             };
             idle_days += 1;
-            if working {
+            // Nearly always the next day starts after `to`: one look-up shows it.
+            let ahead = day.n == first
+                && self
+                    .resolve(day, self.spans[0].start, false)
+                    .is_none_or(|s| i128::from(s) * NANOS >= cursor);
+            if working && !ahead {
                 let offset = self.day_offset(day);
                 for span in self.spans.iter().rev() {
                     let Some((s, e)) = self.interval(day, offset, span) else {
@@ -701,7 +714,7 @@ impl Calendar {
                     }
                 }
             }
-            day -= 1;
+            day = day.prev();
         }
     }
 
@@ -728,16 +741,17 @@ impl Calendar {
         (secs + offset).div_euclid(SECS_PER_DAY)
     }
 
-    fn local_midnight(&self, day: i64) -> Option<i128> {
-        self.resolve(day * SECS_PER_DAY, false)
-            .map(|s| i128::from(s) * NANOS)
+    fn local_midnight(&self, day: Day) -> Option<i128> {
+        self.resolve(day, 0, false).map(|s| i128::from(s) * NANOS)
     }
 
-    fn day_offset(&self, day: i64) -> DayOffset {
-        let midnight = day * SECS_PER_DAY;
-        let first = midnight + i64::from(self.spans[0].start) * 60;
-        let last = midnight + i64::from(self.spans[self.spans.len() - 1].end) * 60;
-        match (self.local_offset(first), self.local_offset(last)) {
+    fn last_end(&self) -> u32 {
+        self.spans[self.spans.len() - 1].end
+    }
+
+    fn day_offset(&self, day: Day) -> DayOffset {
+        let offset = |minute| Some(self.tz.offset_from_local_datetime(&day.at(minute)?.0));
+        match (offset(self.spans[0].start), offset(self.last_end())) {
             (Some(LocalResult::Single(a)), Some(LocalResult::Single(b)))
                 if offset_secs(a) == offset_secs(b) =>
             {
@@ -747,30 +761,23 @@ impl Calendar {
         }
     }
 
-    /// The real interval of `span` on local day `day`, in nanoseconds since the epoch; `None`
-    /// only outside chrono's date range.
-    fn interval(&self, day: i64, offset: DayOffset, span: &Span) -> Option<(i128, i128)> {
-        let midnight = day * SECS_PER_DAY;
-        let (ls, le) = (
-            midnight + i64::from(span.start) * 60,
-            midnight + i64::from(span.end) * 60,
-        );
+    /// The real interval of `span` on `day`, in nanoseconds since the epoch; `None` only
+    /// outside chrono's date range.
+    fn interval(&self, day: Day, offset: DayOffset, span: &Span) -> Option<(i128, i128)> {
         let (s, e) = match offset {
-            DayOffset::Uniform(o) => (ls - o, le - o),
-            DayOffset::Changing => (self.resolve(ls, false)?, self.resolve(le, true)?),
+            DayOffset::Uniform(o) => (day.local(span.start) - o, day.local(span.end) - o),
+            DayOffset::Changing => (
+                self.resolve(day, span.start, false)?,
+                self.resolve(day, span.end, true)?,
+            ),
         };
         Some((i128::from(s) * NANOS, i128::from(e) * NANOS))
     }
 
-    fn local_offset(&self, local: i64) -> Option<LocalResult<TzOffset>> {
-        let naive = naive_local(local)?;
-        Some(self.tz.offset_from_local_datetime(&naive))
-    }
-
-    /// UTC seconds of local wall-clock seconds `local`: gaps go to the first instant after the
-    /// gap, repeated times to the earliest instant (`as_end == false`) or the latest.
-    fn resolve(&self, local: i64, as_end: bool) -> Option<i64> {
-        let naive = naive_local(local)?;
+    /// UTC seconds of local `minute` of `day`: gaps go to the first instant after the gap,
+    /// repeated times to the earliest instant (`as_end == false`) or the latest.
+    fn resolve(&self, day: Day, minute: u32, as_end: bool) -> Option<i64> {
+        let (naive, local) = day.at(minute)?;
         Some(match self.tz.offset_from_local_datetime(&naive) {
             LocalResult::Single(o) => local - offset_secs(o),
             LocalResult::Ambiguous(a, b) => {
@@ -787,12 +794,64 @@ impl Calendar {
     }
 }
 
-fn offset_secs(o: TzOffset) -> i64 {
-    i64::from(o.fix().local_minus_utc())
+/// A local date as a day number since 1970-01-01 and, inside chrono's range, as a date; the
+/// walks step both so that building wall-clock times needs no calendar arithmetic.
+#[derive(Clone, Copy)]
+struct Day {
+    n: i64,
+    date: Option<NaiveDate>,
 }
 
-fn naive_local(local: i64) -> Option<NaiveDateTime> {
-    DateTime::from_timestamp(local, 0).map(|d| d.naive_utc())
+impl Day {
+    fn new(n: i64) -> Day {
+        let date = i32::try_from(n + EPOCH_DAYS_FROM_CE)
+            .ok()
+            .and_then(NaiveDate::from_num_days_from_ce_opt);
+        Day { n, date }
+    }
+
+    fn next(self) -> Day {
+        match self.date.and_then(|d| d.succ_opt()) {
+            Some(date) => Day {
+                n: self.n + 1,
+                date: Some(date),
+            },
+            None => Day::new(self.n + 1),
+        }
+    }
+
+    fn prev(self) -> Day {
+        match self.date.and_then(|d| d.pred_opt()) {
+            Some(date) => Day {
+                n: self.n - 1,
+                date: Some(date),
+            },
+            None => Day::new(self.n - 1),
+        }
+    }
+
+    /// Local wall-clock seconds since 1970-01-01T00:00 of `minute` of the day.
+    fn local(self, minute: u32) -> i64 {
+        self.n * SECS_PER_DAY + i64::from(minute) * 60
+    }
+
+    /// `minute` of the day (1440 is the next midnight) as a naive date-time, with `local`.
+    fn at(self, minute: u32) -> Option<(NaiveDateTime, i64)> {
+        let date = self.date?;
+        let naive = if minute < MINUTES_PER_DAY {
+            date.and_time(NaiveTime::from_num_seconds_from_midnight_opt(
+                minute * 60,
+                0,
+            )?)
+        } else {
+            date.succ_opt()?.and_time(NaiveTime::MIN)
+        };
+        Some((naive, self.local(minute)))
+    }
+}
+
+fn offset_secs(o: TzOffset) -> i64 {
+    i64::from(o.fix().local_minus_utc())
 }
 
 fn day_number(date: NaiveDate) -> i64 {
@@ -800,10 +859,7 @@ fn day_number(date: NaiveDate) -> i64 {
 }
 
 fn date_of(day: i64) -> NaiveDate {
-    i32::try_from(day + EPOCH_DAYS_FROM_CE)
-        .ok()
-        .and_then(NaiveDate::from_num_days_from_ce_opt)
-        .unwrap_or(NaiveDate::MIN)
+    Day::new(day).date.unwrap_or(NaiveDate::MIN)
 }
 
 fn nanos_of(t: DateTime<Utc>) -> i128 {
@@ -908,6 +964,7 @@ mod tests {
     fn uniform_days_resolve_like_each_boundary() {
         for cal in calendars() {
             for day in days("2010-01-01", "2028-01-01") {
+                let day = Day::new(day);
                 if let DayOffset::Uniform(_) = cal.day_offset(day) {
                     for span in &cal.spans {
                         assert_eq!(
@@ -915,7 +972,7 @@ mod tests {
                             cal.interval(day, DayOffset::Changing, span),
                             "{} on {}",
                             cal.id,
-                            date_of(day)
+                            day.date
                         );
                     }
                 }

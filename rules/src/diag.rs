@@ -150,6 +150,7 @@ enum Frame {
     Map {
         path: String,
         key: Option<(String, (usize, usize))>,
+        keys: usize,
     },
     Seq {
         path: String,
@@ -168,7 +169,7 @@ impl Recorder {
         match self.stack.last_mut() {
             None => Some((String::new(), None)),
             Some(Frame::Map { key: None, .. }) => None,
-            Some(Frame::Map { path, key }) => {
+            Some(Frame::Map { path, key, .. }) => {
                 let (k, at) = key.take().expect("checked above");
                 let p = if path.is_empty() {
                     k
@@ -191,7 +192,15 @@ impl MarkedEventReceiver for Recorder {
         match ev {
             Event::Scalar(value, ..) => match self.slot() {
                 None => {
-                    if let Some(Frame::Map { key, .. }) = self.stack.last_mut() {
+                    if let Some(Frame::Map { key, path, keys }) = self.stack.last_mut() {
+                        // A block mapping's start mark sits after its first key; its first key
+                        // is where a reader looks for it.
+                        if *keys == 0
+                            && let Some(n) = self.index.get_mut(path.as_str())
+                        {
+                            n.value = pos(&mark);
+                        }
+                        *keys += 1;
                         *key = Some((value, pos(&mark)));
                     }
                 }
@@ -227,7 +236,11 @@ impl MarkedEventReceiver for Recorder {
                     },
                 );
                 self.stack.push(if matches!(ev, Event::MappingStart(..)) {
-                    Frame::Map { path, key: None }
+                    Frame::Map {
+                        path,
+                        key: None,
+                        keys: 0,
+                    }
                 } else {
                     Frame::Seq { path, next: 0 }
                 });
@@ -303,22 +316,37 @@ impl fmt::Display for Diagnostic {
 
 impl std::error::Error for Diagnostic {}
 
-impl miette::Diagnostic for Diagnostic {
+/// The graphical form of a diagnostic: the message as the headline, the location in the
+/// source excerpt below it, the help last (miette renders it).
+#[derive(Debug)]
+pub struct Report<'a>(pub &'a Diagnostic);
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.message)
+    }
+}
+
+impl std::error::Error for Report<'_> {}
+
+impl miette::Diagnostic for Report<'_> {
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help
+        self.0
+            .help
             .as_ref()
             .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        self.location
+        self.0
+            .location
             .as_ref()
             .and_then(|l| l.source.as_deref())
             .map(|s| s as &dyn SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let l = self.location.as_ref()?;
+        let l = self.0.location.as_ref()?;
         l.source.as_ref()?;
         Some(Box::new(std::iter::once(
             LabeledSpan::new_primary_with_span(Some("here".to_string()), (l.offset, l.len)),

@@ -1,0 +1,212 @@
+//! The real `escalade` binary, spawned: exit codes, output, and the example organisation.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+fn escalade(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_escalade"))
+        .args(args)
+        .current_dir(ROOT)
+        .output()
+        .expect("the binary runs")
+}
+
+/// Asserts the exit code, printing the command's output when it is not the expected one.
+fn expect_code(out: &Output, code: i32, what: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{what}\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn example() -> String {
+    format!("{ROOT}/examples/city")
+}
+
+#[test]
+fn check_accepts_the_example() {
+    let out = escalade(&["check", &example()]);
+    expect_code(&out, 0, "check examples/city");
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.starts_with("ok: "), "{s}");
+    assert!(s.contains("departments") && s.contains("version "), "{s}");
+}
+
+#[test]
+fn the_example_rule_tests_pass() {
+    let out = escalade(&["test", &example()]);
+    expect_code(&out, 0, "test examples/city");
+    let s = String::from_utf8_lossy(&out.stdout);
+    let last = s.lines().last().unwrap();
+    assert!(last.ends_with(" passed, 0 failed"), "{last}");
+    let passed: usize = last.split(' ').next().unwrap().parse().unwrap();
+    assert!(passed >= 40, "{passed} rule tests");
+}
+
+fn broken_copy(tmp: &Path) -> PathBuf {
+    let dir = tmp.join("rules");
+    copy(
+        Path::new(&format!("{ROOT}/rules/tests/fixtures/mini")),
+        &dir,
+    );
+    let p = dir.join("policy.yaml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, text.replace("department: police", "department: polise")).unwrap();
+    dir
+}
+
+fn copy(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_dir() {
+            copy(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn check_reports_rule_errors_with_location_and_exits_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = broken_copy(tmp.path());
+    let out = escalade(&["check", dir.to_str().unwrap()]);
+    expect_code(&out, 1, "check on broken rules");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("policy.yaml:49:17: unknown department `polise` (did you mean `police`?)"),
+        "{err}"
+    );
+    // The rendered form shows the line itself.
+    assert!(err.contains("department: polise"), "{err}");
+    // `test` refuses to run on broken rules too.
+    expect_code(
+        &escalade(&["test", dir.to_str().unwrap()]),
+        1,
+        "test on broken rules",
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    expect_code(
+        &escalade(&["check", "/nonexistent/dir"]),
+        2,
+        "missing directory",
+    );
+    expect_code(&escalade(&["frobnicate"]), 2, "unknown subcommand");
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("issue.json");
+    std::fs::write(&bad, "{\"category\": \"noise\",").unwrap();
+    let out = escalade(&["explain", &example(), "--issue", bad.to_str().unwrap()]);
+    expect_code(&out, 2, "malformed issue JSON");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("issue.json:1:"));
+    std::fs::write(
+        &bad,
+        r#"{"category": "nope", "unit": "g-0001", "description": "x"}"#,
+    )
+    .unwrap();
+    let out = escalade(&["explain", &example(), "--issue", bad.to_str().unwrap()]);
+    expect_code(&out, 2, "unknown category");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown category `nope`"));
+}
+
+#[test]
+fn explain_json_has_the_documented_fields() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("issue.json");
+    std::fs::write(
+        &f,
+        r#"{"category": "noise", "unit": "g1", "description": "drums"}"#,
+    )
+    .unwrap();
+    let fixture = format!("{ROOT}/rules/tests/fixtures/mini");
+    let out = escalade(&[
+        "explain",
+        &fixture,
+        "--issue",
+        f.to_str().unwrap(),
+        "--at",
+        "2026-03-02T10:00:00+08:00",
+        "--json",
+    ]);
+    expect_code(&out, 0, "explain --json");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rules_version"].as_str().unwrap().len(), 64);
+    assert_eq!(v["departments"], serde_json::json!(["urban"]));
+    assert_eq!(v["deadlines"]["acknowledge"], "2026-03-02T12:00:00+08:00");
+    assert_eq!(v["deadlines"]["resolve"], "2026-03-04T10:00:00+08:00");
+    let esc = v["escalations"].as_array().unwrap();
+    // The acknowledge deadline passes first (remind, extend 1h), then the resolve one climbs.
+    assert_eq!(esc[0]["at"], "2026-03-02T12:00:00+08:00");
+    assert_eq!(esc[0]["trigger"], "acknowledge_overdue");
+    let climb: Vec<&str> = esc
+        .iter()
+        .filter(|e| e["trigger"] == "resolve_overdue")
+        .map(|e| e["tier"].as_str().unwrap())
+        .collect();
+    assert_eq!(&climb[..2], ["street", "city"]);
+    let first_climb = esc
+        .iter()
+        .find(|e| e["trigger"] == "resolve_overdue")
+        .unwrap();
+    assert_eq!(first_climb["notify"], serde_json::json!(["p-s1"]));
+    assert!(
+        v["trace"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t.as_str().unwrap().contains("no route matched"))
+    );
+
+    // The human form shows the working time counted and skipped.
+    let out = escalade(&[
+        "explain",
+        &fixture,
+        "--issue",
+        f.to_str().unwrap(),
+        "--at",
+        "2026-03-02T10:00:00+08:00",
+    ]);
+    expect_code(&out, 0, "explain");
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        s.contains("skip Mon 2026-03-02 12:00 .. Mon 2026-03-02 13:00 (not working time)"),
+        "{s}"
+    );
+}
+
+#[test]
+fn a_generated_city_checks_clean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("city");
+    let out = escalade(&[
+        "generate-city",
+        "--grids",
+        "500",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    expect_code(&out, 0, "generate-city");
+    let out = escalade(&["check", out_dir.to_str().unwrap()]);
+    expect_code(&out, 0, "check generated city");
+    let s = String::from_utf8_lossy(&out.stdout);
+    // 1 city + 5 districts + 5 streets + 73 communities + 500 grids.
+    assert!(s.contains("ok: 584 units"), "{s}");
+    assert!(s.contains("34 departments"), "{s}");
+    // Writing into a non-empty directory is refused.
+    let again = escalade(&[
+        "generate-city",
+        "--grids",
+        "10",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    expect_code(&again, 2, "generate into a non-empty directory");
+}
