@@ -970,7 +970,7 @@ mod tests {
                         assert_eq!(
                             cal.interval(day, cal.day_offset(day), span),
                             cal.interval(day, DayOffset::Changing, span),
-                            "{} on {}",
+                            "{} on {:?}",
                             cal.id,
                             day.date
                         );

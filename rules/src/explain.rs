@@ -112,7 +112,16 @@ impl RuleSet {
                 participants: m.participants.clone(),
             })
             .collect();
-        let mut tier = String::new();
+        // The issue's own tier, until a step raises it.
+        let own = self
+            .org
+            .unit(&issue.unit)
+            .map(|u| {
+                self.org.tiers[self.org.units[u as usize].tier as usize]
+                    .id
+                    .clone()
+            })
+            .unwrap_or_default();
         for e in t.log.iter().skip(1) {
             for m in &e.decision.meetings {
                 meetings.push(ProjectedMeeting {
@@ -124,7 +133,6 @@ impl RuleSet {
             let Event::DeadlinePassed { deadline } = &e.event else {
                 continue;
             };
-            tier = e.decision.next.tier.clone().unwrap_or_default();
             let mut notify: Vec<String> = Vec::new();
             for m in &e.decision.messages {
                 if matches!(m.kind, "escalated" | "supervision" | "overdue")
@@ -136,16 +144,11 @@ impl RuleSet {
             escalations.push(Projected {
                 at: show(e.at),
                 trigger: format!("{}_overdue", deadline.as_str()),
-                tier: if tier.is_empty() {
-                    t.tier()
-                } else {
-                    tier.clone()
-                },
+                tier: e.decision.next.tier.clone().unwrap_or_else(|| own.clone()),
                 notify,
                 trace: e.decision.trace.clone(),
             });
         }
-        let _ = tier;
         Ok(Explanation {
             rules_version: self.version.clone(),
             reported_at: show(at),
