@@ -17,7 +17,8 @@
 //! clocks fall back) resolves to its earliest instant when it starts a span and to its latest
 //! when it ends one. So on a daylight-saving day a span that covers the change is an hour shorter
 //! or longer in real time. Working time is the union of these intervals: if two of them overlap
-//! in real time (possible only when spans meet inside a repeated hour), the overlap counts once.
+//! in real time (possible only when one span ends and the next starts inside the same repeated
+//! hour), the overlap counts once.
 //!
 //! **Durations.** A [`WorkDuration`] such as `1d4h` is `days` working days plus `minutes`; one
 //! working day is [`Calendar::day_minutes`], the sum of the spans, so `1d` on a `09:00-17:00`
@@ -48,17 +49,21 @@
 //! working days, so every search for working time gives up after
 //! [`SCAN_LIMIT_DAYS`] (3660) consecutive local days without any: `add` and
 //! `next_working_instant` then return the point the search reached (3660 days after the last
-//! working time it saw) and `sub_seconds` the point it reached going back. Nothing panics, and
-//! results outside chrono's date range are clamped to it. `working_seconds_between` does not
-//! search: it counts what lies between its bounds.
+//! working time it saw) and `sub_seconds` the point it reached going back. No walk, searching
+//! or measuring, covers more than [`WALK_LIMIT_DAYS`] (36,600 local days, a century): past that
+//! `add` and `sub_seconds` return the point reached and `working_seconds_between` counts only
+//! the first century of its range. Policy durations stay far inside these limits
+//! ([`WorkDuration::parse`] accepts at most 3660 days). Nothing panics, and results outside
+//! chrono's date range are clamped to it.
 //!
-//! **Time-zone data.** Offsets come from chrono-tz. A day whose first span start and last span
-//! end have the same unambiguous offset is taken to have that offset throughout its working
-//! hours; this relies on a zone never changing its offset twice within one day, which holds for
-//! every zone in the tz database (the closest two changes are about a week apart).
+//! **Time-zone data.** Offsets come from chrono-tz. Two wall-clock times at most five days apart
+//! that have the same unambiguous offset are taken to have that offset between them, so a walk
+//! looks up one offset per working day rather than one per span boundary. This relies on a zone
+//! never changing its offset twice within five days, which holds for every zone in the data
+//! chrono-tz 0.10 carries (the closest two changes of any zone are 6.9 days apart).
 //!
 //! **Cost.** Adding, measuring and subtracting allocate nothing (only `add_traced` builds its
-//! list) and walk day by day, with two offset look-ups per working day visited.
+//! list) and walk day by day, with about one offset look-up per working day visited.
 
 use std::fmt;
 use std::ops::ControlFlow;
@@ -72,7 +77,14 @@ use chrono_tz::{GapInfo, Tz, TzOffset};
 /// How many consecutive local days without working time a search walks before it gives up.
 pub const SCAN_LIMIT_DAYS: i64 = 3660;
 
+/// How many local days any one walk covers at most (a century), so that absurd amounts cost
+/// about a millisecond rather than a walk to the end of chrono's range.
+pub const WALK_LIMIT_DAYS: i64 = 36_600;
+
 const NANOS: i128 = 1_000_000_000;
+/// How many days apart two days may be for a walk to reuse one's offset for the other; no zone
+/// changes its offset twice within that (the closest pair in the tz data is 6.9 days apart).
+const SHARE_DAYS: i64 = 4;
 const SECS_PER_DAY: i64 = 86_400;
 const MINUTES_PER_DAY: u32 = 1440;
 /// `NaiveDate::num_days_from_ce` of 1970-01-01: day numbers inside are days since the Unix epoch.
@@ -237,8 +249,15 @@ impl Span {
         let bad = |why: &str| format!("invalid working span `{s}`: {why}");
         let format = "expected HH:MM-HH:MM, such as 09:00-12:00 or 13:30-17:30";
         let (a, b) = s.split_once('-').ok_or_else(|| bad(format))?;
-        let start = parse_clock(a.trim()).ok_or_else(|| bad(format))?;
-        let end = parse_clock(b.trim()).ok_or_else(|| bad(format))?;
+        let clock = |t: &str| match parse_clock(t.trim()) {
+            Clock::Minutes(m) => Ok(m),
+            Clock::Malformed => Err(bad(format)),
+            Clock::OutOfRange => Err(bad(&format!(
+                "`{}` is not a time of day; use 00:00 to 24:00",
+                t.trim()
+            ))),
+        };
+        let (start, end) = (clock(a)?, clock(b)?);
         if start >= end {
             return Err(bad("the start must be before the end"));
         }
@@ -268,18 +287,34 @@ impl fmt::Display for Span {
     }
 }
 
+enum Clock {
+    Minutes(u32),
+    Malformed,
+    OutOfRange,
+}
+
 /// `H:MM` or `HH:MM`, 00:00 to 24:00, as minutes after midnight.
-fn parse_clock(s: &str) -> Option<u32> {
-    let (h, m) = s.split_once(':')?;
+fn parse_clock(s: &str) -> Clock {
     let digits = |t: &str, min: usize, max: usize| {
         (min..=max).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit())
     };
-    if !digits(h, 1, 2) || !digits(m, 2, 2) {
-        return None;
+    let Some((h, m)) = s.split_once(':') else {
+        return Clock::Malformed;
+    };
+    let (Ok(h), Ok(m)) = (h.parse::<u32>(), m.parse::<u32>()) else {
+        return Clock::Malformed;
+    };
+    if !digits(s.split_once(':').map_or("", |p| p.0), 1, 2)
+        || !digits(s.split_once(':').map_or("", |p| p.1), 2, 2)
+    {
+        return Clock::Malformed;
     }
-    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
     let minutes = h * 60 + m;
-    (m < 60 && minutes <= MINUTES_PER_DAY).then_some(minutes)
+    if m < 60 && minutes <= MINUTES_PER_DAY {
+        Clock::Minutes(minutes)
+    } else {
+        Clock::OutOfRange
+    }
 }
 
 /// Accepts `Mon`..`Sun` and `Monday`..`Sunday`, in any case.
@@ -347,6 +382,9 @@ pub struct Calendar {
 
 /// Working intervals `[start, end)` in order, as [`Calendar::add_traced`] reports them.
 pub type WorkIntervals = Vec<(DateTime<Utc>, DateTime<Utc>)>;
+
+/// A day number and the one unambiguous offset of a probe time on it; see `shared_offset`.
+type Known = Option<(i64, i64)>;
 
 /// How a working day's span boundaries map to UTC.
 #[derive(Clone, Copy)]
@@ -461,17 +499,26 @@ impl Calendar {
     /// Whether `t` lies inside a span `[start, end)` of a working day.
     pub fn is_working_time(&self, t: DateTime<Utc>) -> bool {
         let t = nanos_of(t);
-        let today = self.local_day(t);
-        // Around a repeated hour at midnight, a neighbouring day's span can cover `t`.
-        (today - 1..=today + 1).map(Day::new).any(|day| {
-            self.is_working_day_number(day.n) && {
-                let offset = self.day_offset(day);
-                self.spans.iter().any(|span| {
-                    self.interval(day, offset, span)
-                        .is_some_and(|(s, e)| s <= t && t < e)
-                })
-            }
-        })
+        let today = Day::new(self.local_day(t));
+        let covers = |day: Day| {
+            let offset = self.day_offset(day);
+            self.spans.iter().any(|span| {
+                self.interval(day, offset, span)
+                    .is_some_and(|(s, e)| s <= t && t < e)
+            })
+        };
+        let at = |day: Day, minute, as_end| self.resolve(day, minute, as_end).map(nanos_of_secs);
+        let working = |day: Day| self.is_working_day_number(day.n);
+        let (yesterday, tomorrow) = (today.prev(), today.next());
+        // Around a repeated hour at midnight, a neighbouring day's span can cover `t`; one
+        // look-up at the edge of its working hours shows whether it can.
+        (working(today) && covers(today))
+            || (working(yesterday)
+                && at(yesterday, self.spans[self.spans.len() - 1].end, true).is_some_and(|e| e > t)
+                && covers(yesterday))
+            || (working(tomorrow)
+                && at(tomorrow, self.spans[0].start, false).is_some_and(|s| s <= t)
+                && covers(tomorrow))
     }
 
     /// `t` if it is working time, else the start of the next working span.
@@ -607,26 +654,30 @@ impl Calendar {
 
     /// Calls `visit(s, e)` for the working time at or after `from`, as non-empty, disjoint
     /// intervals in order, until it breaks. Stops after `last_day` if given, else after
-    /// `SCAN_LIMIT_DAYS` days without working time; `Err` carries the point reached.
+    /// `SCAN_LIMIT_DAYS` days without working time, and in any case after `WALK_LIMIT_DAYS`;
+    /// `Err` carries the point reached.
     fn walk_forward<B>(
         &self,
         from: i128,
         last_day: Option<i64>,
         mut visit: impl FnMut(i128, i128) -> ControlFlow<B>,
     ) -> Result<B, i128> {
+        let last_end = self.spans[self.spans.len() - 1].end;
         // The previous day's last span can reach past a midnight that falls in a repeated hour.
         let first = self.local_day(from) - 1;
         let mut day = Day::new(first);
         let mut exception = self.exceptions.partition_point(|&(d, _)| d < first);
         let mut cursor = from;
+        let mut known = None;
         let mut idle_days = 0;
         loop {
-            match last_day {
+            let gave_up = match last_day {
                 Some(last) if day.n > last => return Err(cursor),
-                None if idle_days >= SCAN_LIMIT_DAYS => {
-                    return Err(self.local_midnight(day).map_or(cursor, |t| t.max(cursor)));
-                }
-                _ => {}
+                Some(_) => day.n - first > WALK_LIMIT_DAYS,
+                None => idle_days >= SCAN_LIMIT_DAYS || day.n - first > WALK_LIMIT_DAYS,
+            };
+            if gave_up {
+                return Err(self.local_midnight(day).map_or(cursor, |t| t.max(cursor)));
             }
             while self
                 .exceptions
@@ -641,12 +692,8 @@ impl Calendar {
             };
             idle_days += 1;
             // Nearly always the previous day is over before `from`: one look-up shows it.
-            let over = day.n == first
-                && self
-                    .resolve(day, self.last_end(), true)
-                    .is_none_or(|e| i128::from(e) * NANOS <= cursor);
-            if working && !over {
-                let offset = self.day_offset(day);
+            if working && !(day.n == first && self.ends_by(day, last_end, cursor, &mut known)) {
+                let offset = self.shared_offset(day, last_end, &mut known);
                 for span in &self.spans {
                     let Some((s, e)) = self.interval(day, offset, span) else {
                         continue;
@@ -673,14 +720,16 @@ impl Calendar {
         to: i128,
         mut visit: impl FnMut(i128, i128) -> ControlFlow<B>,
     ) -> Result<B, i128> {
+        let first_start = self.spans[0].start;
         let first = self.local_day(to) + 1;
         let mut day = Day::new(first);
         // Number of exceptions on or before `day`.
         let mut exception = self.exceptions.partition_point(|&(d, _)| d <= first);
         let mut cursor = to;
+        let mut known = None;
         let mut idle_days = 0;
         loop {
-            if idle_days >= SCAN_LIMIT_DAYS {
+            if idle_days >= SCAN_LIMIT_DAYS || first - day.n > WALK_LIMIT_DAYS {
                 return Err(self
                     .local_midnight(day.next())
                     .map_or(cursor, |t| t.min(cursor)));
@@ -694,12 +743,10 @@ impl Calendar {
             };
             idle_days += 1;
             // Nearly always the next day starts after `to`: one look-up shows it.
-            let ahead = day.n == first
-                && self
-                    .resolve(day, self.spans[0].start, false)
-                    .is_none_or(|s| i128::from(s) * NANOS >= cursor);
-            if working && !ahead {
-                let offset = self.day_offset(day);
+            if working
+                && !(day.n == first && self.starts_from(day, first_start, cursor, &mut known))
+            {
+                let offset = self.shared_offset(day, first_start, &mut known);
                 for span in self.spans.iter().rev() {
                     let Some((s, e)) = self.interval(day, offset, span) else {
                         continue;
@@ -716,6 +763,54 @@ impl Calendar {
             }
             day = day.prev();
         }
+    }
+
+    /// Whether the working hours of `day`, which end at local `last_end`, are over by `t`.
+    fn ends_by(&self, day: Day, last_end: u32, t: i128, known: &mut Known) -> bool {
+        let end = match self.local_offset(day, last_end) {
+            Some(LocalResult::Single(o)) => {
+                *known = Some((day.n, offset_secs(o)));
+                Some(day.local(last_end) - offset_secs(o))
+            }
+            _ => self.resolve(day, last_end, true),
+        };
+        end.is_none_or(|e| i128::from(e) * NANOS <= t)
+    }
+
+    /// Whether the working hours of `day`, which start at local `first_start`, begin at or
+    /// after `t`.
+    fn starts_from(&self, day: Day, first_start: u32, t: i128, known: &mut Known) -> bool {
+        let start = match self.local_offset(day, first_start) {
+            Some(LocalResult::Single(o)) => {
+                *known = Some((day.n, offset_secs(o)));
+                Some(day.local(first_start) - offset_secs(o))
+            }
+            _ => self.resolve(day, first_start, false),
+        };
+        start.is_none_or(|s| i128::from(s) * NANOS >= t)
+    }
+
+    /// The offsets of `day` during a walk. `known` holds a day whose local `probe` minute (the
+    /// end of working hours walking forward, the start walking back) had one unambiguous
+    /// offset. If this day's probe has the same offset and the two are at most `SHARE_DAYS`
+    /// apart, the zone cannot have changed its offset in between (it never changes twice in
+    /// that time), so every boundary of this day, all lying between the two probes, resolves
+    /// with it: one look-up instead of two.
+    fn shared_offset(&self, day: Day, probe: u32, known: &mut Known) -> DayOffset {
+        if let Some((n, o)) = *known
+            && (day.n - n).abs() <= SHARE_DAYS
+            && let Some(LocalResult::Single(x)) = self.local_offset(day, probe)
+            && offset_secs(x) == o
+        {
+            *known = Some((day.n, o));
+            return DayOffset::Uniform(o);
+        }
+        let offset = self.day_offset(day);
+        *known = match offset {
+            DayOffset::Uniform(o) => Some((day.n, o)),
+            DayOffset::Changing => None,
+        };
+        offset
     }
 
     // --- days and offsets ------------------------------------------------------------------
@@ -745,13 +840,16 @@ impl Calendar {
         self.resolve(day, 0, false).map(|s| i128::from(s) * NANOS)
     }
 
-    fn last_end(&self) -> u32 {
-        self.spans[self.spans.len() - 1].end
+    fn local_offset(&self, day: Day, minute: u32) -> Option<LocalResult<TzOffset>> {
+        Some(self.tz.offset_from_local_datetime(&day.at(minute)?.0))
     }
 
     fn day_offset(&self, day: Day) -> DayOffset {
-        let offset = |minute| Some(self.tz.offset_from_local_datetime(&day.at(minute)?.0));
-        match (offset(self.spans[0].start), offset(self.last_end())) {
+        let last_end = self.spans[self.spans.len() - 1].end;
+        match (
+            self.local_offset(day, self.spans[0].start),
+            self.local_offset(day, last_end),
+        ) {
             (Some(LocalResult::Single(a)), Some(LocalResult::Single(b)))
                 if offset_secs(a) == offset_secs(b) =>
             {
@@ -862,6 +960,10 @@ fn date_of(day: i64) -> NaiveDate {
     Day::new(day).date.unwrap_or(NaiveDate::MIN)
 }
 
+fn nanos_of_secs(secs: i64) -> i128 {
+    i128::from(secs) * NANOS
+}
+
 fn nanos_of(t: DateTime<Utc>) -> i128 {
     i128::from(t.timestamp()) * NANOS + i128::from(t.timestamp_subsec_nanos())
 }
@@ -899,32 +1001,68 @@ mod tests {
         Asia::Shanghai,
     ];
 
-    const SPAN_SETS: [&[&str]; 4] = [
-        &["00:00-24:00"],
-        &["00:00-00:30", "01:00-02:15", "02:45-05:00", "23:30-24:00"],
-        &["09:00-12:00", "13:30-17:30"],
-        &["22:00-24:00"],
+    use Weekday::*;
+
+    /// Span sets with the weekdays they are worked: around the clock, across the small hours
+    /// (meeting inside Berlin's repeated hour), office hours on two days a week (so walks both
+    /// reuse an offset across a two-day gap and look it up afresh across a five-day one), and
+    /// late evenings up to a midnight that Havana and Santiago move.
+    const SPAN_SETS: [(&[&str], &[Weekday]); 4] = [
+        (&["00:00-24:00"], &[Mon, Tue, Wed, Thu, Fri, Sat, Sun]),
+        (
+            &["00:00-00:30", "01:00-02:15", "02:45-05:00", "23:30-24:00"],
+            &[Mon, Tue, Wed, Thu, Fri],
+        ),
+        (&["09:00-12:00", "13:30-17:30"], &[Wed, Fri]),
+        (&["22:00-24:00"], &[Mon, Tue, Wed, Thu, Fri, Sat, Sun]),
     ];
 
     fn calendars() -> Vec<Calendar> {
-        let all = [
-            Weekday::Mon,
-            Weekday::Tue,
-            Weekday::Wed,
-            Weekday::Thu,
-            Weekday::Fri,
-            Weekday::Sat,
-            Weekday::Sun,
-        ];
         ZONES
             .iter()
             .flat_map(|&tz| {
-                SPAN_SETS.iter().map(move |set| {
+                SPAN_SETS.iter().map(move |(set, weekdays)| {
                     let spans = set.iter().map(|s| Span::parse(s).unwrap()).collect();
-                    Calendar::new(tz.name(), tz, &all, spans, [], []).unwrap()
+                    Calendar::new(tz.name(), tz, weekdays, spans, [], []).unwrap()
                 })
             })
             .collect()
+    }
+
+    /// Joins touching intervals: walks in opposite directions cut an overlap differently.
+    fn joined(intervals: impl IntoIterator<Item = (i128, i128)>) -> Vec<(i128, i128)> {
+        let mut out: Vec<(i128, i128)> = Vec::new();
+        for (s, e) in intervals {
+            match out.last_mut() {
+                Some(last) if last.1 == s => last.1 = e,
+                _ => out.push((s, e)),
+            }
+        }
+        out
+    }
+
+    /// The first place two interval lists differ, for a readable failure.
+    fn first_difference(a: &[(i128, i128)], b: &[(i128, i128)]) -> Option<String> {
+        let i = (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i))?;
+        Some(format!("at {i}: {:?} != {:?}", a.get(i), b.get(i)))
+    }
+
+    /// Working intervals the slow way: every boundary resolved on its own, then the union.
+    fn reference(cal: &Calendar, days: std::ops::Range<i64>) -> Vec<(i128, i128)> {
+        let mut out: Vec<(i128, i128)> = Vec::new();
+        for day in days.map(Day::new) {
+            if !cal.is_working_day_number(day.n) {
+                continue;
+            }
+            for span in &cal.spans {
+                let (s, e) = cal.interval(day, DayOffset::Changing, span).unwrap();
+                let s = out.last().map_or(s, |last| s.max(last.1));
+                if s < e {
+                    out.push((s, e));
+                }
+            }
+        }
+        out
     }
 
     fn days(from: &str, to: &str) -> std::ops::Range<i64> {
@@ -976,6 +1114,42 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// The walks, which reuse offsets between nearby days, see exactly the reference intervals.
+    #[test]
+    fn walks_match_resolving_every_boundary() {
+        for cal in calendars() {
+            for (from, to) in [("2011-01-01", "2012-01-01"), ("2026-01-01", "2027-01-01")] {
+                let range = days(from, to);
+                let expected = reference(&cal, range.start - 1..range.end + 1);
+                let start = i128::from(range.start * SECS_PER_DAY) * NANOS;
+                let end = i128::from(range.end * SECS_PER_DAY) * NANOS;
+                let inside = |&(s, e): &(i128, i128)| (s.max(start), e.min(end));
+                let expected = joined(expected.iter().map(inside).filter(|(s, e)| s < e));
+                let mut forward = Vec::new();
+                let _ = cal.walk_forward(start, None, |s, e| {
+                    if s >= end {
+                        return ControlFlow::Break(());
+                    }
+                    forward.push((s, e.min(end)));
+                    ControlFlow::Continue(())
+                });
+                let diff = first_difference(&joined(forward), &expected);
+                assert_eq!(diff, None, "{} forward from {from}", cal.id);
+                let mut backward = Vec::new();
+                let _ = cal.walk_backward(end, |s, e| {
+                    if e <= start {
+                        return ControlFlow::Break(());
+                    }
+                    backward.push((s.max(start), e));
+                    ControlFlow::Continue(())
+                });
+                backward.reverse();
+                let diff = first_difference(&joined(backward), &expected);
+                assert_eq!(diff, None, "{} backward from {to}", cal.id);
             }
         }
     }

@@ -902,7 +902,7 @@ impl<'a> Loader<'a> {
                     }
                 }
                 for (k, m) in ms.iter().enumerate() {
-                    makeups.push((m.date, f, format!("{base}makeup_days[{k}]")));
+                    makeups.push((m.date, f, format!("{base}makeup_days[{k}].date")));
                 }
             };
             add(

@@ -554,6 +554,30 @@ fn the_ends_of_time_are_clamped() {
 }
 
 #[test]
+fn absurd_amounts_stop_after_a_century() {
+    let start = de(3, 10, 10, 0);
+    let century = |t: DateTime<Utc>| {
+        let days = (t - start).num_days().abs();
+        (36_000..=36_700).contains(&days)
+    };
+    assert!(century(BERLIN.add_seconds(start, i64::MAX)));
+    assert!(century(BERLIN.sub_seconds(start, i64::MAX)));
+    assert!(century(BERLIN.add(
+        start,
+        WorkDuration {
+            days: u32::MAX,
+            minutes: u32::MAX
+        }
+    )));
+    let everything =
+        BERLIN.working_seconds_between(DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC);
+    assert!(
+        everything > 0 && everything <= 36_601 * 10 * 3600,
+        "{everything}"
+    );
+}
+
+#[test]
 fn negative_amounts_walk_the_other_way() {
     assert_eq!(
         CHINA.add_seconds(cn(3, 10, 14, 0), -3600),

@@ -259,7 +259,7 @@ fn overlapping_working_spans() {
 fn a_date_both_holiday_and_makeup_day() {
     check(
         &[("calendars/h.yaml", "date: 2026-10-10", "date: 2026-10-05")],
-        &["calendars/h.yaml:4:5: 2026-10-05 is both a holiday and a make-up working day"],
+        &["calendars/h.yaml:4:12: 2026-10-05 is both a holiday and a make-up working day"],
     );
 }
 
