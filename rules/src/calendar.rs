@@ -298,22 +298,18 @@ fn parse_clock(s: &str) -> Clock {
     let digits = |t: &str, min: usize, max: usize| {
         (min..=max).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit())
     };
-    let Some((h, m)) = s.split_once(':') else {
-        return Clock::Malformed;
-    };
-    let (Ok(h), Ok(m)) = (h.parse::<u32>(), m.parse::<u32>()) else {
-        return Clock::Malformed;
-    };
-    if !digits(s.split_once(':').map_or("", |p| p.0), 1, 2)
-        || !digits(s.split_once(':').map_or("", |p| p.1), 2, 2)
-    {
-        return Clock::Malformed;
-    }
-    let minutes = h * 60 + m;
-    if m < 60 && minutes <= MINUTES_PER_DAY {
-        Clock::Minutes(minutes)
-    } else {
-        Clock::OutOfRange
+    match s.split_once(':') {
+        Some((h, m)) if digits(h, 1, 2) && digits(m, 2, 2) => {
+            // At most two digits each, so these parse.
+            let (h, m): (u32, u32) = (h.parse().unwrap_or(99), m.parse().unwrap_or(99));
+            let minutes = h * 60 + m;
+            if m < 60 && minutes <= MINUTES_PER_DAY {
+                Clock::Minutes(minutes)
+            } else {
+                Clock::OutOfRange
+            }
+        }
+        _ => Clock::Malformed,
     }
 }
 

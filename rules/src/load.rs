@@ -1450,14 +1450,8 @@ impl<'a> Loader<'a> {
             ) {
                 continue;
             }
+            // A meeting with no trigger is convened only by a ladder's `convene` action.
             let w = &m.when;
-            if w.departments_at_least.is_none()
-                && w.escalations_at_least.is_none()
-                && w.rejections_at_least.is_none()
-                && w.hook.is_none()
-            {
-                // Convened only by a ladder's `convene` action; that is allowed.
-            }
             if let Some(h) = &w.hook {
                 self.hook(
                     p,

@@ -789,6 +789,14 @@ fn span_strings() {
         Span::parse("12:00-09:00").unwrap_err(),
         "invalid working span `12:00-09:00`: the start must be before the end"
     );
+    assert_eq!(
+        Span::parse("09:00-24:30").unwrap_err(),
+        "invalid working span `09:00-24:30`: `24:30` is not a time of day; use 00:00 to 24:00"
+    );
+    assert_eq!(
+        Span::parse("9-12").unwrap_err(),
+        "invalid working span `9-12`: expected HH:MM-HH:MM, such as 09:00-12:00 or 13:30-17:30"
+    );
 }
 
 #[test]
