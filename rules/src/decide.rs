@@ -4,6 +4,8 @@
 //! next state whole, the full set of its pending timers, and every message, so whoever stores
 //! it has nothing to work out.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
 use rhai::Dynamic;
 use serde::Serialize;
@@ -19,7 +21,7 @@ use crate::spec::{Channel, Priority, Trigger};
 /// What the rules decided for one event.
 #[derive(Clone, Debug, Serialize)]
 pub struct Decision {
-    pub rules_version: String,
+    pub rules_version: Arc<str>,
     pub event: &'static str,
     /// The issue's state after this event.
     pub next: IssueState,
@@ -91,14 +93,14 @@ pub struct Supervision {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Message {
     pub kind: &'static str,
-    pub template: String,
+    pub template: Arc<str>,
     /// Person id.
-    pub to: String,
+    pub to: Arc<str>,
     pub channel: Channel,
     /// The locale of the template variant to use.
-    pub locale: String,
+    pub locale: Arc<str>,
     /// The email address or phone number.
-    pub address: String,
+    pub address: Arc<str>,
     #[serde(skip_serializing_if = "MessageVars::is_empty")]
     pub vars: MessageVars,
 }
@@ -119,6 +121,23 @@ pub struct MessageVars {
 impl MessageVars {
     fn is_empty(&self) -> bool {
         *self == MessageVars::default()
+    }
+}
+
+/// The people of a recipient, without allocating.
+enum People<'a> {
+    One(Option<Ix>),
+    Many(std::slice::Iter<'a, Ix>),
+}
+
+impl Iterator for People<'_> {
+    type Item = Ix;
+
+    fn next(&mut self) -> Option<Ix> {
+        match self {
+            People::One(p) => p.take(),
+            People::Many(it) => it.next().copied(),
+        }
     }
 }
 
@@ -174,6 +193,7 @@ impl RuleSet {
             unit,
             now,
             next: state.clone(),
+            hook_map: std::cell::RefCell::new(None),
             d: Decision {
                 rules_version: self.version.clone(),
                 event: event.name(),
@@ -196,7 +216,9 @@ impl RuleSet {
                 Failure::Hook(h) => cx.triage(h),
             }
         }
-        if let Err(Failure::Hook(h)) = cx.meeting_triggers() {
+        if event.may_convene()
+            && let Err(Failure::Hook(h)) = cx.meeting_triggers()
+        {
             cx.triage(h);
         }
         cx.timers();
@@ -211,7 +233,7 @@ impl RuleSet {
         state: &IssueState,
         msg: &Message,
     ) -> Result<crate::template::Rendered, String> {
-        let locale = msg.locale.as_str();
+        let locale = &*msg.locale;
         let org = &self.org;
         let unit = org.unit(&issue.unit);
         let cat = self
@@ -294,6 +316,8 @@ struct Cx<'a> {
     now: DateTime<Utc>,
     next: IssueState,
     d: Decision,
+    /// The issue as hooks see it, built at the first hook call of this decision.
+    hook_map: std::cell::RefCell<Option<rhai::Map>>,
 }
 
 impl<'a> Cx<'a> {
@@ -702,7 +726,7 @@ impl<'a> Cx<'a> {
                         unit: unit
                             .map(|u| rs.org.units[u as usize].id.clone())
                             .unwrap_or_default(),
-                        leader: leader.map(|p| rs.org.people[p as usize].id.clone()),
+                        leader: leader.map(|p| rs.org.people[p as usize].id.to_string()),
                         departments: self.next.departments.clone(),
                     });
                     self.trace(format!("supervision notice from the {} tier", t.id));
@@ -932,7 +956,7 @@ impl<'a> Cx<'a> {
         let participants: Vec<String> = people
             .iter()
             .flat_map(|&t| self.people_of(t))
-            .map(|p| rs.org.people[p as usize].id.clone())
+            .map(|p| rs.org.people[p as usize].id.to_string())
             .fold(Vec::new(), |mut v, p| {
                 if !v.contains(&p) {
                     v.push(p);
@@ -1086,14 +1110,16 @@ impl<'a> Cx<'a> {
         }
     }
 
-    fn people_of(&self, to: To) -> Vec<Ix> {
+    /// The people a message to `to` reaches: a person, or a department's on-duty person or
+    /// contacts.
+    fn people_of(&self, to: To) -> People<'a> {
         match to {
-            To::Person(p) => vec![p],
+            To::Person(p) => People::One(Some(p)),
             To::Department(d) => {
                 let d = &self.rs.org.departments[d as usize];
                 match &d.rota {
-                    Some(r) => vec![r.on_duty(self.now)],
-                    None => d.contacts.clone(),
+                    Some(r) => People::One(Some(r.on_duty(self.now))),
+                    None => People::Many(d.contacts.iter()),
                 }
             }
         }
@@ -1104,7 +1130,7 @@ impl<'a> Cx<'a> {
         let v: Vec<String> = to
             .iter()
             .flat_map(|&t| self.people_of(t))
-            .map(|p| org.people[p as usize].id.clone())
+            .map(|p| org.people[p as usize].id.to_string())
             .collect();
         if v.is_empty() {
             "nobody (no leader on record)".into()
@@ -1133,6 +1159,11 @@ impl<'a> Cx<'a> {
     /// One message per person and channel, never twice for the same kind in one decision.
     fn tell(&mut self, to: To, kind: &'static str, template: &str, vars: MessageVars) {
         let org = &self.rs.org;
+        // Loading checked every template a rule names, and every kind has its own.
+        let Some(template) = self.rs.templates.interned(template) else {
+            self.trace(format!("no template `{template}`: nothing sent"));
+            return;
+        };
         for p in self.people_of(to) {
             let person = &org.people[p as usize];
             for &channel in &person.channels {
@@ -1145,18 +1176,19 @@ impl<'a> Cx<'a> {
                     continue;
                 }
                 let address = match channel {
-                    Channel::Email => person.email.clone(),
-                    Channel::Sms => person.phone.clone(),
+                    Channel::Email => &person.email,
+                    Channel::Sms => &person.phone,
                 };
-                let Some(address) = address else { continue };
+                let Some(address) = address.clone() else {
+                    continue;
+                };
                 let locale = self
                     .rs
                     .templates
-                    .locale_for(template, channel, &person.locale)
-                    .to_string();
+                    .locale_for(&template, channel, &person.locale);
                 self.d.messages.push(Message {
                     kind,
-                    template: template.to_string(),
+                    template: template.clone(),
                     to: person.id.clone(),
                     channel,
                     locale,
@@ -1167,19 +1199,29 @@ impl<'a> Cx<'a> {
         }
     }
 
-    /// Calls a hook with the issue as a map.
+    /// Calls a hook with the issue as a map. The map is built once per decision and cloned for
+    /// each call (a clone shares its strings); only the priority may differ between calls.
     fn call(&self, hook: &str, priority: Priority) -> Result<Dynamic, HookError> {
+        let mut cached = self.hook_map.borrow_mut();
+        let base = cached.get_or_insert_with(|| self.issue_map());
+        base.insert("priority".into(), string(priority.as_str()));
+        let issue = base.clone();
+        drop(cached);
+        self.rs.scripts.call(hook, issue)
+    }
+
+    fn issue_map(&self) -> rhai::Map {
         let rs = self.rs;
         let cal = &rs.org.calendars[rs.settings.calendar as usize];
         let local = self.now.with_timezone(&cal.tz());
         let unit = &rs.org.units[self.unit as usize];
-        let issue = map([
+        map([
             ("id", string(&self.issue.id)),
             ("category", string(&self.issue.category)),
             ("unit", string(&self.issue.unit)),
             ("unit_tier", string(&rs.org.tiers[unit.tier as usize].id)),
             ("description", string(&self.issue.description)),
-            ("priority", string(priority.as_str())),
+            ("priority", Dynamic::UNIT),
             (
                 "reporter",
                 self.issue
@@ -1193,8 +1235,7 @@ impl<'a> Cx<'a> {
             ("minute", Dynamic::from_int(local.minute() as i64)),
             ("weekday", string(weekday(local.weekday()))),
             ("working", Dynamic::from_bool(cal.is_working_time(self.now))),
-        ]);
-        rs.scripts.call(hook, issue)
+        ])
     }
 }
 
@@ -1209,7 +1250,7 @@ fn target_name(rs: &RuleSet, t: &Target) -> String {
         Target::Reporter => "the reporter".into(),
         Target::Tier(x) => format!("the {} leader", rs.org.tiers[*x as usize].id),
         Target::Department(d) => rs.org.departments[*d as usize].id.clone(),
-        Target::Person(p) => rs.org.people[*p as usize].id.clone(),
+        Target::Person(p) => rs.org.people[*p as usize].id.to_string(),
     }
 }
 

@@ -136,9 +136,9 @@ impl RuleSet {
             let mut notify: Vec<String> = Vec::new();
             for m in &e.decision.messages {
                 if matches!(m.kind, "escalated" | "supervision" | "overdue")
-                    && !notify.contains(&m.to)
+                    && !notify.iter().any(|n| **n == *m.to)
                 {
-                    notify.push(m.to.clone());
+                    notify.push(m.to.to_string());
                 }
             }
             escalations.push(Projected {
@@ -150,7 +150,7 @@ impl RuleSet {
             });
         }
         Ok(Explanation {
-            rules_version: self.version.clone(),
+            rules_version: self.version.to_string(),
             reported_at: show(at),
             priority: first
                 .next

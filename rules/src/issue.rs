@@ -217,6 +217,21 @@ impl Event {
         )
     }
 
+    /// Whether the event can change what meeting triggers see: the departments, the counts of
+    /// escalations and rejections, or (for hooks) a new look at the issue. Acknowledgements,
+    /// notes, reminders and evaluations cannot, so triggers, hooks included, are not evaluated
+    /// again for them.
+    pub fn may_convene(&self) -> bool {
+        matches!(
+            self,
+            Event::Reported
+                | Event::Rejected { .. }
+                | Event::DeadlinePassed { .. }
+                | Event::Reassigned { .. }
+                | Event::MeetingOutcome { .. }
+        )
+    }
+
     /// Whether the event may happen in `state`.
     pub fn allowed_in(&self, state: State) -> bool {
         use State::*;

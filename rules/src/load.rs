@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::calendar::{self, Calendar, CalendarError, Span, WorkDuration};
 use crate::diag::{Diagnostic, Diagnostics, SourceFile, from_serde};
-use crate::model::{self, Ix, Names, Org, OrgIndex, RuleSet};
+use crate::model::{self, IdMap, Ix, Names, Org, OrgIndex, RuleSet};
 use crate::script::Scripts;
 use crate::spec::{self, Channel, Document, Priority, SECTIONS};
 use crate::template::{KINDS, Templates};
@@ -131,7 +131,7 @@ impl<'a> Loader<'a> {
         if !self.diags.is_empty() {
             return None;
         }
-        let version = format!("{:x}", std::mem::take(&mut self.hasher).finalize());
+        let version: Arc<str> = format!("{:x}", std::mem::take(&mut self.hasher).finalize()).into();
         Some(RuleSet {
             version,
             settings,
@@ -304,7 +304,7 @@ impl<'a> Loader<'a> {
     /// Resolves a reference by id, with "did you mean" on failure.
     fn resolve<V: Copy>(
         &mut self,
-        map: &HashMap<String, V>,
+        map: &IdMap<V>,
         kind: &'static str,
         id: &str,
         at: At,
@@ -329,7 +329,7 @@ impl<'a> Loader<'a> {
     /// Registers an id, reporting a duplicate at its second definition.
     fn define<V: Copy>(
         &mut self,
-        map: &mut HashMap<String, V>,
+        map: &mut IdMap<V>,
         first: &mut HashMap<String, String>,
         kind: &str,
         id: &str,
@@ -524,11 +524,11 @@ impl<'a> Loader<'a> {
                 }
             }
             org.people.push(model::Person {
-                id: p.id,
+                id: p.id.into(),
                 name: p.name,
-                phone: p.phone,
-                email: p.email,
-                locale: p.locale.unwrap_or_else(|| default_locale.clone()),
+                phone: p.phone.map(Arc::from),
+                email: p.email.map(Arc::from),
+                locale: p.locale.unwrap_or_else(|| default_locale.clone()).into(),
                 channels,
             });
         }
@@ -987,7 +987,7 @@ impl<'a> Loader<'a> {
         };
         let default_cal = s.settings.as_ref().map(|s| s.value.calendar.clone());
         let mut first = HashMap::new();
-        let mut ids = HashMap::new();
+        let mut ids = IdMap::default();
         for (i, d) in sec.value.iter().enumerate() {
             let path = format!("departments[{i}].id");
             self.define(
@@ -1002,7 +1002,7 @@ impl<'a> Loader<'a> {
                 },
             );
         }
-        let mut index = HashMap::new();
+        let mut index = IdMap::default();
         for (i, d) in sec.value.iter().enumerate() {
             if ids.get(&d.id) != Some(&(i as Ix)) {
                 continue;
@@ -1265,7 +1265,7 @@ impl<'a> Loader<'a> {
             });
         }
         // Steps refer to meetings, which refer to nothing in ladders: resolve meetings' ids first.
-        let meeting_ids: HashMap<String, Ix> = s
+        let meeting_ids: IdMap<Ix> = s
             .meetings
             .as_ref()
             .map(|m| {

@@ -3,7 +3,6 @@
 //! Indices (`Ix`) rather than strings keep a decision to a few lookups; ids stay beside them
 //! for what a decision reports.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -14,6 +13,11 @@ use crate::spec::{Channel, HookLimits, Priority, Trigger};
 use crate::template::Templates;
 
 pub type Ix = u32;
+
+/// Id to index maps, hashed with FxHash: every decision looks ids up, and the keys come from
+/// the rule directory, so no client can fill a map with colliding keys (looking up a client's
+/// string cannot degrade a map).
+pub type IdMap<V> = rustc_hash::FxHashMap<String, V>;
 
 /// Names in Chinese and English; either falls back to the other, then to the id.
 #[derive(Clone, Debug, Default)]
@@ -60,11 +64,12 @@ pub struct Unit {
 
 #[derive(Debug)]
 pub struct Person {
-    pub id: String,
+    /// Shared, like the addresses and locale: every message carries them.
+    pub id: Arc<str>,
     pub name: String,
-    pub phone: Option<String>,
-    pub email: Option<String>,
-    pub locale: String,
+    pub phone: Option<Arc<str>>,
+    pub email: Option<Arc<str>>,
+    pub locale: Arc<str>,
     pub channels: Vec<Channel>,
 }
 
@@ -234,11 +239,11 @@ pub struct Org {
 /// Id to index maps of the organisation.
 #[derive(Debug, Default)]
 pub(crate) struct OrgIndex {
-    pub tiers: HashMap<String, u8>,
-    pub units: HashMap<String, Ix>,
-    pub people: HashMap<String, Ix>,
-    pub departments: HashMap<String, Ix>,
-    pub calendars: HashMap<String, Ix>,
+    pub tiers: IdMap<u8>,
+    pub units: IdMap<Ix>,
+    pub people: IdMap<Ix>,
+    pub departments: IdMap<Ix>,
+    pub calendars: IdMap<Ix>,
 }
 
 impl Org {
@@ -278,8 +283,8 @@ impl Org {
 /// A loaded, validated rule directory. Immutable: a reload builds a new one.
 #[derive(Debug)]
 pub struct RuleSet {
-    /// SHA-256 of every file read, hex.
-    pub version: String,
+    /// SHA-256 of every file read, hex. Shared: every decision carries it.
+    pub version: Arc<str>,
     pub settings: Settings,
     pub org: Arc<Org>,
     pub categories: Vec<Category>,
@@ -294,9 +299,9 @@ pub struct RuleSet {
 /// Id to index maps of the policies.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
-    pub categories: HashMap<String, Ix>,
-    pub ladders: HashMap<String, Ix>,
-    pub meetings: HashMap<String, Ix>,
+    pub categories: IdMap<Ix>,
+    pub ladders: IdMap<Ix>,
+    pub meetings: IdMap<Ix>,
 }
 
 /// What `escalade check` prints about a clean rule set.

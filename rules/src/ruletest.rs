@@ -319,15 +319,15 @@ fn run_case(rules: &RuleSet, case: &Case, events: Vec<(DateTime<Utc>, Event)>) -
             .collect();
         for m in ms {
             let found = sent.iter().any(|s| {
-                s.to == m.to
+                *s.to == *m.to
                     && m.channel.is_none_or(|c| c == s.channel)
-                    && m.template.as_ref().is_none_or(|x| *x == s.template)
+                    && m.template.as_ref().is_none_or(|x| **x == *s.template)
                     && m.kind.as_ref().is_none_or(|k| k == s.kind)
             });
             if !found {
                 let to_them: Vec<String> = sent
                     .iter()
-                    .filter(|s| s.to == m.to)
+                    .filter(|s| *s.to == *m.to)
                     .map(|s| format!("{}/{}", s.template, s.channel.as_str()))
                     .collect();
                 failures.push(format!(

@@ -129,6 +129,13 @@ fn register_helpers(engine: &mut Engine, org: &Arc<Org>) {
             Ok(o.in_subtree(u, a))
         },
     );
+    // Word lists are the common case of hooks; one native call instead of a script loop.
+    engine.register_fn("contains_any", |text: &str, words: rhai::Array| {
+        words.iter().any(|w| {
+            w.read_lock::<ImmutableString>()
+                .is_some_and(|w| text.contains(w.as_str()))
+        })
+    });
     let o = org.clone();
     engine.register_fn("department_exists", move |id: &str| {
         o.department(id).is_some()

@@ -2,6 +2,7 @@
 //! what a message provides, rendered on demand.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use minijinja::Environment;
 use serde::Serialize;
@@ -63,8 +64,8 @@ pub struct Rendered {
 pub struct Templates {
     env: Environment<'static>,
     /// id -> locales that define it -> channels defined there.
-    ids: BTreeMap<String, HashMap<String, Vec<Channel>>>,
-    default_locale: String,
+    ids: BTreeMap<Arc<str>, HashMap<String, Vec<Channel>>>,
+    default_locale: Arc<str>,
 }
 
 impl std::fmt::Debug for Templates {
@@ -164,12 +165,12 @@ impl Templates {
                 }
                 by_locale.insert(locale, channels);
             }
-            ids.insert(id, by_locale);
+            ids.insert(Arc::from(id), by_locale);
         }
         Templates {
             env,
             ids,
-            default_locale: default_locale.to_string(),
+            default_locale: default_locale.into(),
         }
     }
 
@@ -186,16 +187,21 @@ impl Templates {
     }
 
     pub fn ids(&self) -> impl Iterator<Item = &str> {
-        self.ids.keys().map(String::as_str)
+        self.ids.keys().map(|k| &**k)
     }
 
     /// The locale whose variant of `id` on `channel` is used for a person of `locale`: their
     /// own if it has that channel, else the default.
-    pub fn locale_for<'a>(&'a self, id: &str, channel: Channel, locale: &'a str) -> &'a str {
-        match self.ids.get(id).and_then(|l| l.get(locale)) {
-            Some(channels) if channels.contains(&channel) => locale,
-            _ => &self.default_locale,
+    pub fn locale_for(&self, id: &str, channel: Channel, locale: &Arc<str>) -> Arc<str> {
+        match self.ids.get(id).and_then(|l| l.get(&**locale)) {
+            Some(channels) if channels.contains(&channel) => locale.clone(),
+            _ => self.default_locale.clone(),
         }
+    }
+
+    /// The shared name of template `id`, so messages do not copy it.
+    pub fn interned(&self, id: &str) -> Option<Arc<str>> {
+        self.ids.get_key_value(id).map(|(k, _)| k.clone())
     }
 
     /// Renders template `id` for a channel and locale (as chosen by `locale_for`).

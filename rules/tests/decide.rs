@@ -66,7 +66,7 @@ fn words_in_the_text_route_and_co_assign() {
         "2026-03-02T10:00:00+08:00",
     );
     assert_eq!(d.next.departments, ["police", "urban"]);
-    let to: Vec<&str> = d.messages.iter().map(|m| m.to.as_str()).collect();
+    let to: Vec<&str> = d.messages.iter().map(|m| &*m.to).collect();
     assert!(
         to.contains(&"p-police") && to.contains(&"p-urban"),
         "{to:?}"
@@ -157,7 +157,7 @@ fn a_looping_hook_fails_its_decision_alone_and_the_issue_goes_to_triage() {
     assert!(
         d.messages
             .iter()
-            .all(|m| m.to == "p-triage" && m.kind == "triage")
+            .all(|m| &*m.to == "p-triage" && m.kind == "triage")
     );
     assert!(d.timers.is_empty());
     // The same rule set keeps working for the next issue.
@@ -220,7 +220,7 @@ fn unresolved_issues_climb_tier_by_tier_to_the_top() {
         .iter()
         .flat_map(|e| e.decision.messages.iter())
         .filter(|m| m.kind == "escalated")
-        .map(|m| m.to.as_str())
+        .map(|m| &*m.to)
         .collect();
     assert!(
         notified.starts_with(&["p-s1", "p-mayor", "p-mayor"]),
@@ -410,10 +410,10 @@ fn messages_render_in_the_recipients_locale() {
         .log
         .iter()
         .flat_map(|e| e.decision.messages.iter().map(move |m| (e, m)))
-        .find(|(_, m)| m.to == "p-s1")
+        .find(|(_, m)| &*m.to == "p-s1")
         .unwrap();
     // p-s1 reads English and has email only.
-    assert_eq!(esc.1.locale, "en");
+    assert_eq!(&*esc.1.locale, "en");
     let r = rs.render(&i, &esc.0.decision.next, esc.1).unwrap();
     assert_eq!(r.body, "Dear Street One");
     let assigned = &t.log[0].decision.messages[0];
