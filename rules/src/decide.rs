@@ -4,6 +4,7 @@
 //! next state whole, the full set of its pending timers, and every message, so whoever stores
 //! it has nothing to work out.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
@@ -204,9 +205,9 @@ impl RuleSet {
                 meetings: Vec::new(),
                 enforcement: None,
                 supervision: Vec::new(),
-                messages: Vec::new(),
+                messages: Vec::with_capacity(8),
                 triage: None,
-                trace: Vec::new(),
+                trace: Vec::with_capacity(4),
             },
         };
         let outcome = cx.event(event);
@@ -491,12 +492,11 @@ impl<'a> Cx<'a> {
             acknowledge: Some(ack),
             resolve: res,
         });
+        // The instants are in the decision's next state; the trace says how they were counted.
         self.trace(format!(
-            "deadlines at priority {} on calendar {}: acknowledge {ack} -> {}, resolve {res} -> {}",
+            "deadlines at priority {} on calendar {}: acknowledge {ack}, resolve {res}",
             priority.as_str(),
             cal.id(),
-            ack_at.with_timezone(&cal.tz()).to_rfc3339(),
-            res_at.with_timezone(&cal.tz()).to_rfc3339()
         ));
         self.tell_departments(
             "assigned",
@@ -517,33 +517,38 @@ impl<'a> Cx<'a> {
         let local = self.now.with_timezone(&cal.tz());
         let minute = local.hour() * 60 + local.minute();
         let mut lowered: Option<String> = None;
-        'routes: for r in &rs.routes {
-            let mut why: Vec<String> = Vec::new();
-            if let Some(cs) = &r.categories {
-                if !cs.contains(&cat_ix) {
-                    continue;
-                }
-                why.push(format!("category {}", self.issue.category));
+        // Conditions are tested first and the reason written only for the route that matches:
+        // most routes fail, and formatting is the dearest part of a decision.
+        for r in &rs.routes {
+            if r.categories
+                .as_ref()
+                .is_some_and(|cs| !cs.contains(&cat_ix))
+            {
+                continue;
             }
-            if let Some(us) = &r.units {
-                match us.iter().find(|&&u| rs.org.in_subtree(self.unit, u)) {
-                    Some(&u) => why.push(format!("unit within {}", rs.org.units[u as usize].id)),
+            let unit = match &r.units {
+                Some(us) => match us.iter().find(|&&u| rs.org.in_subtree(self.unit, u)) {
+                    Some(&u) => Some(u),
                     None => continue,
-                }
+                },
+                None => None,
+            };
+            if r.priorities
+                .as_ref()
+                .is_some_and(|ps| !ps.contains(&priority))
+            {
+                continue;
             }
-            if let Some(ps) = &r.priorities {
-                if !ps.contains(&priority) {
-                    continue;
+            let word = match &r.text_any {
+                Some(words) => {
+                    let text = lowered.get_or_insert_with(|| self.issue.description.to_lowercase());
+                    match words.iter().find(|w| text.contains(w.as_str())) {
+                        Some(w) => Some(w),
+                        None => continue,
+                    }
                 }
-                why.push(format!("priority {}", priority.as_str()));
-            }
-            if let Some(words) = &r.text_any {
-                let text = lowered.get_or_insert_with(|| self.issue.description.to_lowercase());
-                match words.iter().find(|w| text.contains(w.as_str())) {
-                    Some(w) => why.push(format!("text contains \"{w}\"")),
-                    None => continue 'routes,
-                }
-            }
+                None => None,
+            };
             if let Some((a, b)) = r.time {
                 let inside = if a < b {
                     minute >= a && minute < b
@@ -553,7 +558,33 @@ impl<'a> Cx<'a> {
                 if !inside {
                     continue;
                 }
-                why.push(format!(
+            }
+            if r.working
+                .is_some_and(|w| cal.is_working_time(self.now) != w)
+            {
+                continue;
+            }
+            let mut why = String::new();
+            let mut part = |p: std::fmt::Arguments| {
+                if !why.is_empty() {
+                    why.push_str(", ");
+                }
+                let _ = why.write_fmt(p);
+            };
+            if r.categories.is_some() {
+                part(format_args!("category {}", self.issue.category));
+            }
+            if let Some(u) = unit {
+                part(format_args!("unit within {}", rs.org.units[u as usize].id));
+            }
+            if r.priorities.is_some() {
+                part(format_args!("priority {}", priority.as_str()));
+            }
+            if let Some(w) = word {
+                part(format_args!("text contains \"{w}\""));
+            }
+            if let Some((a, b)) = r.time {
+                part(format_args!(
                     "local time {:02}:{:02} in {:02}:{:02}-{:02}:{:02}",
                     minute / 60,
                     minute % 60,
@@ -564,14 +595,10 @@ impl<'a> Cx<'a> {
                 ));
             }
             if let Some(w) = r.working {
-                if cal.is_working_time(self.now) != w {
-                    continue;
-                }
-                why.push(if w {
-                    "in working time".to_string()
-                } else {
-                    "outside working time".to_string()
-                });
+                part(format_args!(
+                    "{} working time",
+                    if w { "in" } else { "outside" }
+                ));
             }
             let primary = match &r.target {
                 RouteTarget::Department(d) => *d,
@@ -585,17 +612,15 @@ impl<'a> Cx<'a> {
                         hook: h.clone(),
                         kind: format!("returned `{id}`, which is not a department"),
                     })?;
-                    why.push(format!("department_hook `{h}` chose {id}"));
+                    part(format_args!("department_hook `{h}` chose {id}"));
                     d
                 }
             };
-            let reason = if why.is_empty() {
-                "no conditions".to_string()
-            } else {
-                why.join(", ")
-            };
+            if why.is_empty() {
+                why.push_str("no conditions");
+            }
             self.trace(format!(
-                "route `{}` matched ({reason}): {}",
+                "route `{}` matched ({why}): {}",
                 r.name, rs.org.departments[primary as usize].id
             ));
             return Ok((primary, r.co_assign.clone()));

@@ -1,7 +1,7 @@
 //! Message templates (minijinja): compiled once per load, their variables checked against
 //! what a message provides, rendered on demand.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use minijinja::Environment;
@@ -64,7 +64,7 @@ pub struct Rendered {
 pub struct Templates {
     env: Environment<'static>,
     /// id -> locales that define it -> channels defined there.
-    ids: BTreeMap<Arc<str>, HashMap<String, Vec<Channel>>>,
+    ids: BTreeMap<Arc<str>, rustc_hash::FxHashMap<String, Vec<Channel>>>,
     default_locale: Arc<str>,
 }
 
@@ -89,7 +89,7 @@ impl Templates {
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         let mut ids = BTreeMap::new();
         for (id, locales) in spec {
-            let mut by_locale = HashMap::new();
+            let mut by_locale = rustc_hash::FxHashMap::default();
             if !locales.contains_key(default_locale)
                 && let Some(f) = file
             {
