@@ -482,3 +482,21 @@ fn evaluation_happens_once_with_a_rating_from_1_to_5() {
         })
     ));
 }
+
+#[test]
+fn contains_any_finds_a_word_of_the_list() {
+    use escalade_rules::script::{map, string};
+    let rs = rules();
+    let call = |text: &str| {
+        rs.scripts
+            .call("mentions_fire", map([("description", string(text))]))
+            .unwrap()
+            .as_bool()
+            .unwrap()
+    };
+    assert!(call("thick smoke on the stairs"));
+    assert!(call("a fire"));
+    assert!(!call("a quiet street"));
+    // Items that are not strings never match and do not fail the hook.
+    assert!(!call("42"));
+}
