@@ -484,8 +484,9 @@ impl<'a> Cx<'a> {
         let cal = self.deadline_calendar();
         let ack_at = cal.add(self.now, ack);
         let res_at = cal.add(self.now, res);
-        self.next.acknowledge_by = Some(ack_at);
-        self.next.resolve_by = Some(res_at);
+        self.next
+            .set_deadline(DeadlineKind::Acknowledge, Some(ack_at));
+        self.next.set_deadline(DeadlineKind::Resolve, Some(res_at));
         self.d.deadline_basis = Some(DeadlineBasis {
             from: self.now,
             calendar: cal.id().to_string(),
@@ -637,7 +638,13 @@ impl<'a> Cx<'a> {
 
     fn deadline_passed(&mut self, kind: DeadlineKind) -> Result<(), Failure> {
         let due = match self.next.deadline(kind) {
-            Some(at) if at <= self.now && self.next.state.is_open() => at,
+            Some(at)
+                if at <= self.now
+                    && self.next.state.is_open()
+                    && !self.next.passed.contains(&kind) =>
+            {
+                at
+            }
             _ => {
                 self.trace(format!(
                     "{} deadline timer ignored: no longer pending",
@@ -659,6 +666,8 @@ impl<'a> Cx<'a> {
                 (Trigger::ResolveOverdue, self.next.counts.resolve_overdue)
             }
         };
+        // Handled: its timer is not set again unless a step extends the deadline.
+        self.next.passed.push(kind);
         self.trace(format!(
             "the {} deadline {due} passed (occurrence {count})",
             kind.as_str()
@@ -672,7 +681,7 @@ impl<'a> Cx<'a> {
         let rule = self.deadline_rule();
         let cal = self.deadline_calendar();
         let at = cal.add(self.now, rule.resolve);
-        self.next.resolve_by = Some(at);
+        self.next.set_deadline(DeadlineKind::Resolve, Some(at));
         self.trace(format!(
             "rejected by the reporter (rejection {}): reopened, resolve {} -> {at}",
             self.next.counts.rejected, rule.resolve
@@ -827,9 +836,10 @@ impl<'a> Cx<'a> {
         let rule = self.deadline_rule();
         let cal = self.deadline_calendar();
         let ack = cal.add(self.now, rule.acknowledge);
-        self.next.acknowledge_by = Some(ack);
+        self.next.set_deadline(DeadlineKind::Acknowledge, Some(ack));
         if was_triage || self.next.resolve_by.is_none() {
-            self.next.resolve_by = Some(cal.add(self.now, rule.resolve));
+            self.next
+                .set_deadline(DeadlineKind::Resolve, Some(cal.add(self.now, rule.resolve)));
         }
         self.trace(format!("reassigned to {department}: acknowledge by {ack}"));
         let vars = MessageVars {
@@ -888,7 +898,7 @@ impl<'a> Cx<'a> {
                     }
                 }
                 self.next.state = State::InProgress;
-                self.next.resolve_by = Some(at);
+                self.next.set_deadline(DeadlineKind::Resolve, Some(at));
                 self.d.enforcement = Some(Enforcement {
                     meeting: meeting.to_string(),
                     departments: departments.to_vec(),
@@ -1053,7 +1063,9 @@ impl<'a> Cx<'a> {
             let Some(at) = self.next.deadline(kind) else {
                 continue;
             };
-            if at <= self.now {
+            // A deadline due now or earlier whose passing was not handled yet (say, a reminder
+            // fired late, after a restart) keeps its timer: it fires next.
+            if self.next.passed.contains(&kind) {
                 continue;
             }
             for r in &rule.remind_before {

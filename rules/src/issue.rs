@@ -115,6 +115,10 @@ pub struct IssueState {
     /// A rule failed on this issue; it waits in the triage department's queue.
     pub triage: bool,
     pub rating: Option<u8>,
+    /// Deadlines whose passing has been handled: their timers are not set again until the
+    /// deadline itself is set anew.
+    #[serde(default)]
+    pub passed: Vec<DeadlineKind>,
 }
 
 impl IssueState {
@@ -125,7 +129,9 @@ impl IssueState {
         }
     }
 
+    /// Sets (or clears) a deadline; a new deadline has not passed yet.
     pub fn set_deadline(&mut self, kind: DeadlineKind, at: Option<DateTime<Utc>>) {
+        self.passed.retain(|k| *k != kind);
         match kind {
             DeadlineKind::Acknowledge => self.acknowledge_by = at,
             DeadlineKind::Resolve => self.resolve_by = at,

@@ -500,3 +500,66 @@ fn contains_any_finds_a_word_of_the_list() {
     // Items that are not strings never match and do not fail the hook.
     assert!(!call("42"));
 }
+
+#[test]
+fn a_late_reminder_keeps_the_deadline_timer_and_a_handled_deadline_does_not_fire_twice() {
+    let rs = rules();
+    let i = issue("garbage", "bins");
+    let d = report(&rs, &i, "2026-03-02T10:00:00+08:00");
+    // The daemon was down through the reminder (11:30) and the deadline (12:00): the reminder
+    // fires late, at 12:30, and the deadline's timer must survive it.
+    let late = rs
+        .decide(
+            &i,
+            &d.next,
+            &Event::ReminderDue {
+                deadline: DeadlineKind::Acknowledge,
+            },
+            at("2026-03-02T12:30:00+08:00"),
+        )
+        .unwrap();
+    assert!(late.timers.iter().any(|t| t.event
+        == Event::DeadlinePassed {
+            deadline: DeadlineKind::Acknowledge
+        }));
+    let passed = rs
+        .decide(
+            &i,
+            &late.next,
+            &Event::DeadlinePassed {
+                deadline: DeadlineKind::Acknowledge,
+            },
+            at("2026-03-02T12:30:00+08:00"),
+        )
+        .unwrap();
+    assert_eq!(passed.next.counts.acknowledge_overdue, 1);
+    // The ladder extended it by 1h of working time: the lunch break 12:00-13:00 is skipped.
+    assert_eq!(
+        passed.next.acknowledge_by,
+        Some(at("2026-03-02T14:00:00+08:00"))
+    );
+    assert!(
+        passed.next.passed.is_empty(),
+        "a new deadline has not passed"
+    );
+    // A deadline whose passing was handled (and not extended) neither fires twice nor gets its
+    // timer back.
+    let mut handled = passed.next.clone();
+    handled.acknowledge_by = Some(at("2026-03-02T12:00:00+08:00"));
+    handled.passed.push(DeadlineKind::Acknowledge);
+    let again = rs
+        .decide(
+            &i,
+            &handled,
+            &Event::DeadlinePassed {
+                deadline: DeadlineKind::Acknowledge,
+            },
+            at("2026-03-02T12:31:00+08:00"),
+        )
+        .unwrap();
+    assert_eq!(again.next, handled);
+    assert!(!again.timers.iter().any(|t| t.event
+        == Event::DeadlinePassed {
+            deadline: DeadlineKind::Acknowledge
+        }));
+}
