@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use escalade_rules::{Diagnostics, Issue, RuleSet};
 use miette::{GraphicalReportHandler, GraphicalTheme};
 
-mod generate;
+use escalade::generate;
 
 #[derive(Parser)]
 #[command(

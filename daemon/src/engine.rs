@@ -1,0 +1,245 @@
+//! The engine: every submission, action and timer becomes an event; the rules decide on a
+//! blocking thread; the store commits the decision whole.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use escalade_rules::{Decision, Event, Issue, IssueState, Refusal, RuleSet};
+use tokio::sync::{Notify, watch};
+
+use crate::store::{Store, StoreError, StoredIssue, Submitted};
+
+/// Where the engine gets the time. The daemon uses the system clock; tests use a manual one,
+/// which nothing in the binary can reach.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock that moves only when told to.
+pub struct ManualClock(Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    pub fn new(t: DateTime<Utc>) -> ManualClock {
+        ManualClock(Mutex::new(t))
+    }
+
+    pub fn set(&self, t: DateTime<Utc>) {
+        *self.0.lock().expect("clock lock") = t;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().expect("clock lock")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("no issue {0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the decision could not run: {0}")]
+    Decide(String),
+}
+
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+pub struct Engine {
+    store: Store,
+    rules: RwLock<Arc<RuleSet>>,
+    clock: Arc<dyn Clock>,
+    /// Wakes the scheduler when a decision may have added a timer sooner than it sleeps to.
+    wake: Notify,
+    /// Actions on one issue take turns within this process (by a stripe of its id), so they
+    /// do not race to the store; the store's version check still catches other processes.
+    turns: Vec<tokio::sync::Mutex<()>>,
+}
+
+/// How many times an action is decided again when another action on the same issue committed
+/// between its read and its write.
+const CONFLICT_RETRIES: usize = 8;
+
+/// Timers fired in one pass at most, so a pass cannot run without end.
+const MAX_FIRINGS: usize = 10_000;
+
+impl Engine {
+    pub fn new(store: Store, rules: RuleSet, clock: Arc<dyn Clock>) -> Engine {
+        Engine {
+            store,
+            rules: RwLock::new(Arc::new(rules)),
+            clock,
+            wake: Notify::new(),
+            turns: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.rules.read().expect("rules lock").clone()
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Decides on a blocking thread: hooks may run up to their wall-clock limit.
+    async fn decide(
+        &self,
+        issue: Issue,
+        state: IssueState,
+        event: Event,
+        now: DateTime<Utc>,
+    ) -> Result<Decision> {
+        let rules = self.rules();
+        tokio::task::spawn_blocking(move || rules.decide(&issue, &state, &event, now))
+            .await
+            .map_err(|e| EngineError::Decide(e.to_string()))?
+            .map_err(EngineError::from)
+    }
+
+    /// Takes in a new issue. With an idempotency key (and the hash of the request), a retried
+    /// submission returns the first answer; the same key with another request is refused.
+    pub async fn submit(
+        &self,
+        mut issue: Issue,
+        actor: &str,
+        idempotency: Option<(&str, &str)>,
+    ) -> Result<Submitted> {
+        if let Some((key, hash)) = idempotency
+            && let Some(first) = self.store.idempotent(key, hash).await?
+        {
+            return Ok(Submitted {
+                issue: first,
+                replayed: true,
+            });
+        }
+        issue.id = self.store.allocate_id();
+        let now = self.clock.now();
+        let decision = self
+            .decide(issue.clone(), IssueState::default(), Event::Reported, now)
+            .await?;
+        let submitted = self
+            .store
+            .create(&issue, &decision, now, actor, idempotency)
+            .await?;
+        self.wake.notify_one();
+        Ok(submitted)
+    }
+
+    /// Applies a person's (or the scheduler's) event to an issue.
+    pub async fn act(
+        &self,
+        id: &str,
+        event: Event,
+        actor: &str,
+    ) -> Result<(StoredIssue, Decision)> {
+        let stripe = id
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+        let _turn = self.turns[stripe % self.turns.len()].lock().await;
+        for _ in 0..CONFLICT_RETRIES {
+            let stored = self
+                .store
+                .issue_for_update(id)
+                .await?
+                .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
+            let now = self.clock.now();
+            let decision = self
+                .decide(
+                    stored.issue.clone(),
+                    stored.state.clone(),
+                    event.clone(),
+                    now,
+                )
+                .await?;
+            match self
+                .store
+                .apply(&stored, &event, &decision, now, actor)
+                .await
+            {
+                Ok(_) => {
+                    self.wake.notify_one();
+                    let next = StoredIssue {
+                        state: decision.next.clone(),
+                        version: stored.version + 1,
+                        issue: stored.issue,
+                    };
+                    return Ok((next, decision));
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict(id.to_string()).into())
+    }
+
+    /// Fires every timer due now, earliest first, each as an event of its issue. Returns how
+    /// many fired. Timers that fell due while the daemon was down fire here at start-up.
+    pub async fn fire_due(&self) -> Result<usize> {
+        let mut fired = 0;
+        while fired < MAX_FIRINGS {
+            let now = self.clock.now();
+            let Some(t) = self.store.due(now, 1).await?.into_iter().next() else {
+                break;
+            };
+            match self.act(&t.issue_id, t.event.clone(), "scheduler").await {
+                Ok(_) => {}
+                // A timer is never refused by the rules; should the issue be gone or the
+                // decision fail, the timer is dropped rather than retried forever.
+                Err(
+                    e @ (EngineError::NotFound(_)
+                    | EngineError::Refused(_)
+                    | EngineError::Decide(_)),
+                ) => {
+                    tracing::error!(timer = t.id, issue = %t.issue_id, error = %e, "timer dropped");
+                    self.store.drop_timer(t.id).await?;
+                }
+                Err(e) => return Err(e),
+            }
+            fired += 1;
+        }
+        Ok(fired)
+    }
+
+    /// The scheduler: fires due timers, then sleeps until the earliest pending one (or a minute,
+    /// or until a decision may have added a sooner one), until `shutdown` turns true.
+    pub async fn run_scheduler(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            if let Err(e) = self.fire_due().await {
+                tracing::error!(error = %e, "firing timers failed; retrying shortly");
+            }
+            let wait = match self.store.next_due().await {
+                Ok(Some(due)) => (due - self.clock.now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .min(Duration::from_secs(60)),
+                Ok(None) => Duration::from_secs(60),
+                Err(_) => Duration::from_secs(1),
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.wake.notified() => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The escalade daemon's services: the durable store, the engine that applies the rules'
+//! decisions to it, and the synthetic city generator. The binary (`main.rs`) is the command
+//! line over them.
+
+pub mod engine;
+pub mod generate;
+pub mod store;

@@ -1,0 +1,450 @@
+//! The durable store: issues, their timeline, pending timers and the outbox.
+//!
+//! SQLite through sqlx is the embedded default. Every change an event makes (the issue's new
+//! state, the event itself, the replaced timers, the queued messages) commits in one
+//! transaction, and nothing is answered before that commit. `Store` is the boundary the engine
+//! sees; a PostgreSQL backend is another variant behind the same methods.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use escalade_rules::{Decision, Event, Issue, IssueState};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// Another action on the same issue committed first; the caller decides again.
+    #[error("issue {0} changed concurrently")]
+    Conflict(String),
+    #[error("idempotency key `{0}` was used for a different request")]
+    KeyReused(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// An issue as stored: what was reported and where the rules left it.
+#[derive(Clone, Debug)]
+pub struct StoredIssue {
+    pub issue: Issue,
+    pub state: IssueState,
+    pub version: i64,
+}
+
+/// One entry of an issue's timeline.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TimelineEntry {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub rules_version: String,
+}
+
+/// A pending timer that has fallen due.
+#[derive(Clone, Debug)]
+pub struct DueTimer {
+    pub id: i64,
+    pub issue_id: String,
+    pub due: DateTime<Utc>,
+    pub event: Event,
+}
+
+/// A queued message, as the outbox holds it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub issue_id: String,
+    pub kind: String,
+    pub person: String,
+    pub channel: String,
+    pub address: String,
+    pub template: String,
+    pub status: String,
+}
+
+/// What a submission returned: the issue, and whether this is a replay of an earlier request
+/// with the same idempotency key.
+#[derive(Clone, Debug)]
+pub struct Submitted {
+    pub issue: StoredIssue,
+    pub replayed: bool,
+}
+
+pub struct Store {
+    /// One connection writes: SQLite has one writer anyway, and queueing in-process avoids
+    /// "database is locked" between deferred transactions.
+    writer: SqlitePool,
+    reader: SqlitePool,
+    next_id: AtomicI64,
+}
+
+fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn instant(ms: i64) -> Result<DateTime<Utc>> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .ok_or_else(|| StoreError::Corrupt(format!("instant {ms} out of range")))
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("plain data serialises")
+}
+
+fn parse<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `path` and migrates it.
+    ///
+    /// WAL with `synchronous = FULL`: a commit is on disk before it returns, so an issue
+    /// answered 201 survives power loss, not only a crash of the process (NORMAL would risk the
+    /// last commits on power loss).
+    pub async fn open_sqlite(path: &Path) -> Result<Store> {
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(CAST(id AS INTEGER)) FROM issues")
+            .fetch_one(&writer)
+            .await?;
+        Ok(Store {
+            writer,
+            reader,
+            next_id: AtomicI64::new(max.unwrap_or(0) + 1),
+        })
+    }
+
+    /// A fresh issue id. Ids are allocated in memory from the largest stored one: one process
+    /// owns an SQLite file.
+    pub fn allocate_id(&self) -> String {
+        self.next_id.fetch_add(1, Ordering::Relaxed).to_string()
+    }
+
+    /// The issue a key was first used for, if the key is known; `KeyReused` if the request
+    /// differs from the first.
+    pub async fn idempotent(&self, key: &str, request_hash: &str) -> Result<Option<StoredIssue>> {
+        let row = sqlx::query("SELECT request_hash, issue_id FROM idempotency_keys WHERE key = ?")
+            .bind(key)
+            .fetch_all(&self.writer)
+            .await?
+            .into_iter()
+            .next();
+        let Some(row) = row else { return Ok(None) };
+        let hash: String = row.get(0);
+        if hash != request_hash {
+            return Err(StoreError::KeyReused(key.to_string()));
+        }
+        let id: String = row.get(1);
+        self.issue_on(&self.writer, &id).await
+    }
+
+    /// Stores a new issue with its first decision, atomically with its idempotency key.
+    pub async fn create(
+        &self,
+        issue: &Issue,
+        decision: &Decision,
+        at: DateTime<Utc>,
+        actor: &str,
+        idempotency: Option<(&str, &str)>,
+    ) -> Result<Submitted> {
+        let mut tx = self.writer.begin().await?;
+        if let Some((key, hash)) = idempotency {
+            let row =
+                sqlx::query("SELECT request_hash, issue_id FROM idempotency_keys WHERE key = ?")
+                    .bind(key)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .next();
+            if let Some(row) = row {
+                let first: String = row.get(0);
+                if first != hash {
+                    return Err(StoreError::KeyReused(key.to_string()));
+                }
+                let id: String = row.get(1);
+                drop(tx);
+                let issue = self.issue_on(&self.writer, &id).await?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("idempotency key names missing issue {id}"))
+                })?;
+                return Ok(Submitted {
+                    issue,
+                    replayed: true,
+                });
+            }
+        }
+        let s = &decision.next;
+        sqlx::query(
+            "INSERT INTO issues (id, version, body, state, status, category, unit, department, tier, reported_at, updated_at)
+             VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&issue.id)
+        .bind(json(issue))
+        .bind(json(s))
+        .bind(s.state.as_str())
+        .bind(&issue.category)
+        .bind(&issue.unit)
+        .bind(s.departments.first())
+        .bind(&s.tier)
+        .bind(millis(at))
+        .bind(millis(at))
+        .execute(&mut *tx)
+        .await?;
+        if let Some((key, hash)) = idempotency {
+            sqlx::query("INSERT INTO idempotency_keys (key, request_hash, issue_id, created_at) VALUES (?, ?, ?, ?)")
+                .bind(key)
+                .bind(hash)
+                .bind(&issue.id)
+                .bind(millis(at))
+                .execute(&mut *tx)
+                .await?;
+        }
+        record(&mut tx, &issue.id, &Event::Reported, decision, at, actor).await?;
+        tx.commit().await?;
+        Ok(Submitted {
+            issue: StoredIssue {
+                issue: issue.clone(),
+                state: s.clone(),
+                version: 1,
+            },
+            replayed: false,
+        })
+    }
+
+    /// Applies a decision to an issue last read at `version`: its new state, the event, its
+    /// timers (replacing the old ones) and its messages, in one transaction.
+    pub async fn apply(
+        &self,
+        stored: &StoredIssue,
+        event: &Event,
+        decision: &Decision,
+        at: DateTime<Utc>,
+        actor: &str,
+    ) -> Result<i64> {
+        let mut tx = self.writer.begin().await?;
+        let s = &decision.next;
+        let updated = sqlx::query(
+            "UPDATE issues SET version = version + 1, state = ?, status = ?, department = ?, tier = ?, updated_at = ?
+             WHERE id = ? AND version = ?",
+        )
+        .bind(json(s))
+        .bind(s.state.as_str())
+        .bind(s.departments.first())
+        .bind(&s.tier)
+        .bind(millis(at))
+        .bind(&stored.issue.id)
+        .bind(stored.version)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::Conflict(stored.issue.id.clone()));
+        }
+        let seq = record(&mut tx, &stored.issue.id, event, decision, at, actor).await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    /// Removes a timer that fired but whose event changed nothing (it was stale).
+    pub async fn drop_timer(&self, id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM timers WHERE id = ?")
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn issue(&self, id: &str) -> Result<Option<StoredIssue>> {
+        self.issue_on(&self.reader, id).await
+    }
+
+    async fn issue_on(&self, pool: &SqlitePool, id: &str) -> Result<Option<StoredIssue>> {
+        // `fetch_all`, not `fetch_optional`: a statement left mid-step would keep its read
+        // snapshot open on the pooled connection, and later reads there would miss new commits.
+        let rows = sqlx::query("SELECT body, state, version FROM issues WHERE id = ?")
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
+        rows.into_iter()
+            .next()
+            .map(|r| {
+                Ok(StoredIssue {
+                    issue: parse("issue body", r.get::<&str, _>(0))?,
+                    state: parse("issue state", r.get::<&str, _>(1))?,
+                    version: r.get(2),
+                })
+            })
+            .transpose()
+    }
+
+    /// The issue read through the writer, so it sees every commit (the engine's read before a
+    /// write must not lag behind it).
+    pub async fn issue_for_update(&self, id: &str) -> Result<Option<StoredIssue>> {
+        self.issue_on(&self.writer, id).await
+    }
+
+    pub async fn timeline(&self, id: &str) -> Result<Vec<TimelineEntry>> {
+        let rows = sqlx::query(
+            "SELECT seq, at, actor, kind, payload, rules_version FROM events WHERE issue_id = ? ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(TimelineEntry {
+                    seq: r.get(0),
+                    at: instant(r.get(1))?,
+                    actor: r.get(2),
+                    kind: r.get(3),
+                    payload: parse("event payload", r.get::<&str, _>(4))?,
+                    rules_version: r.get(5),
+                })
+            })
+            .collect()
+    }
+
+    /// The earliest pending timer, if any.
+    pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let due: Option<i64> = sqlx::query_scalar("SELECT MIN(due) FROM timers")
+            .fetch_one(&self.writer)
+            .await?;
+        due.map(instant).transpose()
+    }
+
+    /// Timers due at or before `now`, earliest first.
+    pub async fn due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<DueTimer>> {
+        let rows = sqlx::query(
+            "SELECT id, issue_id, due, event FROM timers WHERE due <= ? ORDER BY due, id LIMIT ?",
+        )
+        .bind(millis(now))
+        .bind(limit)
+        .fetch_all(&self.writer)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(DueTimer {
+                    id: r.get(0),
+                    issue_id: r.get(1),
+                    due: instant(r.get(2))?,
+                    event: parse("timer event", r.get::<&str, _>(3))?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn outbox(&self, limit: i64) -> Result<Vec<OutboxRow>> {
+        let rows = sqlx::query(
+            "SELECT id, issue_id, kind, person, channel, address, template, status FROM outbox ORDER BY id LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| OutboxRow {
+                id: r.get(0),
+                issue_id: r.get(1),
+                kind: r.get(2),
+                person: r.get(3),
+                channel: r.get(4),
+                address: r.get(5),
+                template: r.get(6),
+                status: r.get(7),
+            })
+            .collect())
+    }
+
+    /// Closes both pools, waiting for their connections.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+/// Writes an event, replaces the issue's timers with the decision's and queues its messages.
+async fn record(
+    tx: &mut Transaction<'_, Sqlite>,
+    issue_id: &str,
+    event: &Event,
+    decision: &Decision,
+    at: DateTime<Utc>,
+    actor: &str,
+) -> Result<i64> {
+    let seq: i64 = sqlx::query_scalar(
+        "INSERT INTO events (issue_id, at, actor, kind, payload, rules_version, decision) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+    )
+    .bind(issue_id)
+    .bind(millis(at))
+    .bind(actor)
+    .bind(event.name())
+    .bind(json(event))
+    .bind(&*decision.rules_version)
+    .bind(json(decision))
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM timers WHERE issue_id = ?")
+        .bind(issue_id)
+        .execute(&mut **tx)
+        .await?;
+    for t in &decision.timers {
+        sqlx::query("INSERT INTO timers (issue_id, due, event) VALUES (?, ?, ?)")
+            .bind(issue_id)
+            .bind(millis(t.at))
+            .bind(json(&t.event))
+            .execute(&mut **tx)
+            .await?;
+    }
+    for m in &decision.messages {
+        let key = format!(
+            "{issue_id}/{seq}/{}/{}/{}",
+            m.to,
+            m.channel.as_str(),
+            m.template
+        );
+        sqlx::query(
+            "INSERT INTO outbox (dedupe_key, issue_id, event_seq, kind, person, channel, address, template, locale, vars, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(issue_id)
+        .bind(seq)
+        .bind(m.kind)
+        .bind(&*m.to)
+        .bind(m.channel.as_str())
+        .bind(&*m.address)
+        .bind(&*m.template)
+        .bind(&*m.locale)
+        .bind(json(&m.vars))
+        .bind(millis(at))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(seq)
+}

@@ -1,0 +1,212 @@
+//! The engine on a real SQLite file in a temp dir, with a clock the test moves: durable intake,
+//! timelines, escalation by timers, timers that fell due while the daemon was down,
+//! idempotency, refusals that change nothing, and concurrent actions on one issue.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset, Utc};
+use escalade::engine::{Engine, EngineError, ManualClock};
+use escalade::store::{Store, StoreError};
+use escalade_rules::{Event, Issue, RuleSet, State};
+
+const MINI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/tests/fixtures/mini");
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::<FixedOffset>::parse_from_rfc3339(s)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+async fn engine(db: &Path, clock: &Arc<ManualClock>) -> Engine {
+    let store = Store::open_sqlite(db).await.unwrap();
+    let rules = RuleSet::load(MINI).unwrap();
+    Engine::new(store, rules, clock.clone())
+}
+
+fn garbage() -> Issue {
+    Issue {
+        category: "garbage".into(),
+        unit: "g1".into(),
+        description: "bins overflowing".into(),
+        reporter: Some("p-g1".into()),
+        ..Issue::default()
+    }
+}
+
+#[tokio::test]
+async fn a_submission_is_stored_with_its_timeline_timers_and_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(at("2026-03-02T10:00:00+08:00")));
+    let e = engine(&dir.path().join("db.sqlite"), &clock).await;
+    let s = e.submit(garbage(), "reporter:p-g1", None).await.unwrap();
+    assert!(!s.replayed);
+    let id = s.issue.issue.id.clone();
+    assert_eq!(id, "1");
+    let stored = e.store().issue(&id).await.unwrap().unwrap();
+    assert_eq!(stored.state.state, State::Assigned);
+    assert_eq!(stored.state.departments, ["urban"]);
+    let t = e.store().timeline(&id).await.unwrap();
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].kind, "reported");
+    assert_eq!(t[0].actor, "reporter:p-g1");
+    assert_eq!(t[0].rules_version, *e.rules().version);
+    assert_eq!(
+        e.store().next_due().await.unwrap(),
+        Some(at("2026-03-02T11:30:00+08:00"))
+    );
+    let out = e.store().outbox(100).await.unwrap();
+    assert!(
+        out.iter()
+            .any(|m| m.person == "p-urban" && m.kind == "assigned" && m.status == "queued")
+    );
+    // Ids keep counting.
+    let s2 = e.submit(garbage(), "reporter:p-g1", None).await.unwrap();
+    assert_eq!(s2.issue.issue.id, "2");
+}
+
+#[tokio::test]
+async fn deadlines_escalate_on_the_test_clock_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite");
+    let clock = Arc::new(ManualClock::new(at("2026-03-02T10:00:00+08:00")));
+    let id = {
+        let e = engine(&db, &clock).await;
+        let id = e
+            .submit(garbage(), "reporter:p-g1", None)
+            .await
+            .unwrap()
+            .issue
+            .issue
+            .id;
+        e.act(&id, Event::Acknowledged, "department:urban")
+            .await
+            .unwrap();
+        // Resolve due Tue 10:00: at that time the tier rises to street, and the deadline
+        // extends by a working day.
+        clock.set(at("2026-03-03T10:00:00+08:00"));
+        let fired = e.fire_due().await.unwrap();
+        // The reminder (09:30, late) and then the deadline (10:00).
+        assert_eq!(fired, 2);
+        let s = e.store().issue(&id).await.unwrap().unwrap();
+        assert_eq!(s.state.tier.as_deref(), Some("street"));
+        e.store().close().await;
+        id
+    };
+    // The daemon is down across the next deadline (Wed 10:00); at restart it fires at once.
+    clock.set(at("2026-03-04T15:00:00+08:00"));
+    let e = engine(&db, &clock).await;
+    let before = e.store().timeline(&id).await.unwrap().len();
+    e.fire_due().await.unwrap();
+    let s = e.store().issue(&id).await.unwrap().unwrap();
+    assert_eq!(s.state.tier.as_deref(), Some("city"));
+    let t = e.store().timeline(&id).await.unwrap();
+    assert!(t.len() > before);
+    let passed: Vec<&str> = t
+        .iter()
+        .filter(|x| x.kind == "deadline_passed")
+        .map(|x| x.actor.as_str())
+        .collect();
+    assert_eq!(passed, ["scheduler", "scheduler"]);
+    // Nothing due remains; the next timer is the extended deadline, in the future.
+    assert_eq!(e.fire_due().await.unwrap(), 0);
+    assert!(e.store().next_due().await.unwrap().unwrap() > clock.now_for_test());
+}
+
+trait NowForTest {
+    fn now_for_test(&self) -> DateTime<Utc>;
+}
+
+impl NowForTest for Arc<ManualClock> {
+    fn now_for_test(&self) -> DateTime<Utc> {
+        use escalade::engine::Clock;
+        self.now()
+    }
+}
+
+#[tokio::test]
+async fn a_retried_submission_returns_the_first_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(at("2026-03-02T10:00:00+08:00")));
+    let e = engine(&dir.path().join("db.sqlite"), &clock).await;
+    let first = e
+        .submit(garbage(), "r", Some(("key-1", "hash-a")))
+        .await
+        .unwrap();
+    let again = e
+        .submit(garbage(), "r", Some(("key-1", "hash-a")))
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.issue.issue.id, first.issue.issue.id);
+    match e.submit(garbage(), "r", Some(("key-1", "hash-b"))).await {
+        Err(EngineError::Store(StoreError::KeyReused(k))) => assert_eq!(k, "key-1"),
+        other => panic!("{other:?}"),
+    }
+    // Nothing else was created.
+    assert!(e.store().issue("2").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_refused_action_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(at("2026-03-02T10:00:00+08:00")));
+    let e = engine(&dir.path().join("db.sqlite"), &clock).await;
+    let id = e.submit(garbage(), "r", None).await.unwrap().issue.issue.id;
+    let before = e.store().issue(&id).await.unwrap().unwrap();
+    match e.act(&id, Event::Confirmed, "reporter:p-g1").await {
+        Err(EngineError::Refused(r)) => assert!(
+            r.to_string()
+                .contains("not allowed while the issue is assigned")
+        ),
+        other => panic!("{other:?}"),
+    }
+    let after = e.store().issue(&id).await.unwrap().unwrap();
+    assert_eq!(after.version, before.version);
+    assert_eq!(after.state, before.state);
+    assert_eq!(e.store().timeline(&id).await.unwrap().len(), 1);
+    assert!(matches!(
+        e.act("999", Event::Acknowledged, "x").await,
+        Err(EngineError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn concurrent_actions_on_one_issue_all_apply_in_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(at("2026-03-02T10:00:00+08:00")));
+    let e = Arc::new(engine(&dir.path().join("db.sqlite"), &clock).await);
+    let id = e.submit(garbage(), "r", None).await.unwrap().issue.issue.id;
+    e.act(&id, Event::Acknowledged, "d").await.unwrap();
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let e = e.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                e.act(
+                    &id,
+                    Event::Progress {
+                        note: format!("note {i}"),
+                    },
+                    "d",
+                )
+                .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let s = e.store().issue(&id).await.unwrap().unwrap();
+    assert_eq!(s.version, 12);
+    assert_eq!(s.state.state, State::InProgress);
+    let notes = e
+        .store()
+        .timeline(&id)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|t| t.kind == "progress")
+        .count();
+    assert_eq!(notes, 10);
+}
