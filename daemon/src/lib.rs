@@ -2,6 +2,8 @@
 //! decisions to it, and the synthetic city generator. The binary (`main.rs`) is the command
 //! line over them.
 
+pub mod api;
+pub mod config;
 pub mod engine;
 pub mod generate;
 pub mod store;

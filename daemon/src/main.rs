@@ -27,6 +27,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the daemon: the HTTP API, the engine and the scheduler.
+    Run {
+        /// The daemon's configuration (YAML); every key may be overridden by ESCALADE_*.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The rule directory (overrides the configuration).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
     /// Validate a rule directory and summarise it.
     Check {
         /// The rule directory.
@@ -83,6 +92,26 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
+        Command::Run { config, rules } => {
+            let mut cfg =
+                escalade::config::Config::load(config.as_deref(), |k| std::env::var(k).ok())
+                    .map_err(Failure::Usage)?;
+            if let Some(r) = rules {
+                cfg.rules = r;
+            }
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .init();
+            let rules = load(&cfg.rules)?;
+            let runtime = tokio::runtime::Runtime::new()
+                .map_err(|e| Failure::Usage(format!("cannot start the runtime: {e}")))?;
+            runtime.block_on(daemon(cfg, rules)).map_err(Failure::Usage)
+        }
         Command::Check { dir } => {
             let rules = load(&dir)?;
             let s = rules.summary();
@@ -168,6 +197,70 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// Start-up: migrate the store, fire the timers that fell due while down, start the scheduler,
+/// then listen. SIGTERM or SIGINT stops accepting, finishes the requests in flight and exits.
+async fn daemon(cfg: escalade::config::Config, rules: RuleSet) -> Result<(), String> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use escalade::engine::{Engine, SystemClock};
+    use escalade::store::Store;
+
+    std::fs::create_dir_all(&cfg.state_dir).map_err(|e| {
+        format!(
+            "cannot create state directory {}: {e}",
+            cfg.state_dir.display()
+        )
+    })?;
+    let db = cfg.database_path();
+    let store = Store::open_sqlite(&db)
+        .await
+        .map_err(|e| format!("{}: {e}", db.display()))?;
+    let version = rules.version.clone();
+    let engine = Arc::new(Engine::new(store, rules, Arc::new(SystemClock)));
+    let fired = engine
+        .fire_due()
+        .await
+        .map_err(|e| format!("firing due timers: {e}"))?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = Arc::new(AtomicBool::new(true));
+    let scheduler = tokio::spawn(engine.clone().run_scheduler(stopped));
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    tracing::info!(
+        listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        database = %db.display(),
+        rules = %cfg.rules.display(),
+        rules_version = %&version[..16],
+        timers_fired_at_start = fired,
+        "escalade is serving"
+    );
+    let state = Arc::new(escalade::api::AppState {
+        engine: engine.clone(),
+        scheduler_running: running.clone(),
+    });
+    escalade::api::serve(listener, state, cfg.max_body_bytes, shutdown_signal())
+        .await
+        .map_err(|e| format!("server: {e}"))?;
+    running.store(false, Ordering::Relaxed);
+    let _ = stop.send(true);
+    let _ = scheduler.await;
+    engine.store().close().await;
+    tracing::info!("escalade stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("stopping: finishing requests in flight");
 }
 
 fn load(dir: &Path) -> Result<RuleSet, Failure> {

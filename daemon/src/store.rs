@@ -381,6 +381,12 @@ impl Store {
             .collect())
     }
 
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
     /// Closes both pools, waiting for their connections.
     pub async fn close(&self) {
         self.writer.close().await;

@@ -1,0 +1,270 @@
+//! The HTTP API under `/api/v1` (axum, JSON). Errors are JSON with a stable code, a message and
+//! the field at fault; nothing is answered before the store has committed.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use escalade_rules::{Event, Issue, Refusal};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::engine::{Engine, EngineError};
+use crate::store::StoreError;
+
+/// What the handlers share.
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    /// Set while the scheduler runs; `/readyz` reports it.
+    pub scheduler_running: Arc<AtomicBool>,
+}
+
+/// An error answer: `{"error": {"code", "message", "field", ...}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<String>,
+    extra: Option<Value>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            extra: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"code": self.code, "message": self.message, "field": self.field});
+        if let (Some(Value::Object(extra)), Some(obj)) = (self.extra, body.as_object_mut()) {
+            obj.extend(extra);
+        }
+        (self.status, Json(json!({ "error": body }))).into_response()
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> ApiError {
+        match e {
+            EngineError::Refused(Refusal::NotAllowed {
+                event,
+                state,
+                allowed,
+            }) => ApiError {
+                status: StatusCode::CONFLICT,
+                code: "not_allowed",
+                message: format!("`{event}` is not allowed while the issue is {state}"),
+                field: Some("event".into()),
+                extra: Some(json!({"state": state, "allowed": allowed})),
+            },
+            EngineError::Refused(Refusal::Invalid { field, message }) => ApiError {
+                field: Some(field.into()),
+                ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+            },
+            EngineError::NotFound(id) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no issue {id}"))
+            }
+            EngineError::Store(StoreError::KeyReused(k)) => ApiError {
+                field: Some("Idempotency-Key".into()),
+                ..ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency_key_reused",
+                    format!("idempotency key `{k}` was used for a different request"),
+                )
+            },
+            other => {
+                tracing::error!(error = %other, "request failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    other.to_string(),
+                )
+            }
+        }
+    }
+}
+
+/// Parses a JSON body, naming line and column of a syntax error and the field of a data error.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string())
+            }
+            _ => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!(
+                    "malformed JSON at line {} column {}: {e}",
+                    e.line(),
+                    e.column()
+                ),
+            ),
+        }
+    })
+}
+
+pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/issues", post(submit))
+        .route("/api/v1/issues/{id}", get(issue))
+        .route("/api/v1/issues/{id}/events", post(act))
+        .route("/api/v1/outbox", get(outbox))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then finishes the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    max_body_bytes: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state, max_body_bytes))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn readyz(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let store = s.engine.store().ping().await.is_ok();
+    let scheduler = s.scheduler_running.load(Ordering::Relaxed);
+    let body = json!({"store": store, "rules": &*s.engine.rules().version, "scheduler": scheduler});
+    if store && scheduler {
+        Ok(Json(body))
+    } else {
+        Err(ApiError {
+            extra: Some(body),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "the store or the scheduler is not running",
+            )
+        })
+    }
+}
+
+async fn submit(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| {
+        ApiError::new(
+            e.status(),
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "body_too_large"
+            } else {
+                "bad_body"
+            },
+            e.body_text(),
+        )
+    })?;
+    let issue: Issue = parse(&body)?;
+    let key = match headers.get("idempotency-key") {
+        Some(v) => Some(v.to_str().map_err(|_| ApiError {
+            field: Some("Idempotency-Key".into()),
+            ..ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_header",
+                "the idempotency key must be visible ASCII",
+            )
+        })?),
+        None => None,
+    };
+    let hash = format!("{:x}", Sha256::digest(&body));
+    let submitted = s
+        .engine
+        .submit(issue, "api", key.map(|k| (k, hash.as_str())))
+        .await?;
+    let mut response = (
+        StatusCode::CREATED,
+        Json(json!({"id": submitted.issue.issue.id, "issue": submitted.issue.issue, "state": submitted.issue.state})),
+    )
+        .into_response();
+    if submitted.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+async fn issue(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let store = s.engine.store();
+    let stored = store
+        .issue(&id)
+        .await
+        .map_err(EngineError::from)?
+        .ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no issue {id}"))
+        })?;
+    let timeline = store.timeline(&id).await.map_err(EngineError::from)?;
+    Ok(Json(
+        json!({"id": id, "issue": stored.issue, "state": stored.state, "version": stored.version, "timeline": timeline}),
+    ))
+}
+
+async fn act(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(|e| ApiError::new(e.status(), "body_too_large", e.body_text()))?;
+    let event: Event = parse(&body)?;
+    if event.is_timer() || event == Event::Reported {
+        return Err(ApiError {
+            field: Some("event".into()),
+            ..ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!("`{}` is the daemon's own event", event.name()),
+            )
+        });
+    }
+    let (stored, decision) = s.engine.act(&id, event, "api").await?;
+    Ok(Json(
+        json!({"id": id, "state": stored.state, "version": stored.version, "trace": decision.trace}),
+    ))
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<i64>,
+}
+
+async fn outbox(
+    State(s): State<Arc<AppState>>,
+    Query(q): Query<Limit>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = s
+        .engine
+        .store()
+        .outbox(limit)
+        .await
+        .map_err(EngineError::from)?;
+    Ok(Json(json!({ "messages": rows })))
+}

@@ -1,0 +1,321 @@
+//! The HTTP API in-process on port 0 against a real SQLite store, and the real binary spawned,
+//! serving, and stopping on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use escalade::api::{AppState, serve};
+use escalade::engine::{Engine, ManualClock};
+use escalade::store::Store;
+use escalade_rules::RuleSet;
+use serde_json::{Value, json};
+
+const MINI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/tests/fixtures/mini");
+
+struct Server {
+    base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+async fn start(max_body: usize) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
+        .await
+        .unwrap();
+    let now: DateTime<Utc> = "2026-03-02T02:00:00Z".parse().unwrap();
+    let engine = Arc::new(Engine::new(
+        store,
+        RuleSet::load(MINI).unwrap(),
+        Arc::new(ManualClock::new(now)),
+    ));
+    let state = Arc::new(AppState {
+        engine,
+        scheduler_running: Arc::new(AtomicBool::new(true)),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, state, max_body, async {
+        let _ = stopped.await;
+    }));
+    Server {
+        base,
+        stop: Some(stop),
+        _dir: dir,
+    }
+}
+
+fn garbage() -> Value {
+    json!({"category": "garbage", "unit": "g1", "description": "bins overflowing", "reporter": "p-g1"})
+}
+
+async fn post(c: &reqwest::Client, url: &str, body: &str) -> (u16, Value) {
+    let r = c
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn submit_read_and_act_through_the_api() {
+    let s = start(1 << 20).await;
+    let c = reqwest::Client::new();
+    let (status, body) = post(
+        &c,
+        &format!("{}/api/v1/issues", s.base),
+        &garbage().to_string(),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    assert_eq!(body["state"]["departments"], json!(["urban"]));
+
+    let (status, body) = post(
+        &c,
+        &format!("{}/api/v1/issues/{id}/events", s.base),
+        r#"{"event": "acknowledged"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"]["state"], "acknowledged");
+
+    // An action the state forbids: 409, naming the state and the allowed actions.
+    let (status, body) = post(
+        &c,
+        &format!("{}/api/v1/issues/{id}/events", s.base),
+        r#"{"event": "confirmed"}"#,
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "not_allowed");
+    assert_eq!(body["error"]["state"], "acknowledged");
+    assert!(
+        body["error"]["allowed"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("progress"))
+    );
+
+    let r = c
+        .get(format!("{}/api/v1/issues/{id}", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let kinds: Vec<&str> = body["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["reported", "acknowledged"]);
+    assert_eq!(body["timeline"][1]["actor"], "api");
+
+    let r = c
+        .get(format!("{}/api/v1/outbox", s.base))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["person"] == "p-urban")
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let s = start(4096).await;
+    let c = reqwest::Client::new();
+    let issues = format!("{}/api/v1/issues", s.base);
+    let cases: Vec<(String, u16, &str, Option<&str>)> = vec![
+        (
+            "{\"category\": \"garbage\",".into(),
+            400,
+            "malformed_json",
+            None,
+        ),
+        (
+            json!({"category": "garbage", "unit": "g1"}).to_string(),
+            422,
+            "invalid",
+            None,
+        ),
+        (
+            json!({"category": "nope", "unit": "g1", "description": "x"}).to_string(),
+            422,
+            "invalid",
+            Some("category"),
+        ),
+        (
+            json!({"category": "garbage", "unit": "g9", "description": "x"}).to_string(),
+            422,
+            "invalid",
+            Some("unit"),
+        ),
+        (
+            json!({"category": "garbage", "unit": "g1", "description": "x", "colour": "red"})
+                .to_string(),
+            422,
+            "invalid",
+            None,
+        ),
+        (
+            json!({"category": "garbage", "unit": "g1", "description": "x".repeat(5000)})
+                .to_string(),
+            413,
+            "body_too_large",
+            None,
+        ),
+    ];
+    for (body, status, code, field) in cases {
+        let (got, answer) = post(&c, &issues, &body).await;
+        assert_eq!(got, status, "{body:.80}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "{answer}");
+        if let Some(f) = field {
+            assert_eq!(answer["error"]["field"], f, "{answer}");
+        }
+    }
+    // Nothing was stored (refused reports may use up an id, never store one).
+    for id in 1..=6 {
+        let r = c
+            .get(format!("{}/api/v1/issues/{id}", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+    }
+    let r = c
+        .get(format!("{}/api/v1/outbox", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["messages"], json!([]));
+    let (status, body) = post(&c, &issues, &garbage().to_string()).await;
+    assert_eq!(status, 201);
+    let id = body["id"].as_str().unwrap().to_string();
+    let (status, body) = post(
+        &c,
+        &format!("{}/api/v1/issues/{id}/events", s.base),
+        r#"{"event": "deadline_passed", "deadline": "resolve"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("invalid"))
+    );
+    let r = c
+        .get(format!("{}/api/v1/issues/77", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_returns_the_first_answer_or_refuses_another_body() {
+    let s = start(1 << 20).await;
+    let c = reqwest::Client::new();
+    let url = format!("{}/api/v1/issues", s.base);
+    let send = |body: String| {
+        c.post(&url)
+            .header("content-type", "application/json")
+            .header("idempotency-key", "k-1")
+            .body(body)
+            .send()
+    };
+    let first: Value = send(garbage().to_string())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let again = send(garbage().to_string()).await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
+    let other = send(json!({"category": "noise", "unit": "g1", "description": "x"}).to_string())
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 422);
+    let body: Value = other.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "idempotency_key_reused");
+}
+
+#[test]
+fn the_binary_serves_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_escalade"))
+        .args(["run", "--rules", MINI])
+        .env("ESCALADE_LISTEN", "127.0.0.1:0")
+        .env("ESCALADE_STATE_DIR", dir.path())
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    /// Kills the daemon if the test fails before it stops it.
+    struct Guard(std::process::Child);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut child = Guard(child);
+    let mut lines = stderr.lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the daemon logs where it listens")
+            .unwrap();
+        if let Some(i) = line.find("listen=") {
+            break line[i + 7..].split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let r = c.get(format!("http://{addr}/readyz")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let (status, _) = post(
+            &c,
+            &format!("http://{addr}/api/v1/issues"),
+            &garbage().to_string(),
+        )
+        .await;
+        assert_eq!(status, 201);
+    });
+    let started = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(dir.path().join("escalade.sqlite").exists());
+}
