@@ -15,7 +15,8 @@ use escalade_rules::{Decision, Event, Issue, IssueState};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use tokio::sync::{mpsc, oneshot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -30,6 +31,8 @@ pub enum StoreError {
     Conflict(String),
     #[error("idempotency key `{0}` was used for a different request")]
     KeyReused(String),
+    #[error("the store is closed")]
+    Closed,
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -89,6 +92,8 @@ pub struct Store {
     writer: SqlitePool,
     reader: SqlitePool,
     next_id: AtomicI64,
+    /// Writes of issues and events go to the group-commit task.
+    jobs: mpsc::Sender<Job>,
 }
 
 fn millis(t: DateTime<Utc>) -> i64 {
@@ -135,10 +140,13 @@ impl Store {
         let max: Option<i64> = sqlx::query_scalar("SELECT MAX(CAST(id AS INTEGER)) FROM issues")
             .fetch_one(&writer)
             .await?;
+        let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(group_commit(writer.clone(), queue));
         Ok(Store {
             writer,
             reader,
             next_id: AtomicI64::new(max.unwrap_or(0) + 1),
+            jobs,
         })
     }
 
@@ -166,7 +174,8 @@ impl Store {
         self.issue_on(&self.writer, &id).await
     }
 
-    /// Stores a new issue with its first decision, atomically with its idempotency key.
+    /// Stores a new issue with its first decision, atomically with its idempotency key. Returns
+    /// after the commit.
     pub async fn create(
         &self,
         issue: &Issue,
@@ -175,71 +184,21 @@ impl Store {
         actor: &str,
         idempotency: Option<(&str, &str)>,
     ) -> Result<Submitted> {
-        let mut tx = self.writer.begin().await?;
-        if let Some((key, hash)) = idempotency {
-            let row =
-                sqlx::query("SELECT request_hash, issue_id FROM idempotency_keys WHERE key = ?")
-                    .bind(key)
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .into_iter()
-                    .next();
-            if let Some(row) = row {
-                let first: String = row.get(0);
-                if first != hash {
-                    return Err(StoreError::KeyReused(key.to_string()));
-                }
-                let id: String = row.get(1);
-                drop(tx);
-                let issue = self.issue_on(&self.writer, &id).await?.ok_or_else(|| {
-                    StoreError::Corrupt(format!("idempotency key names missing issue {id}"))
-                })?;
-                return Ok(Submitted {
-                    issue,
-                    replayed: true,
-                });
-            }
-        }
-        let s = &decision.next;
-        sqlx::query(
-            "INSERT INTO issues (id, version, body, state, status, category, unit, department, tier, reported_at, updated_at)
-             VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&issue.id)
-        .bind(json(issue))
-        .bind(json(s))
-        .bind(s.state.as_str())
-        .bind(&issue.category)
-        .bind(&issue.unit)
-        .bind(s.departments.first())
-        .bind(&s.tier)
-        .bind(millis(at))
-        .bind(millis(at))
-        .execute(&mut *tx)
-        .await?;
-        if let Some((key, hash)) = idempotency {
-            sqlx::query("INSERT INTO idempotency_keys (key, request_hash, issue_id, created_at) VALUES (?, ?, ?, ?)")
-                .bind(key)
-                .bind(hash)
-                .bind(&issue.id)
-                .bind(millis(at))
-                .execute(&mut *tx)
-                .await?;
-        }
-        record(&mut tx, &issue.id, &Event::Reported, decision, at, actor).await?;
-        tx.commit().await?;
-        Ok(Submitted {
-            issue: StoredIssue {
-                issue: issue.clone(),
-                state: s.clone(),
-                version: 1,
-            },
-            replayed: false,
-        })
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Create {
+            issue: issue.clone(),
+            decision: decision.clone(),
+            at,
+            actor: actor.to_string(),
+            idempotency: idempotency.map(|(k, h)| (k.to_string(), h.to_string())),
+            reply,
+        };
+        self.submit_job(job, answer).await
     }
 
     /// Applies a decision to an issue last read at `version`: its new state, the event, its
-    /// timers (replacing the old ones) and its messages, in one transaction.
+    /// timers (replacing the old ones) and its messages, in one transaction. Returns the
+    /// event's sequence number after the commit.
     pub async fn apply(
         &self,
         stored: &StoredIssue,
@@ -248,27 +207,22 @@ impl Store {
         at: DateTime<Utc>,
         actor: &str,
     ) -> Result<i64> {
-        let mut tx = self.writer.begin().await?;
-        let s = &decision.next;
-        let updated = sqlx::query(
-            "UPDATE issues SET version = version + 1, state = ?, status = ?, department = ?, tier = ?, updated_at = ?
-             WHERE id = ? AND version = ?",
-        )
-        .bind(json(s))
-        .bind(s.state.as_str())
-        .bind(s.departments.first())
-        .bind(&s.tier)
-        .bind(millis(at))
-        .bind(&stored.issue.id)
-        .bind(stored.version)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() != 1 {
-            return Err(StoreError::Conflict(stored.issue.id.clone()));
-        }
-        let seq = record(&mut tx, &stored.issue.id, event, decision, at, actor).await?;
-        tx.commit().await?;
-        Ok(seq)
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Apply {
+            id: stored.issue.id.clone(),
+            version: stored.version,
+            event: event.clone(),
+            decision: decision.clone(),
+            at,
+            actor: actor.to_string(),
+            reply,
+        };
+        self.submit_job(job, answer).await
+    }
+
+    async fn submit_job<T>(&self, job: Job, answer: oneshot::Receiver<Result<T>>) -> Result<T> {
+        self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Removes a timer that fired but whose event changed nothing (it was stale).
@@ -394,6 +348,225 @@ impl Store {
     }
 }
 
+/// A write waiting for the group commit.
+enum Job {
+    Create {
+        issue: Issue,
+        decision: Decision,
+        at: DateTime<Utc>,
+        actor: String,
+        idempotency: Option<(String, String)>,
+        reply: oneshot::Sender<Result<Submitted>>,
+    },
+    Apply {
+        id: String,
+        version: i64,
+        event: Event,
+        decision: Decision,
+        at: DateTime<Utc>,
+        actor: String,
+        reply: oneshot::Sender<Result<i64>>,
+    },
+}
+
+/// The most writes committed together.
+const MAX_BATCH: usize = 512;
+
+/// The group commit: takes every write waiting, runs them in one transaction, commits once, and
+/// only then answers each. With
+/// `synchronous = FULL` the commit's fsync is the cost of a write; sharing it is the throughput.
+async fn group_commit(pool: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let outcome = run_batch(&pool, &mut batch).await;
+        for (job, result) in batch.drain(..).zip(outcome) {
+            match (job, result) {
+                (Job::Create { reply, .. }, Done::Created(r)) => {
+                    let _ = reply.send(*r);
+                }
+                (Job::Apply { reply, .. }, Done::Applied(r)) => {
+                    let _ = reply.send(r);
+                }
+                (Job::Create { reply, .. }, Done::Failed(e)) => {
+                    let _ = reply.send(Err(e));
+                }
+                (Job::Apply { reply, .. }, Done::Failed(e)) => {
+                    let _ = reply.send(Err(e));
+                }
+                _ => unreachable!("outcomes follow their jobs"),
+            }
+        }
+    }
+}
+
+enum Done {
+    Created(Box<Result<Submitted>>),
+    Applied(Result<i64>),
+    Failed(StoreError),
+}
+
+/// Runs a batch; on a failed commit every write of it fails.
+async fn run_batch(pool: &SqlitePool, batch: &mut [Job]) -> Vec<Done> {
+    let fail_all = |e: &sqlx::Error, n: usize| -> Vec<Done> {
+        (0..n)
+            .map(|_| {
+                Done::Failed(StoreError::Db(sqlx::Error::Protocol(format!(
+                    "commit failed: {e}"
+                ))))
+            })
+            .collect()
+    };
+    let mut tx = match pool.begin().await {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(&e, batch.len()),
+    };
+    let mut out = Vec::with_capacity(batch.len());
+    for job in batch.iter() {
+        // A job refuses (a reused idempotency key, a version conflict) before it writes
+        // anything; any other failure leaves the transaction unusable, and the whole batch
+        // fails without committing.
+        let done = match job {
+            Job::Create {
+                issue,
+                decision,
+                at,
+                actor,
+                idempotency,
+                ..
+            } => {
+                match create_in(&mut tx, issue, decision, *at, actor, idempotency.as_ref()).await {
+                    Err(StoreError::Db(e)) => return fail_all(&e, batch.len()),
+                    r => Done::Created(Box::new(r)),
+                }
+            }
+            Job::Apply {
+                id,
+                version,
+                event,
+                decision,
+                at,
+                actor,
+                ..
+            } => match apply_in(&mut tx, id, *version, event, decision, *at, actor).await {
+                Err(StoreError::Db(e)) => return fail_all(&e, batch.len()),
+                r => Done::Applied(r),
+            },
+        };
+        out.push(done);
+    }
+    match tx.commit().await {
+        Ok(()) => out,
+        Err(e) => fail_all(&e, batch.len()),
+    }
+}
+
+async fn create_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    issue: &Issue,
+    decision: &Decision,
+    at: DateTime<Utc>,
+    actor: &str,
+    idempotency: Option<&(String, String)>,
+) -> Result<Submitted> {
+    if let Some((key, hash)) = idempotency {
+        let row = sqlx::query("SELECT request_hash, issue_id FROM idempotency_keys WHERE key = ?")
+            .bind(key)
+            .fetch_all(&mut **tx)
+            .await?
+            .into_iter()
+            .next();
+        if let Some(row) = row {
+            let first: String = row.get(0);
+            if first != *hash {
+                return Err(StoreError::KeyReused(key.to_string()));
+            }
+            let id: String = row.get(1);
+            let row = sqlx::query("SELECT body, state, version FROM issues WHERE id = ?")
+                .bind(&id)
+                .fetch_all(&mut **tx)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("idempotency key names missing issue {id}"))
+                })?;
+            return Ok(Submitted {
+                issue: StoredIssue {
+                    issue: parse("issue body", row.get::<&str, _>(0))?,
+                    state: parse("issue state", row.get::<&str, _>(1))?,
+                    version: row.get(2),
+                },
+                replayed: true,
+            });
+        }
+    }
+    let s = &decision.next;
+    sqlx::query(
+        "INSERT INTO issues (id, version, body, state, status, category, unit, department, tier, reported_at, updated_at)
+         VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&issue.id)
+    .bind(json(issue))
+    .bind(json(s))
+    .bind(s.state.as_str())
+    .bind(&issue.category)
+    .bind(&issue.unit)
+    .bind(s.departments.first())
+    .bind(&s.tier)
+    .bind(millis(at))
+    .bind(millis(at))
+    .execute(&mut **tx)
+    .await?;
+    if let Some((key, hash)) = idempotency {
+        sqlx::query("INSERT INTO idempotency_keys (key, request_hash, issue_id, created_at) VALUES (?, ?, ?, ?)")
+            .bind(key)
+            .bind(hash)
+            .bind(&issue.id)
+            .bind(millis(at))
+            .execute(&mut **tx)
+            .await?;
+    }
+    record(tx, &issue.id, &Event::Reported, decision, at, actor).await?;
+    Ok(Submitted {
+        issue: StoredIssue {
+            issue: issue.clone(),
+            state: s.clone(),
+            version: 1,
+        },
+        replayed: false,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn apply_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    id: &str,
+    version: i64,
+    event: &Event,
+    decision: &Decision,
+    at: DateTime<Utc>,
+    actor: &str,
+) -> Result<i64> {
+    let s = &decision.next;
+    let updated = sqlx::query(
+        "UPDATE issues SET version = version + 1, state = ?, status = ?, department = ?, tier = ?, updated_at = ?
+         WHERE id = ? AND version = ?",
+    )
+    .bind(json(s))
+    .bind(s.state.as_str())
+    .bind(s.departments.first())
+    .bind(&s.tier)
+    .bind(millis(at))
+    .bind(id)
+    .bind(version)
+    .execute(&mut **tx)
+    .await?;
+    if updated.rows_affected() != 1 {
+        return Err(StoreError::Conflict(id.to_string()));
+    }
+    record(tx, id, event, decision, at, actor).await
+}
+
 /// Writes an event, replaces the issue's timers with the decision's and queues its messages.
 async fn record(
     tx: &mut Transaction<'_, Sqlite>,
@@ -419,38 +592,41 @@ async fn record(
         .bind(issue_id)
         .execute(&mut **tx)
         .await?;
-    for t in &decision.timers {
-        sqlx::query("INSERT INTO timers (issue_id, due, event) VALUES (?, ?, ?)")
-            .bind(issue_id)
-            .bind(millis(t.at))
-            .bind(json(&t.event))
-            .execute(&mut **tx)
-            .await?;
+    // One statement for all the rows of each table: a statement is a round trip to SQLite's
+    // worker thread, and an issue brings several timers and messages.
+    if !decision.timers.is_empty() {
+        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO timers (issue_id, due, event) ");
+        q.push_values(&decision.timers, |mut b, t| {
+            b.push_bind(issue_id)
+                .push_bind(millis(t.at))
+                .push_bind(json(&t.event));
+        });
+        q.build().execute(&mut **tx).await?;
     }
-    for m in &decision.messages {
-        let key = format!(
-            "{issue_id}/{seq}/{}/{}/{}",
-            m.to,
-            m.channel.as_str(),
-            m.template
+    if !decision.messages.is_empty() {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO outbox (dedupe_key, issue_id, event_seq, kind, person, channel, address, template, locale, vars, created_at) ",
         );
-        sqlx::query(
-            "INSERT INTO outbox (dedupe_key, issue_id, event_seq, kind, person, channel, address, template, locale, vars, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(issue_id)
-        .bind(seq)
-        .bind(m.kind)
-        .bind(&*m.to)
-        .bind(m.channel.as_str())
-        .bind(&*m.address)
-        .bind(&*m.template)
-        .bind(&*m.locale)
-        .bind(json(&m.vars))
-        .bind(millis(at))
-        .execute(&mut **tx)
-        .await?;
+        q.push_values(&decision.messages, |mut b, m| {
+            b.push_bind(format!(
+                "{issue_id}/{seq}/{}/{}/{}",
+                m.to,
+                m.channel.as_str(),
+                m.template
+            ))
+            .push_bind(issue_id)
+            .push_bind(seq)
+            .push_bind(m.kind)
+            .push_bind(m.to.to_string())
+            .push_bind(m.channel.as_str())
+            .push_bind(m.address.to_string())
+            .push_bind(m.template.to_string())
+            .push_bind(m.locale.to_string())
+            .push_bind(json(&m.vars))
+            .push_bind(millis(at));
+        });
+        q.push(" ON CONFLICT (dedupe_key) DO NOTHING");
+        q.build().execute(&mut **tx).await?;
     }
     Ok(seq)
 }
