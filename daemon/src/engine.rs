@@ -1,6 +1,7 @@
 //! The engine: every submission, action and timer becomes an event; the rules decide on a
 //! blocking thread; the store commits the decision whole.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -61,8 +62,11 @@ pub struct Engine {
     store: Store,
     rules: RwLock<Arc<RuleSet>>,
     clock: Arc<dyn Clock>,
-    /// Wakes the scheduler when a decision may have added a timer sooner than it sleeps to.
+    /// Wakes the scheduler when a decision added a timer sooner than it sleeps to.
     wake: Notify,
+    /// When the scheduler will next look (Unix ms); a decision with an earlier timer wakes it.
+    /// `i64::MAX` while it is not asleep: any new timer then leaves it a wake-up permit.
+    next_look: AtomicI64,
     /// Actions on one issue take turns within this process (by a stripe of its id), so they
     /// do not race to the store; the store's version check still catches other processes.
     turns: Vec<tokio::sync::Mutex<()>>,
@@ -82,6 +86,7 @@ impl Engine {
             rules: RwLock::new(Arc::new(rules)),
             clock,
             wake: Notify::new(),
+            next_look: AtomicI64::new(i64::MAX),
             turns: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
     }
@@ -107,10 +112,17 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<Decision> {
         let rules = self.rules();
-        tokio::task::spawn_blocking(move || rules.decide(&issue, &state, &event, now))
-            .await
-            .map_err(|e| EngineError::Decide(e.to_string()))?
-            .map_err(EngineError::from)
+        let decide = move || rules.decide(&issue, &state, &event, now);
+        // On the multi-threaded runtime, `block_in_place` hands this worker's other tasks to the
+        // rest of the runtime and decides here, without a thread switch; a single-threaded
+        // runtime cannot, so there the decision goes to the blocking pool.
+        match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(decide),
+            _ => tokio::task::spawn_blocking(decide)
+                .await
+                .map_err(|e| EngineError::Decide(e.to_string()))?,
+        }
+        .map_err(EngineError::from)
     }
 
     /// Takes in a new issue. With an idempotency key (and the hash of the request), a retried
@@ -174,7 +186,7 @@ impl Engine {
                 .await
             {
                 Ok(_) => {
-                    self.wake.notify_one();
+                    self.timers_added(&decision);
                     let next = StoredIssue {
                         state: decision.next.clone(),
                         version: stored.version + 1,
@@ -187,6 +199,19 @@ impl Engine {
             }
         }
         Err(StoreError::Conflict(id.to_string()).into())
+    }
+
+    /// Wakes the scheduler if the decision's earliest timer comes before it next looks.
+    fn timers_added(&self, decision: &Decision) {
+        if let Some(first) = decision
+            .timers
+            .iter()
+            .map(|t| t.at.timestamp_millis())
+            .min()
+            && first < self.next_look.load(Ordering::Acquire)
+        {
+            self.wake.notify_one();
+        }
     }
 
     /// Fires every timer due now, earliest first, each as an event of its issue. Returns how
@@ -224,17 +249,22 @@ impl Engine {
             if *shutdown.borrow() {
                 return;
             }
+            self.next_look.store(i64::MAX, Ordering::Release);
             if let Err(e) = self.fire_due().await {
                 tracing::error!(error = %e, "firing timers failed; retrying shortly");
             }
+            let now = self.clock.now();
             let wait = match self.store.next_due().await {
-                Ok(Some(due)) => (due - self.clock.now())
+                Ok(Some(due)) => (due - now)
                     .to_std()
                     .unwrap_or(Duration::ZERO)
                     .min(Duration::from_secs(60)),
                 Ok(None) => Duration::from_secs(60),
                 Err(_) => Duration::from_secs(1),
             };
+            let look = now + chrono::Duration::from_std(wait).unwrap_or_default();
+            self.next_look
+                .store(look.timestamp_millis(), Ordering::Release);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.wake.notified() => {}

@@ -588,10 +588,13 @@ async fn record(
     .bind(json(decision))
     .fetch_one(&mut **tx)
     .await?;
-    sqlx::query("DELETE FROM timers WHERE issue_id = ?")
-        .bind(issue_id)
-        .execute(&mut **tx)
-        .await?;
+    // A new issue has no timers yet.
+    if *event != Event::Reported {
+        sqlx::query("DELETE FROM timers WHERE issue_id = ?")
+            .bind(issue_id)
+            .execute(&mut **tx)
+            .await?;
+    }
     // One statement for all the rows of each table: a statement is a round trip to SQLite's
     // worker thread, and an issue brings several timers and messages.
     if !decision.timers.is_empty() {
