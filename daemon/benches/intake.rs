@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+const CITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/city");
+
 struct Daemon(Child);
 
 impl Drop for Daemon {
@@ -29,7 +31,24 @@ fn main() {
     let clients = args.first().copied().unwrap_or(16);
     let requests = args.get(1).copied().unwrap_or(20_000);
     let dir = tempfile::tempdir().unwrap();
-    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/city");
+    let rules = CITY;
+    let out = Command::new(env!("CARGO_BIN_EXE_escalade"))
+        .args(["token", "create", "--role", "admin", "--rules", rules])
+        .env("ESCALADE_STATE_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_escalade"))
         .args(["run", "--rules", rules])
         .env("ESCALADE_LISTEN", "127.0.0.1:0")
@@ -53,7 +72,12 @@ fn main() {
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (elapsed, mut latencies) = rt.block_on(async {
-        let client = reqwest::Client::new();
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let client = reqwest::Client::builder()
+            .default_headers(h)
+            .build()
+            .unwrap();
         let started = Instant::now();
         let per = requests / clients;
         let tasks: Vec<_> = (0..clients)

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::auth::{Actor, Role};
 use crate::engine::{Engine, EngineError};
 use crate::store::StoreError;
 
@@ -99,6 +100,62 @@ impl From<EngineError> for ApiError {
     }
 }
 
+/// The caller, from `Authorization: Bearer TOKEN`: 401 when the token is missing, unknown or
+/// revoked.
+async fn authenticate(s: &AppState, headers: &HeaderMap) -> Result<Actor, ApiError> {
+    let unauthorized = |code: &'static str, message: &str| ApiError {
+        field: Some("Authorization".into()),
+        ..ApiError::new(StatusCode::UNAUTHORIZED, code, message)
+    };
+    let Some(value) = headers.get("authorization") else {
+        return Err(unauthorized(
+            "missing_token",
+            "send `Authorization: Bearer TOKEN`",
+        ));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            unauthorized(
+                "invalid_token",
+                "the Authorization header is not `Bearer TOKEN`",
+            )
+        })?;
+    let found = s
+        .engine
+        .store()
+        .token(&crate::auth::hash(token.trim()))
+        .await
+        .map_err(EngineError::from)?;
+    let (id, role, scope) =
+        found.ok_or_else(|| unauthorized("invalid_token", "the token is unknown or revoked"))?;
+    let role = Role::parse(&role)
+        .ok_or_else(|| unauthorized("invalid_token", "the token's role is unknown"))?;
+    Ok(Actor {
+        token: id,
+        role,
+        scope,
+    })
+}
+
+fn forbidden(actor: &Actor, what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!(
+            "a {} token{} may not {what}",
+            actor.role.as_str(),
+            actor
+                .scope
+                .as_ref()
+                .map(|s| format!(" for {s}"))
+                .unwrap_or_default()
+        ),
+    )
+}
+
 /// Parses a JSON body, naming line and column of a syntax error and the field of a data error.
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
@@ -179,7 +236,16 @@ async fn submit(
             e.body_text(),
         )
     })?;
+    let actor = authenticate(&s, &headers).await?;
     let issue: Issue = parse(&body)?;
+    let rules = s.engine.rules();
+    // An unknown unit is the engine's to refuse (422); a known one outside the scope is not ours.
+    if rules.org.unit(&issue.unit).is_some() && !actor.may_submit(&rules, &issue.unit) {
+        return Err(ApiError {
+            field: Some("unit".into()),
+            ..forbidden(&actor, &format!("report in unit {}", issue.unit))
+        });
+    }
     let key = match headers.get("idempotency-key") {
         Some(v) => Some(v.to_str().map_err(|_| ApiError {
             field: Some("Idempotency-Key".into()),
@@ -194,7 +260,7 @@ async fn submit(
     let hash = format!("{:x}", Sha256::digest(&body));
     let submitted = s
         .engine
-        .submit(issue, "api", key.map(|k| (k, hash.as_str())))
+        .submit(issue, &actor.name(), key.map(|k| (k, hash.as_str())))
         .await?;
     let mut response = (
         StatusCode::CREATED,
@@ -211,8 +277,10 @@ async fn submit(
 
 async fn issue(
     State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let actor = authenticate(&s, &headers).await?;
     let store = s.engine.store();
     let stored = store
         .issue(&id)
@@ -221,6 +289,9 @@ async fn issue(
         .ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no issue {id}"))
         })?;
+    if !actor.may_see(&s.engine.rules(), &stored.issue, &stored.state) {
+        return Err(forbidden(&actor, &format!("see issue {id}")));
+    }
     let timeline = store.timeline(&id).await.map_err(EngineError::from)?;
     Ok(Json(
         json!({"id": id, "issue": stored.issue, "state": stored.state, "version": stored.version, "timeline": timeline}),
@@ -229,10 +300,12 @@ async fn issue(
 
 async fn act(
     State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
     Path(id): Path<String>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = body.map_err(|e| ApiError::new(e.status(), "body_too_large", e.body_text()))?;
+    let actor = authenticate(&s, &headers).await?;
     let event: Event = parse(&body)?;
     if event.is_timer() || event == Event::Reported {
         return Err(ApiError {
@@ -244,7 +317,22 @@ async fn act(
             )
         });
     }
-    let (stored, decision) = s.engine.act(&id, event, "api").await?;
+    let current = s
+        .engine
+        .store()
+        .issue(&id)
+        .await
+        .map_err(EngineError::from)?
+        .ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no issue {id}"))
+        })?;
+    if !actor.may_act(&s.engine.rules(), &current.issue, &current.state, &event) {
+        return Err(ApiError {
+            field: Some("event".into()),
+            ..forbidden(&actor, &format!("post `{}` to issue {id}", event.name()))
+        });
+    }
+    let (stored, decision) = s.engine.act(&id, event, &actor.name()).await?;
     Ok(Json(
         json!({"id": id, "state": stored.state, "version": stored.version, "trace": decision.trace}),
     ))
@@ -257,8 +345,13 @@ struct Limit {
 
 async fn outbox(
     State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
     Query(q): Query<Limit>,
 ) -> Result<Json<Value>, ApiError> {
+    let actor = authenticate(&s, &headers).await?;
+    if actor.role != Role::Admin {
+        return Err(forbidden(&actor, "read the outbox"));
+    }
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let rows = s
         .engine

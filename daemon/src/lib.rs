@@ -3,6 +3,7 @@
 //! line over them.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod generate;

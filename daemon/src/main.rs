@@ -36,6 +36,14 @@ enum Command {
         #[arg(long)]
         rules: Option<PathBuf>,
     },
+    /// Create or revoke API tokens (in the daemon's store).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+        /// The daemon's configuration, for the location of its store.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
     /// Validate a rule directory and summarise it.
     Check {
         /// The rule directory.
@@ -70,6 +78,24 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Create a token; it is printed once and stored only as a hash.
+    Create {
+        /// reporter, department, leader or admin.
+        #[arg(long)]
+        role: String,
+        /// The unit subtree (reporter, leader) or the department (department); none for admin.
+        #[arg(long)]
+        scope: Option<String>,
+        /// The rule directory the scope is checked against (overrides the configuration).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
+    /// Revoke a token by its id.
+    Revoke { id: i64 },
 }
 
 /// Exit code 1: the rules or their tests are wrong. Exit code 2: the command was used wrongly.
@@ -111,6 +137,65 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let runtime = tokio::runtime::Runtime::new()
                 .map_err(|e| Failure::Usage(format!("cannot start the runtime: {e}")))?;
             runtime.block_on(daemon(cfg, rules)).map_err(Failure::Usage)
+        }
+        Command::Token { action, config } => {
+            let cfg = escalade::config::Config::load(config.as_deref(), |k| std::env::var(k).ok())
+                .map_err(Failure::Usage)?;
+            let runtime = tokio::runtime::Runtime::new()
+                .map_err(|e| Failure::Usage(format!("cannot start the runtime: {e}")))?;
+            match action {
+                TokenAction::Create { role, scope, rules } => {
+                    let r = escalade::auth::Role::parse(&role).ok_or_else(|| {
+                        Failure::Usage(format!(
+                            "unknown role `{role}`: reporter, department, leader or admin"
+                        ))
+                    })?;
+                    let rules = load(rules.as_deref().unwrap_or(&cfg.rules))?;
+                    escalade::auth::check_scope(&rules, r, scope.as_deref())
+                        .map_err(Failure::Usage)?;
+                    let (token, hash) = escalade::auth::new_token();
+                    let id = runtime
+                        .block_on(async {
+                            std::fs::create_dir_all(&cfg.state_dir).map_err(|e| e.to_string())?;
+                            let store = escalade::store::Store::open_sqlite(&cfg.database_path())
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            let id = store
+                                .create_token(&hash, r.as_str(), scope.as_deref(), Utc::now())
+                                .await
+                                .map_err(|e| e.to_string());
+                            store.close().await;
+                            id
+                        })
+                        .map_err(Failure::Usage)?;
+                    println!(
+                        "token {id} ({role}{}):\n{token}",
+                        scope.map(|s| format!(" for {s}")).unwrap_or_default()
+                    );
+                    Ok(())
+                }
+                TokenAction::Revoke { id } => {
+                    let revoked = runtime
+                        .block_on(async {
+                            let store = escalade::store::Store::open_sqlite(&cfg.database_path())
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            let r = store
+                                .revoke_token(id, Utc::now())
+                                .await
+                                .map_err(|e| e.to_string());
+                            store.close().await;
+                            r
+                        })
+                        .map_err(Failure::Usage)?;
+                    if revoked {
+                        println!("token {id} revoked");
+                        Ok(())
+                    } else {
+                        Err(Failure::Usage(format!("no live token {id}")))
+                    }
+                }
+            }
         }
         Command::Check { dir } => {
             let rules = load(&dir)?;

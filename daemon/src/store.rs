@@ -335,6 +335,51 @@ impl Store {
             .collect())
     }
 
+    /// Stores a token's hash; returns the token's id.
+    pub async fn create_token(
+        &self,
+        hash: &str,
+        role: &str,
+        scope: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<i64> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO api_tokens (hash, role, scope, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(hash)
+        .bind(role)
+        .bind(scope)
+        .bind(millis(at))
+        .fetch_one(&self.writer)
+        .await?;
+        Ok(id)
+    }
+
+    /// Revokes a token; false if no live token has that id.
+    pub async fn revoke_token(&self, id: i64, at: DateTime<Utc>) -> Result<bool> {
+        let r =
+            sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(millis(at))
+                .bind(id)
+                .execute(&self.writer)
+                .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// The live token with this hash: `(id, role, scope)`.
+    pub async fn token(&self, hash: &str) -> Result<Option<(i64, String, Option<String>)>> {
+        let rows = sqlx::query(
+            "SELECT id, role, scope FROM api_tokens WHERE hash = ? AND revoked_at IS NULL",
+        )
+        .bind(hash)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .map(|r| (r.get(0), r.get(1), r.get(2))))
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;

@@ -18,6 +18,9 @@ const MINI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/tests/fixtures
 
 struct Server {
     base: String,
+    engine: Arc<Engine>,
+    /// An admin token.
+    admin: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
@@ -41,8 +44,9 @@ async fn start(max_body: usize) -> Server {
         RuleSet::load(MINI).unwrap(),
         Arc::new(ManualClock::new(now)),
     ));
+    let admin = token(&engine, "admin", None).await;
     let state = Arc::new(AppState {
-        engine,
+        engine: engine.clone(),
         scheduler_running: Arc::new(AtomicBool::new(true)),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -53,9 +57,31 @@ async fn start(max_body: usize) -> Server {
     }));
     Server {
         base,
+        engine,
+        admin,
         stop: Some(stop),
         _dir: dir,
     }
+}
+
+async fn token(engine: &Engine, role: &str, scope: Option<&str>) -> String {
+    let (token, hash) = escalade::auth::new_token();
+    engine
+        .store()
+        .create_token(&hash, role, scope, Utc::now())
+        .await
+        .unwrap();
+    token
+}
+
+/// A client that sends `token` with every request.
+fn client(token: &str) -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    reqwest::Client::builder()
+        .default_headers(h)
+        .build()
+        .unwrap()
 }
 
 fn garbage() -> Value {
@@ -77,7 +103,7 @@ async fn post(c: &reqwest::Client, url: &str, body: &str) -> (u16, Value) {
 #[tokio::test]
 async fn submit_read_and_act_through_the_api() {
     let s = start(1 << 20).await;
-    let c = reqwest::Client::new();
+    let c = client(&s.admin);
     let (status, body) = post(
         &c,
         &format!("{}/api/v1/issues", s.base),
@@ -128,7 +154,7 @@ async fn submit_read_and_act_through_the_api() {
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["reported", "acknowledged"]);
-    assert_eq!(body["timeline"][1]["actor"], "api");
+    assert_eq!(body["timeline"][1]["actor"], "admin#1");
 
     let r = c
         .get(format!("{}/api/v1/outbox", s.base))
@@ -148,7 +174,7 @@ async fn submit_read_and_act_through_the_api() {
 #[tokio::test]
 async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let s = start(4096).await;
-    let c = reqwest::Client::new();
+    let c = client(&s.admin);
     let issues = format!("{}/api/v1/issues", s.base);
     let cases: Vec<(String, u16, &str, Option<&str>)> = vec![
         (
@@ -237,7 +263,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
 #[tokio::test]
 async fn a_repeated_idempotency_key_returns_the_first_answer_or_refuses_another_body() {
     let s = start(1 << 20).await;
-    let c = reqwest::Client::new();
+    let c = client(&s.admin);
     let url = format!("{}/api/v1/issues", s.base);
     let send = |body: String| {
         c.post(&url)
@@ -268,6 +294,23 @@ async fn a_repeated_idempotency_key_returns_the_first_answer_or_refuses_another_
 #[test]
 fn the_binary_serves_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
+    let created = Command::new(env!("CARGO_BIN_EXE_escalade"))
+        .args(["token", "create", "--role", "admin", "--rules", MINI])
+        .env("ESCALADE_STATE_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let admin = String::from_utf8(created.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_escalade"))
         .args(["run", "--rules", MINI])
         .env("ESCALADE_LISTEN", "127.0.0.1:0")
@@ -298,7 +341,7 @@ fn the_binary_serves_and_stops_on_sigterm() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let c = reqwest::Client::new();
+        let c = client(&admin);
         let r = c.get(format!("http://{addr}/readyz")).send().await.unwrap();
         assert_eq!(r.status(), 200);
         let (status, _) = post(
@@ -318,4 +361,115 @@ fn the_binary_serves_and_stops_on_sigterm() {
     assert!(status.success(), "{status}");
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(dir.path().join("escalade.sqlite").exists());
+}
+
+#[tokio::test]
+async fn tokens_roles_and_scopes() {
+    let s = start(1 << 20).await;
+    let issues = format!("{}/api/v1/issues", s.base);
+    let admin = client(&s.admin);
+    let (status, body) = post(&admin, &issues, &garbage().to_string()).await;
+    assert_eq!(status, 201);
+    let id = body["id"].as_str().unwrap().to_string();
+    let events = format!("{}/api/v1/issues/{id}/events", s.base);
+
+    // Missing, malformed, unknown and revoked tokens: 401, nothing changes.
+    let r = reqwest::Client::new()
+        .post(&issues)
+        .json(&garbage())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "missing_token"
+    );
+    let (status, body) = post(&client("esc_nope"), &issues, &garbage().to_string()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("invalid_token"))
+    );
+    let (revoked, hash) = escalade::auth::new_token();
+    let tid = s
+        .engine
+        .store()
+        .create_token(&hash, "admin", None, Utc::now())
+        .await
+        .unwrap();
+    assert!(
+        s.engine
+            .store()
+            .revoke_token(tid, Utc::now())
+            .await
+            .unwrap()
+    );
+    let (status, body) = post(&client(&revoked), &issues, &garbage().to_string()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("invalid_token"))
+    );
+
+    // A reporter scoped to grid g2 may not report in g1, nor see its issues.
+    let g2 = client(&token(&s.engine, "reporter", Some("g2")).await);
+    let (status, body) = post(&g2, &issues, &garbage().to_string()).await;
+    assert_eq!(
+        (
+            status,
+            body["error"]["code"].as_str(),
+            body["error"]["field"].as_str()
+        ),
+        (403, Some("forbidden"), Some("unit"))
+    );
+    let r = g2
+        .get(format!("{}/api/v1/issues/{id}", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // The police department may not touch urban management's issue; urban management may.
+    let police = client(&token(&s.engine, "department", Some("police")).await);
+    let (status, _) = post(&police, &events, r#"{"event": "acknowledged"}"#).await;
+    assert_eq!(status, 403);
+    let urban = client(&token(&s.engine, "department", Some("urban")).await);
+    let (status, body) = post(&urban, &events, r#"{"event": "acknowledged"}"#).await;
+    assert_eq!(status, 200, "{body}");
+    // A department may not confirm its own fix: that is the reporter's.
+    let (status, _) = post(&urban, &events, r#"{"event": "resolved"}"#).await;
+    assert_eq!(status, 200);
+    let (status, _) = post(&urban, &events, r#"{"event": "confirmed"}"#).await;
+    assert_eq!(status, 403);
+    // The reporter of street s1 (which holds g1) confirms.
+    let s1 = client(&token(&s.engine, "reporter", Some("s1")).await);
+    let (status, body) = post(&s1, &events, r#"{"event": "confirmed"}"#).await;
+    assert_eq!(status, 200, "{body}");
+    // Every event records its actor.
+    let t: Value = admin
+        .get(format!("{}/api/v1/issues/{id}", s.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actors: Vec<&str> = t["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["actor"].as_str().unwrap())
+        .collect();
+    assert_eq!(actors[0], "admin#1");
+    assert!(actors[1].starts_with("department:urban#"), "{actors:?}");
+    assert!(actors[3].starts_with("reporter:s1#"), "{actors:?}");
+    // Only an admin reads the outbox.
+    assert_eq!(
+        urban
+            .get(format!("{}/api/v1/outbox", s.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
 }

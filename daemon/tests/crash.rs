@@ -21,6 +21,27 @@ impl Drop for Daemon {
     }
 }
 
+/// An admin token in the store of `state`, made by `escalade token create`.
+fn admin_token(state: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_escalade"))
+        .args(["token", "create", "--role", "admin", "--rules", CITY])
+        .env("ESCALADE_STATE_DIR", state)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
 /// Starts the daemon on port 0 and returns it with the address it listens on.
 fn start(state: &Path) -> (Daemon, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_escalade"))
@@ -47,13 +68,24 @@ fn start(state: &Path) -> (Daemon, String) {
     (daemon, addr)
 }
 
+/// A client that sends `token` with every request.
+fn client(token: &str) -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    reqwest::Client::builder()
+        .default_headers(h)
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn issues_answered_201_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
+    let token = admin_token(dir.path());
     let (mut daemon, addr) = start(dir.path());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let accepted: Vec<String> = rt.block_on(async {
-        let client = reqwest::Client::new();
+        let client = client(&token);
         let sent = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::new();
         for c in 0..16 {
@@ -111,7 +143,7 @@ fn issues_answered_201_survive_sigkill() {
 
     let (_daemon, addr) = start(dir.path());
     rt.block_on(async {
-        let client = reqwest::Client::new();
+        let client = client(&token);
         for id in &accepted {
             let r = client
                 .get(format!("http://{addr}/api/v1/issues/{id}"))

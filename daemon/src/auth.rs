@@ -1,0 +1,153 @@
+//! Who may do what: bearer tokens, stored only as hashes, each with a role and a scope.
+//!
+//! - reporter, scoped to a unit subtree: submits there; confirms, rejects, evaluates and closes
+//!   at grid level the issues of that subtree.
+//! - department, scoped to a department: sees and handles the issues assigned to it.
+//! - leader, scoped to a unit subtree: sees it, reassigns, records meeting outcomes.
+//! - admin: everything.
+
+use escalade_rules::{Event, Issue, IssueState, RuleSet};
+use sha2::{Digest, Sha256};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Reporter,
+    Department,
+    Leader,
+    Admin,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "reporter" => Role::Reporter,
+            "department" => Role::Department,
+            "leader" => Role::Leader,
+            "admin" => Role::Admin,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Reporter => "reporter",
+            Role::Department => "department",
+            Role::Leader => "leader",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// The caller of a request, as its token says.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    pub token: i64,
+    pub role: Role,
+    pub scope: Option<String>,
+}
+
+impl Actor {
+    /// How events record their actor: `department:urban#3` (role, scope, token id).
+    pub fn name(&self) -> String {
+        match &self.scope {
+            Some(s) => format!("{}:{s}#{}", self.role.as_str(), self.token),
+            None => format!("{}#{}", self.role.as_str(), self.token),
+        }
+    }
+
+    fn in_subtree(&self, rules: &RuleSet, unit: &str) -> bool {
+        let org = &rules.org;
+        match (
+            self.scope.as_deref().and_then(|s| org.unit(s)),
+            org.unit(unit),
+        ) {
+            (Some(scope), Some(u)) => org.in_subtree(u, scope),
+            _ => false,
+        }
+    }
+
+    /// May submit an issue in `unit`.
+    pub fn may_submit(&self, rules: &RuleSet, unit: &str) -> bool {
+        match self.role {
+            Role::Admin => true,
+            Role::Reporter | Role::Leader => self.in_subtree(rules, unit),
+            Role::Department => false,
+        }
+    }
+
+    /// May see an issue.
+    pub fn may_see(&self, rules: &RuleSet, issue: &Issue, state: &IssueState) -> bool {
+        match self.role {
+            Role::Admin => true,
+            Role::Reporter | Role::Leader => self.in_subtree(rules, &issue.unit),
+            Role::Department => self
+                .scope
+                .as_ref()
+                .is_some_and(|d| state.departments.contains(d)),
+        }
+    }
+
+    /// May post this event to an issue it can see.
+    pub fn may_act(
+        &self,
+        rules: &RuleSet,
+        issue: &Issue,
+        state: &IssueState,
+        event: &Event,
+    ) -> bool {
+        if !self.may_see(rules, issue, state) {
+            return false;
+        }
+        match self.role {
+            Role::Admin => true,
+            Role::Reporter => matches!(
+                event,
+                Event::Confirmed
+                    | Event::Rejected { .. }
+                    | Event::Evaluated { .. }
+                    | Event::ClosedAtGrid { .. }
+            ),
+            Role::Department => matches!(
+                event,
+                Event::Acknowledged | Event::Progress { .. } | Event::Resolved { .. }
+            ),
+            Role::Leader => matches!(
+                event,
+                Event::Reassigned { .. } | Event::MeetingOutcome { .. }
+            ),
+        }
+    }
+}
+
+/// A new random token (256 bits, hex) and the hash that is stored.
+pub fn new_token() -> (String, String) {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system's random source");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = format!("esc_{hex}");
+    let hash = hash(&token);
+    (token, hash)
+}
+
+pub fn hash(token: &str) -> String {
+    format!("{:x}", Sha256::digest(token.as_bytes()))
+}
+
+/// Checks a token's role and scope against the rules before it is created.
+pub fn check_scope(rules: &RuleSet, role: Role, scope: Option<&str>) -> Result<(), String> {
+    match (role, scope) {
+        (Role::Admin, None) => Ok(()),
+        (Role::Admin, Some(_)) => Err("an admin token has no scope".into()),
+        (_, None) => Err(format!("a {} token needs --scope", role.as_str())),
+        (Role::Department, Some(d)) => rules
+            .org
+            .department(d)
+            .map(|_| ())
+            .ok_or_else(|| format!("unknown department `{d}`")),
+        (Role::Reporter | Role::Leader, Some(u)) => rules
+            .org
+            .unit(u)
+            .map(|_| ())
+            .ok_or_else(|| format!("unknown unit `{u}`")),
+    }
+}
