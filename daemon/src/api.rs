@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::{Actor, Role};
 use crate::engine::{Engine, EngineError};
-use crate::store::StoreError;
+use crate::store::{IssueFilter, StoreError};
 
 /// What the handlers share.
 pub struct AppState {
@@ -181,7 +181,9 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/api/v1/issues", post(submit))
+        .route("/api/v1/issues", post(submit).get(list))
+        .route("/api/v1/departments/{id}/queue", get(queue))
+        .route("/api/v1/units/{id}/overdue", get(overdue))
         .route("/api/v1/issues/{id}", get(issue))
         .route("/api/v1/issues/{id}/events", post(act))
         .route("/api/v1/outbox", get(outbox))
@@ -360,4 +362,166 @@ async fn outbox(
         .await
         .map_err(EngineError::from)?;
     Ok(Json(json!({ "messages": rows })))
+}
+
+/// Query of `GET /api/v1/issues`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    department: Option<String>,
+    /// A unit: issues in its subtree.
+    unit: Option<String>,
+    tier: Option<String>,
+    overdue: Option<bool>,
+    from: Option<chrono::DateTime<chrono::FixedOffset>>,
+    to: Option<chrono::DateTime<chrono::FixedOffset>>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+fn bad_query(field: &str, message: String) -> ApiError {
+    ApiError {
+        field: Some(field.into()),
+        ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+    }
+}
+
+/// Lists issues, narrowed to what the caller may see: a reporter's or leader's unit subtree, a
+/// department's own issues.
+async fn run_list(
+    s: &AppState,
+    actor: &Actor,
+    q: ListQuery,
+    open: bool,
+) -> Result<Json<Value>, ApiError> {
+    let rules = s.engine.rules();
+    let org = &rules.org;
+    let mut f = IssueFilter {
+        state: q.state,
+        open,
+        department: q.department,
+        subtree: q.unit,
+        tier: q.tier,
+        overdue_at: q.overdue.unwrap_or(false).then(|| s.engine.now()),
+        from: q.from.map(|t| t.with_timezone(&chrono::Utc)),
+        to: q.to.map(|t| t.with_timezone(&chrono::Utc)),
+        after: None,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    if let Some(st) = &f.state
+        && ![
+            "reported",
+            "assigned",
+            "acknowledged",
+            "in_progress",
+            "resolved",
+            "closed",
+            "closed_at_grid",
+        ]
+        .contains(&st.as_str())
+    {
+        return Err(bad_query("state", format!("unknown state `{st}`")));
+    }
+    if let Some(u) = &f.subtree
+        && org.unit(u).is_none()
+    {
+        return Err(bad_query("unit", format!("unknown unit `{u}`")));
+    }
+    if let Some(c) = q.cursor {
+        let parsed = c
+            .split_once(':')
+            .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_string())));
+        f.after = Some(parsed.ok_or_else(|| bad_query("cursor", format!("invalid cursor `{c}`")))?);
+    }
+    match actor.role {
+        Role::Admin => {}
+        Role::Department => match (&f.department, &actor.scope) {
+            (Some(d), Some(mine)) if d != mine => {
+                return Err(forbidden(actor, &format!("list the issues of {d}")));
+            }
+            _ => f.department = actor.scope.clone(),
+        },
+        Role::Reporter | Role::Leader => {
+            let scope = actor.scope.clone().unwrap_or_default();
+            match &f.subtree {
+                Some(u) => {
+                    let inside = match (org.unit(u), org.unit(&scope)) {
+                        (Some(u), Some(sc)) => org.in_subtree(u, sc),
+                        _ => false,
+                    };
+                    if !inside {
+                        return Err(forbidden(actor, &format!("list the issues of {u}")));
+                    }
+                }
+                None => f.subtree = Some(scope),
+            }
+        }
+    }
+    let rows = s.engine.store().list(&f).await.map_err(EngineError::from)?;
+    let next = (rows.len() as i64 == f.limit)
+        .then(|| rows.last().map(|r| r.cursor.clone()))
+        .flatten();
+    let issues: Vec<Value> = rows
+        .into_iter()
+        .map(|r| json!({"id": r.issue.issue.id, "issue": r.issue.issue, "state": r.issue.state, "version": r.issue.version}))
+        .collect();
+    Ok(Json(json!({"issues": issues, "next_cursor": next})))
+}
+
+fn query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
+    match raw {
+        None | Some("") => Ok(ListQuery::default()),
+        Some(q) => serde_urlencoded::from_str(q).map_err(|e| bad_query("query", e.to_string())),
+    }
+}
+
+async fn list(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Result<Json<Value>, ApiError> {
+    let actor = authenticate(&s, &headers).await?;
+    run_list(&s, &actor, query(uri.query())?, false).await
+}
+
+/// A department's queue: its open issues.
+async fn queue(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    uri: axum::http::Uri,
+) -> Result<Json<Value>, ApiError> {
+    let actor = authenticate(&s, &headers).await?;
+    if s.engine.rules().org.department(&id).is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no department {id}"),
+        ));
+    }
+    let mut q = query(uri.query())?;
+    q.department = Some(id);
+    run_list(&s, &actor, q, true).await
+}
+
+/// A leader's overdue board: the open issues of a subtree with a deadline passed.
+async fn overdue(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    uri: axum::http::Uri,
+) -> Result<Json<Value>, ApiError> {
+    let actor = authenticate(&s, &headers).await?;
+    if s.engine.rules().org.unit(&id).is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no unit {id}"),
+        ));
+    }
+    let mut q = query(uri.query())?;
+    q.unit = Some(id);
+    q.overdue = Some(true);
+    run_list(&s, &actor, q, true).await
 }

@@ -146,12 +146,32 @@ impl Engine {
         let decision = self
             .decide(issue.clone(), IssueState::default(), Event::Reported, now)
             .await?;
+        let branch = self.branch(&issue.unit);
         let submitted = self
             .store
-            .create(&issue, &decision, now, actor, idempotency)
+            .create(&issue, &branch, &decision, now, actor, idempotency)
             .await?;
-        self.wake.notify_one();
+        self.timers_added(&decision);
         Ok(submitted)
+    }
+
+    /// The unit's branch from the top, `/city/d1/s1/g1/`: what subtree filters search.
+    fn branch(&self, unit: &str) -> String {
+        let rules = self.rules();
+        let org = &rules.org;
+        let Some(u) = org.unit(unit) else {
+            return String::new();
+        };
+        let ids: Vec<&str> = org
+            .branch(u)
+            .map(|u| org.units[u as usize].id.as_str())
+            .collect();
+        let mut b = String::from("/");
+        for id in ids.iter().rev() {
+            b.push_str(id);
+            b.push('/');
+        }
+        b
     }
 
     /// Applies a person's (or the scheduler's) event to an issue.

@@ -45,6 +45,33 @@ pub struct StoredIssue {
     pub version: i64,
 }
 
+/// What to list. Every filter present must hold.
+#[derive(Clone, Debug, Default)]
+pub struct IssueFilter {
+    pub state: Option<String>,
+    /// Only issues still someone's work.
+    pub open: bool,
+    /// Assigned or co-assigned to this department.
+    pub department: Option<String>,
+    /// In the subtree of this unit.
+    pub subtree: Option<String>,
+    pub tier: Option<String>,
+    /// Open with a deadline at or before this instant.
+    pub overdue_at: Option<DateTime<Utc>>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Continue after this `(reported_at ms, id)`.
+    pub after: Option<(i64, String)>,
+    pub limit: i64,
+}
+
+/// A listed issue and the cursor that continues after it.
+#[derive(Clone, Debug)]
+pub struct Listed {
+    pub issue: StoredIssue,
+    pub cursor: String,
+}
+
 /// One entry of an issue's timeline.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TimelineEntry {
@@ -176,9 +203,11 @@ impl Store {
 
     /// Stores a new issue with its first decision, atomically with its idempotency key. Returns
     /// after the commit.
+    #[allow(clippy::too_many_arguments)]
     pub async fn create(
         &self,
         issue: &Issue,
+        branch: &str,
         decision: &Decision,
         at: DateTime<Utc>,
         actor: &str,
@@ -187,6 +216,7 @@ impl Store {
         let (reply, answer) = oneshot::channel();
         let job = Job::Create {
             issue: issue.clone(),
+            branch: branch.to_string(),
             decision: decision.clone(),
             at,
             actor: actor.to_string(),
@@ -335,6 +365,69 @@ impl Store {
             .collect())
     }
 
+    /// Issues matching `f`, in report order, from after its cursor.
+    pub async fn list(&self, f: &IssueFilter) -> Result<Vec<Listed>> {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT id, body, state, version, reported_at FROM issues WHERE 1 = 1",
+        );
+        if let Some(v) = &f.state {
+            q.push(" AND status = ").push_bind(v.clone());
+        }
+        if f.open {
+            q.push(" AND status IN ('assigned', 'acknowledged', 'in_progress')");
+        }
+        if let Some(v) = &f.department {
+            q.push(" AND EXISTS (SELECT 1 FROM json_each(issues.state, '$.departments') WHERE value = ")
+                .push_bind(v.clone())
+                .push(")");
+        }
+        if let Some(v) = &f.subtree {
+            q.push(" AND instr(branch, ")
+                .push_bind(format!("/{v}/"))
+                .push(") > 0");
+        }
+        if let Some(v) = &f.tier {
+            q.push(" AND tier = ").push_bind(v.clone());
+        }
+        if let Some(t) = f.overdue_at {
+            q.push(" AND status IN ('assigned', 'acknowledged', 'in_progress') AND (acknowledge_by <= ")
+                .push_bind(millis(t))
+                .push(" OR resolve_by <= ")
+                .push_bind(millis(t))
+                .push(")");
+        }
+        if let Some(t) = f.from {
+            q.push(" AND reported_at >= ").push_bind(millis(t));
+        }
+        if let Some(t) = f.to {
+            q.push(" AND reported_at < ").push_bind(millis(t));
+        }
+        if let Some((at, id)) = &f.after {
+            q.push(" AND (reported_at > ")
+                .push_bind(*at)
+                .push(" OR (reported_at = ")
+                .push_bind(*at)
+                .push(" AND id > ")
+                .push_bind(id.clone())
+                .push("))");
+        }
+        q.push(" ORDER BY reported_at, id LIMIT ")
+            .push_bind(f.limit);
+        let rows = q.build().fetch_all(&self.reader).await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(Listed {
+                    issue: StoredIssue {
+                        issue: parse("issue body", r.get::<&str, _>(1))?,
+                        state: parse("issue state", r.get::<&str, _>(2))?,
+                        version: r.get(3),
+                    },
+                    cursor: format!("{}:{}", r.get::<i64, _>(4), r.get::<String, _>(0)),
+                })
+            })
+            .collect()
+    }
+
     /// Stores a token's hash; returns the token's id.
     pub async fn create_token(
         &self,
@@ -397,6 +490,8 @@ impl Store {
 enum Job {
     Create {
         issue: Issue,
+        /// The unit's branch, `/city/d1/s1/g1/`, for subtree filters.
+        branch: String,
         decision: Decision,
         at: DateTime<Utc>,
         actor: String,
@@ -473,13 +568,24 @@ async fn run_batch(pool: &SqlitePool, batch: &mut [Job]) -> Vec<Done> {
         let done = match job {
             Job::Create {
                 issue,
+                branch,
                 decision,
                 at,
                 actor,
                 idempotency,
                 ..
             } => {
-                match create_in(&mut tx, issue, decision, *at, actor, idempotency.as_ref()).await {
+                match create_in(
+                    &mut tx,
+                    issue,
+                    branch,
+                    decision,
+                    *at,
+                    actor,
+                    idempotency.as_ref(),
+                )
+                .await
+                {
                     Err(StoreError::Db(e)) => return fail_all(&e, batch.len()),
                     r => Done::Created(Box::new(r)),
                 }
@@ -505,9 +611,11 @@ async fn run_batch(pool: &SqlitePool, batch: &mut [Job]) -> Vec<Done> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn create_in(
     tx: &mut Transaction<'_, Sqlite>,
     issue: &Issue,
+    branch: &str,
     decision: &Decision,
     at: DateTime<Utc>,
     actor: &str,
@@ -547,8 +655,8 @@ async fn create_in(
     }
     let s = &decision.next;
     sqlx::query(
-        "INSERT INTO issues (id, version, body, state, status, category, unit, department, tier, reported_at, updated_at)
-         VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO issues (id, version, body, state, status, category, unit, department, tier, reported_at, updated_at, branch, acknowledge_by, resolve_by)
+         VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&issue.id)
     .bind(json(issue))
@@ -560,6 +668,9 @@ async fn create_in(
     .bind(&s.tier)
     .bind(millis(at))
     .bind(millis(at))
+    .bind(branch)
+    .bind(s.acknowledge_by.map(millis))
+    .bind(s.resolve_by.map(millis))
     .execute(&mut **tx)
     .await?;
     if let Some((key, hash)) = idempotency {
@@ -594,14 +705,16 @@ async fn apply_in(
 ) -> Result<i64> {
     let s = &decision.next;
     let updated = sqlx::query(
-        "UPDATE issues SET version = version + 1, state = ?, status = ?, department = ?, tier = ?, updated_at = ?
-         WHERE id = ? AND version = ?",
+        "UPDATE issues SET version = version + 1, state = ?, status = ?, department = ?, tier = ?, updated_at = ?,
+         acknowledge_by = ?, resolve_by = ? WHERE id = ? AND version = ?",
     )
     .bind(json(s))
     .bind(s.state.as_str())
     .bind(s.departments.first())
     .bind(&s.tier)
     .bind(millis(at))
+    .bind(s.acknowledge_by.map(millis))
+    .bind(s.resolve_by.map(millis))
     .bind(id)
     .bind(version)
     .execute(&mut **tx)

@@ -19,6 +19,7 @@ const MINI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/tests/fixtures
 struct Server {
     base: String,
     engine: Arc<Engine>,
+    clock: Arc<ManualClock>,
     /// An admin token.
     admin: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -39,10 +40,11 @@ async fn start(max_body: usize) -> Server {
         .await
         .unwrap();
     let now: DateTime<Utc> = "2026-03-02T02:00:00Z".parse().unwrap();
+    let clock = Arc::new(ManualClock::new(now));
     let engine = Arc::new(Engine::new(
         store,
         RuleSet::load(MINI).unwrap(),
-        Arc::new(ManualClock::new(now)),
+        clock.clone(),
     ));
     let admin = token(&engine, "admin", None).await;
     let state = Arc::new(AppState {
@@ -58,6 +60,7 @@ async fn start(max_body: usize) -> Server {
     Server {
         base,
         engine,
+        clock,
         admin,
         stop: Some(stop),
         _dir: dir,
@@ -472,4 +475,94 @@ async fn tokens_roles_and_scopes() {
             .status(),
         403
     );
+}
+
+#[tokio::test]
+async fn lists_queues_and_overdue_boards_with_cursors_and_scopes() {
+    let s = start(1 << 20).await;
+    let admin = client(&s.admin);
+    let issues = format!("{}/api/v1/issues", s.base);
+    // Three garbage issues in g1, two in g2 (both grids of street s1), one fight (police + urban).
+    for unit in ["g1", "g1", "g1", "g2", "g2"] {
+        let body = json!({"category": "garbage", "unit": unit, "description": "bins"});
+        assert_eq!(post(&admin, &issues, &body.to_string()).await.0, 201);
+    }
+    let fight = json!({"category": "garbage", "unit": "g2", "description": "a fight"});
+    assert_eq!(post(&admin, &issues, &fight.to_string()).await.0, 201);
+
+    let get = |c: &reqwest::Client, url: String| {
+        let c = c.clone();
+        async move {
+            let r = c.get(url).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let ids = |v: &Value| -> Vec<String> {
+        v["issues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, all) = get(&admin, issues.clone()).await;
+    assert_eq!(ids(&all), ["1", "2", "3", "4", "5", "6"]);
+    assert_eq!(all["next_cursor"], Value::Null);
+    // Pages of two, each continuing after the last.
+    let (_, p1) = get(&admin, format!("{issues}?limit=2")).await;
+    assert_eq!(ids(&p1), ["1", "2"]);
+    let cursor = p1["next_cursor"].as_str().unwrap();
+    let (_, p2) = get(&admin, format!("{issues}?limit=2&cursor={cursor}")).await;
+    assert_eq!(ids(&p2), ["3", "4"]);
+    // Filters: unit subtree, co-assigned department.
+    let (_, g2) = get(&admin, format!("{issues}?unit=g2")).await;
+    assert_eq!(ids(&g2), ["4", "5", "6"]);
+    let (_, police) = get(&admin, format!("{issues}?department=police")).await;
+    assert_eq!(ids(&police), ["6"]);
+    // A reporter of g2 sees only g2; asking for g1 is forbidden.
+    let rep = client(&token(&s.engine, "reporter", Some("g2")).await);
+    let (_, mine) = get(&rep, issues.clone()).await;
+    assert_eq!(ids(&mine), ["4", "5", "6"]);
+    assert_eq!(get(&rep, format!("{issues}?unit=g1")).await.0, 403);
+    // The police department's queue holds only its issue.
+    let police = client(&token(&s.engine, "department", Some("police")).await);
+    let (status, q) = get(
+        &police,
+        format!("{}/api/v1/departments/police/queue", s.base),
+    )
+    .await;
+    assert_eq!(status, 200, "{q}");
+    assert_eq!(ids(&q), ["6"]);
+    assert_eq!(
+        get(
+            &police,
+            format!("{}/api/v1/departments/urban/queue", s.base)
+        )
+        .await
+        .0,
+        403
+    );
+    // Nothing is overdue yet; after the acknowledge deadlines (Mon 12:00) everything open is.
+    let board = format!("{}/api/v1/units/s1/overdue", s.base);
+    assert_eq!(ids(&get(&admin, board.clone()).await.1).len(), 0);
+    let r = admin
+        .post(format!("{issues}/1/events"))
+        .json(&json!({"event": "acknowledged"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    s.clock.set("2026-03-02T05:00:00Z".parse().unwrap());
+    assert_eq!(ids(&get(&admin, board).await.1), ["2", "3", "4", "5", "6"]);
+    // Bad queries: 400 naming the parameter.
+    let (status, e) = get(&admin, format!("{issues}?state=lost")).await;
+    assert_eq!((status, e["error"]["field"].as_str()), (400, Some("state")));
+    let (status, e) = get(&admin, format!("{issues}?cursor=zzz")).await;
+    assert_eq!(
+        (status, e["error"]["field"].as_str()),
+        (400, Some("cursor"))
+    );
+    let (status, _) = get(&admin, format!("{issues}?colour=red")).await;
+    assert_eq!(status, 400);
 }
