@@ -5,22 +5,14 @@
 //! Run: `cargo bench -p escalade --bench intake -- [CLIENTS] [REQUESTS]` (default 16, 20000).
 //! Figures and commands: BENCHMARKS.md.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 const CITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/city");
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 fn main() {
     // `cargo bench` passes `--bench`; the numbers are ours.
@@ -31,53 +23,12 @@ fn main() {
     let clients = args.first().copied().unwrap_or(16);
     let requests = args.get(1).copied().unwrap_or(20_000);
     let dir = tempfile::tempdir().unwrap();
-    let rules = CITY;
-    let out = Command::new(env!("CARGO_BIN_EXE_escalade"))
-        .args(["token", "create", "--role", "admin", "--rules", rules])
-        .env("ESCALADE_STATE_DIR", dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_escalade"))
-        .args(["run", "--rules", rules])
-        .env("ESCALADE_LISTEN", "127.0.0.1:0")
-        .env("ESCALADE_STATE_DIR", dir.path())
-        .env("RUST_LOG", "warn,escalade=info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let _daemon = Daemon(child);
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the daemon logs where it listens")
-            .unwrap();
-        if let Some(i) = line.find("listen=") {
-            break line[i + 7..].split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let token = support::admin_token(dir.path(), CITY);
+    let (_daemon, addr) = support::start(dir.path(), CITY);
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (elapsed, mut latencies) = rt.block_on(async {
-        let mut h = reqwest::header::HeaderMap::new();
-        h.insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let client = reqwest::Client::builder()
-            .default_headers(h)
-            .build()
-            .unwrap();
+        let client = support::client(&token);
         let started = Instant::now();
         let per = requests / clients;
         let tasks: Vec<_> = (0..clients)

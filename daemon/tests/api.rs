@@ -1,8 +1,7 @@
 //! The HTTP API in-process on port 0 against a real SQLite store, and the real binary spawned,
 //! serving, and stopping on SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -13,6 +12,10 @@ use escalade::engine::{Engine, ManualClock};
 use escalade::store::Store;
 use escalade_rules::RuleSet;
 use serde_json::{Value, json};
+
+mod support;
+
+use support::client;
 
 const MINI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/tests/fixtures/mini");
 
@@ -75,16 +78,6 @@ async fn token(engine: &Engine, role: &str, scope: Option<&str>) -> String {
         .await
         .unwrap();
     token
-}
-
-/// A client that sends `token` with every request.
-fn client(token: &str) -> reqwest::Client {
-    let mut h = reqwest::header::HeaderMap::new();
-    h.insert("authorization", format!("Bearer {token}").parse().unwrap());
-    reqwest::Client::builder()
-        .default_headers(h)
-        .build()
-        .unwrap()
 }
 
 fn garbage() -> Value {
@@ -297,51 +290,8 @@ async fn a_repeated_idempotency_key_returns_the_first_answer_or_refuses_another_
 #[test]
 fn the_binary_serves_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let created = Command::new(env!("CARGO_BIN_EXE_escalade"))
-        .args(["token", "create", "--role", "admin", "--rules", MINI])
-        .env("ESCALADE_STATE_DIR", dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
-    let admin = String::from_utf8(created.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_escalade"))
-        .args(["run", "--rules", MINI])
-        .env("ESCALADE_LISTEN", "127.0.0.1:0")
-        .env("ESCALADE_STATE_DIR", dir.path())
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    /// Kills the daemon if the test fails before it stops it.
-    struct Guard(std::process::Child);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut child = Guard(child);
-    let mut lines = stderr.lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the daemon logs where it listens")
-            .unwrap();
-        if let Some(i) = line.find("listen=") {
-            break line[i + 7..].split_whitespace().next().unwrap().to_string();
-        }
-    };
+    let admin = support::admin_token(dir.path(), MINI);
+    let (mut daemon, addr) = support::start(dir.path(), MINI);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let c = client(&admin);
@@ -357,10 +307,10 @@ fn the_binary_serves_and_stops_on_sigterm() {
     });
     let started = Instant::now();
     Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
+        .args(["-TERM", &daemon.0.id().to_string()])
         .status()
         .unwrap();
-    let status = child.0.wait().unwrap();
+    let status = daemon.0.wait().unwrap();
     assert!(status.success(), "{status}");
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(dir.path().join("escalade.sqlite").exists());

@@ -2,87 +2,23 @@
 //! killed with SIGKILL in the middle, restarted on the same state directory. Every issue
 //! answered 201 is there with its timeline, and no issue is half written.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 
+mod support;
+
+use support::{admin_token, client, start};
+
 const CITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/city");
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// An admin token in the store of `state`, made by `escalade token create`.
-fn admin_token(state: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_escalade"))
-        .args(["token", "create", "--role", "admin", "--rules", CITY])
-        .env("ESCALADE_STATE_DIR", state)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
-/// Starts the daemon on port 0 and returns it with the address it listens on.
-fn start(state: &Path) -> (Daemon, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_escalade"))
-        .args(["run", "--rules", CITY])
-        .env("ESCALADE_LISTEN", "127.0.0.1:0")
-        .env("ESCALADE_STATE_DIR", state)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let daemon = Daemon(child);
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the daemon logs where it listens")
-            .unwrap();
-        if let Some(i) = line.find("listen=") {
-            break line[i + 7..].split_whitespace().next().unwrap().to_string();
-        }
-    };
-    // Keep draining the log so the daemon never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (daemon, addr)
-}
-
-/// A client that sends `token` with every request.
-fn client(token: &str) -> reqwest::Client {
-    let mut h = reqwest::header::HeaderMap::new();
-    h.insert("authorization", format!("Bearer {token}").parse().unwrap());
-    reqwest::Client::builder()
-        .default_headers(h)
-        .build()
-        .unwrap()
-}
 
 #[test]
 fn issues_answered_201_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let token = admin_token(dir.path());
-    let (mut daemon, addr) = start(dir.path());
+    let token = admin_token(dir.path(), CITY);
+    let (mut daemon, addr) = start(dir.path(), CITY);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let accepted: Vec<String> = rt.block_on(async {
         let client = client(&token);
@@ -141,7 +77,7 @@ fn issues_answered_201_survive_sigkill() {
     );
     assert!(accepted.len() < 2_000, "the kill came after every request");
 
-    let (_daemon, addr) = start(dir.path());
+    let (_daemon, addr) = start(dir.path(), CITY);
     rt.block_on(async {
         let client = client(&token);
         for id in &accepted {
