@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -77,9 +78,7 @@ impl From<EngineError> for ApiError {
                 field: Some(field.into()),
                 ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
             },
-            EngineError::NotFound(id) => {
-                ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no issue {id}"))
-            }
+            EngineError::NotFound(id) => not_found(format!("issue {id}")),
             EngineError::Store(StoreError::KeyReused(k)) => ApiError {
                 field: Some("Idempotency-Key".into()),
                 ..ApiError::new(
@@ -222,22 +221,26 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError>
     }
 }
 
+/// A body that could not be read: over the size limit, or cut off.
+fn body_error(e: BytesRejection) -> ApiError {
+    let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        "body_too_large"
+    } else {
+        "bad_body"
+    };
+    ApiError::new(e.status(), code, e.body_text())
+}
+
+fn not_found(what: String) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no {what}"))
+}
+
 async fn submit(
     State(s): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|e| {
-        ApiError::new(
-            e.status(),
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                "body_too_large"
-            } else {
-                "bad_body"
-            },
-            e.body_text(),
-        )
-    })?;
+    let body = body.map_err(body_error)?;
     let actor = authenticate(&s, &headers).await?;
     let issue: Issue = parse(&body)?;
     let rules = s.engine.rules();
@@ -288,9 +291,7 @@ async fn issue(
         .issue(&id)
         .await
         .map_err(EngineError::from)?
-        .ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no issue {id}"))
-        })?;
+        .ok_or_else(|| not_found(format!("issue {id}")))?;
     if !actor.may_see(&s.engine.rules(), &stored.issue, &stored.state) {
         return Err(forbidden(&actor, &format!("see issue {id}")));
     }
@@ -304,9 +305,9 @@ async fn act(
     State(s): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body.map_err(|e| ApiError::new(e.status(), "body_too_large", e.body_text()))?;
+    let body = body.map_err(body_error)?;
     let actor = authenticate(&s, &headers).await?;
     let event: Event = parse(&body)?;
     if event.is_timer() || event == Event::Reported {
@@ -325,9 +326,7 @@ async fn act(
         .issue(&id)
         .await
         .map_err(EngineError::from)?
-        .ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no issue {id}"))
-        })?;
+        .ok_or_else(|| not_found(format!("issue {id}")))?;
     if !actor.may_act(&s.engine.rules(), &current.issue, &current.state, &event) {
         return Err(ApiError {
             field: Some("event".into()),
@@ -494,11 +493,7 @@ async fn queue(
 ) -> Result<Json<Value>, ApiError> {
     let actor = authenticate(&s, &headers).await?;
     if s.engine.rules().org.department(&id).is_none() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no department {id}"),
-        ));
+        return Err(not_found(format!("department {id}")));
     }
     let mut q = query(uri.query())?;
     q.department = Some(id);
@@ -514,11 +509,7 @@ async fn overdue(
 ) -> Result<Json<Value>, ApiError> {
     let actor = authenticate(&s, &headers).await?;
     if s.engine.rules().org.unit(&id).is_none() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no unit {id}"),
-        ));
+        return Err(not_found(format!("unit {id}")));
     }
     let mut q = query(uri.query())?;
     q.unit = Some(id);

@@ -15,7 +15,7 @@ use escalade_rules::{Decision, Event, Issue, IssueState};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqliteExecutor, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 #[derive(Debug, thiserror::Error)]
@@ -186,19 +186,8 @@ impl Store {
     /// The issue a key was first used for, if the key is known; `KeyReused` if the request
     /// differs from the first.
     pub async fn idempotent(&self, key: &str, request_hash: &str) -> Result<Option<StoredIssue>> {
-        let row = sqlx::query("SELECT request_hash, issue_id FROM idempotency_keys WHERE key = ?")
-            .bind(key)
-            .fetch_all(&self.writer)
-            .await?
-            .into_iter()
-            .next();
-        let Some(row) = row else { return Ok(None) };
-        let hash: String = row.get(0);
-        if hash != request_hash {
-            return Err(StoreError::KeyReused(key.to_string()));
-        }
-        let id: String = row.get(1);
-        self.issue_on(&self.writer, &id).await
+        let mut conn = self.writer.acquire().await?;
+        keyed_issue(&mut conn, key, request_hash).await
     }
 
     /// Stores a new issue with its first decision, atomically with its idempotency key. Returns
@@ -269,22 +258,7 @@ impl Store {
     }
 
     async fn issue_on(&self, pool: &SqlitePool, id: &str) -> Result<Option<StoredIssue>> {
-        // `fetch_all`, not `fetch_optional`: a statement left mid-step would keep its read
-        // snapshot open on the pooled connection, and later reads there would miss new commits.
-        let rows = sqlx::query("SELECT body, state, version FROM issues WHERE id = ?")
-            .bind(id)
-            .fetch_all(pool)
-            .await?;
-        rows.into_iter()
-            .next()
-            .map(|r| {
-                Ok(StoredIssue {
-                    issue: parse("issue body", r.get::<&str, _>(0))?,
-                    state: parse("issue state", r.get::<&str, _>(1))?,
-                    version: r.get(2),
-                })
-            })
-            .transpose()
+        fetch_issue(pool, id).await
     }
 
     /// The issue read through the writer, so it sees every commit (the engine's read before a
@@ -611,6 +585,50 @@ async fn run_batch(pool: &SqlitePool, batch: &mut [Job]) -> Vec<Done> {
     }
 }
 
+/// An issue by id, through a pool, a connection or a transaction.
+async fn fetch_issue<'e>(e: impl SqliteExecutor<'e>, id: &str) -> Result<Option<StoredIssue>> {
+    // `fetch_all`, not `fetch_optional`: a statement left mid-step would keep its read snapshot
+    // open on a pooled connection, and later reads there would miss new commits.
+    let rows = sqlx::query("SELECT body, state, version FROM issues WHERE id = ?")
+        .bind(id)
+        .fetch_all(e)
+        .await?;
+    rows.into_iter()
+        .next()
+        .map(|r| {
+            Ok(StoredIssue {
+                issue: parse("issue body", r.get::<&str, _>(0))?,
+                state: parse("issue state", r.get::<&str, _>(1))?,
+                version: r.get(2),
+            })
+        })
+        .transpose()
+}
+
+/// The issue an idempotency key was first used for: `None` for a new key, `KeyReused` when the
+/// request differs from the first one.
+async fn keyed_issue(
+    conn: &mut SqliteConnection,
+    key: &str,
+    request_hash: &str,
+) -> Result<Option<StoredIssue>> {
+    let row = sqlx::query("SELECT request_hash, issue_id FROM idempotency_keys WHERE key = ?")
+        .bind(key)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .next();
+    let Some(row) = row else { return Ok(None) };
+    if row.get::<&str, _>(0) != request_hash {
+        return Err(StoreError::KeyReused(key.to_string()));
+    }
+    let id: String = row.get(1);
+    fetch_issue(&mut *conn, &id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("idempotency key names missing issue {id}")))
+        .map(Some)
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn create_in(
     tx: &mut Transaction<'_, Sqlite>,
@@ -621,37 +639,13 @@ async fn create_in(
     actor: &str,
     idempotency: Option<&(String, String)>,
 ) -> Result<Submitted> {
-    if let Some((key, hash)) = idempotency {
-        let row = sqlx::query("SELECT request_hash, issue_id FROM idempotency_keys WHERE key = ?")
-            .bind(key)
-            .fetch_all(&mut **tx)
-            .await?
-            .into_iter()
-            .next();
-        if let Some(row) = row {
-            let first: String = row.get(0);
-            if first != *hash {
-                return Err(StoreError::KeyReused(key.to_string()));
-            }
-            let id: String = row.get(1);
-            let row = sqlx::query("SELECT body, state, version FROM issues WHERE id = ?")
-                .bind(&id)
-                .fetch_all(&mut **tx)
-                .await?
-                .into_iter()
-                .next()
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("idempotency key names missing issue {id}"))
-                })?;
-            return Ok(Submitted {
-                issue: StoredIssue {
-                    issue: parse("issue body", row.get::<&str, _>(0))?,
-                    state: parse("issue state", row.get::<&str, _>(1))?,
-                    version: row.get(2),
-                },
-                replayed: true,
-            });
-        }
+    if let Some((key, hash)) = idempotency
+        && let Some(first) = keyed_issue(tx, key, hash).await?
+    {
+        return Ok(Submitted {
+            issue: first,
+            replayed: true,
+        });
     }
     let s = &decision.next;
     sqlx::query(
