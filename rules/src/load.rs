@@ -291,7 +291,7 @@ impl<'a> Loader<'a> {
 
     /// A section missing. Not reported when a file failed to parse: it may be in there.
     fn missing(&mut self, d: Diagnostic) {
-        if !self.broken.iter().any(|(_, id)| id == "*") && !self.unparsed {
+        if !self.unparsed {
             self.diags.push(d);
         }
     }
