@@ -7,25 +7,31 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
-use escalade_rules::{Event, Issue, Refusal};
+use escalade_rules::{Event, Issue, IssueState, Refusal};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::auth::{Actor, Role};
 use crate::engine::{Engine, EngineError};
+use crate::photos::{PhotoLimits, PhotoStore};
 use crate::store::{IssueFilter, StoreError};
+
+mod meetings;
 
 /// What the handlers share.
 pub struct AppState {
     pub engine: Arc<Engine>,
     /// Set while the scheduler runs; `/readyz` reports it.
     pub scheduler_running: Arc<AtomicBool>,
+    /// The photos attached to issues, and how many and how large they may be.
+    pub photos: Arc<PhotoStore>,
+    pub photo_limits: PhotoLimits,
 }
 
 /// An error answer: `{"error": {"code", "message", "field", ...}}`.
@@ -79,6 +85,24 @@ impl From<EngineError> for ApiError {
                 ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
             },
             EngineError::NotFound(id) => not_found(format!("issue {id}")),
+            EngineError::MeetingNotFound(id) => not_found(format!("meeting {id}")),
+            EngineError::MeetingHeld { id, outcome } => ApiError {
+                field: Some("outcome".into()),
+                extra: Some(json!({ "recorded": outcome })),
+                ..ApiError::new(
+                    StatusCode::CONFLICT,
+                    "meeting_held",
+                    format!("meeting {id} was already held with another outcome"),
+                )
+            },
+            EngineError::MeetingNotYet { id, at } => ApiError {
+                extra: Some(json!({ "at": at })),
+                ..ApiError::new(
+                    StatusCode::CONFLICT,
+                    "meeting_not_yet",
+                    format!("meeting {id} sits at {at}; its outcome can be recorded from then on"),
+                )
+            },
             EngineError::Store(StoreError::KeyReused(k)) => ApiError {
                 field: Some("Idempotency-Key".into()),
                 ..ApiError::new(
@@ -180,12 +204,19 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/api/v1/issues", post(submit).get(list))
+        .route(
+            "/api/v1/issues",
+            submit_route(&state, max_body_bytes).get(list),
+        )
         .route("/api/v1/departments/{id}/queue", get(queue))
         .route("/api/v1/units/{id}/overdue", get(overdue))
         .route("/api/v1/issues/{id}", get(issue))
         .route("/api/v1/issues/{id}/events", post(act))
+        .route("/api/v1/issues/{id}/photos/{hash}", get(photo))
         .route("/api/v1/outbox", get(outbox))
+        .route("/api/v1/meetings", get(meetings::list))
+        .route("/api/v1/meetings/{id}", get(meetings::get))
+        .route("/api/v1/meetings/{id}/outcome", post(meetings::outcome))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
@@ -235,22 +266,27 @@ fn not_found(what: String) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no {what}"))
 }
 
+/// `POST /api/v1/issues`: the issue as JSON, or `multipart/form-data` with an `issue` part (the
+/// same JSON) and `photo` parts. Nothing is stored unless all of it is valid.
 async fn submit(
     State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    max_body_bytes: usize,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(body_error)?;
-    let actor = authenticate(&s, &headers).await?;
-    let issue: Issue = parse(&body)?;
-    let rules = s.engine.rules();
-    // An unknown unit is the engine's to refuse (422); a known one outside the scope is not ours.
-    if rules.org.unit(&issue.unit).is_some() && !actor.may_submit(&rules, &issue.unit) {
-        return Err(ApiError {
-            field: Some("unit".into()),
-            ..forbidden(&actor, &format!("report in unit {}", issue.unit))
-        });
-    }
+    let headers = request.headers().clone();
+    let (actor, mut issue, photos, hash) = if is_multipart(&headers) {
+        let actor = authenticate(&s, &headers).await?;
+        let form = read_form(&s, &actor, request, max_body_bytes).await?;
+        (actor, form.issue, Some(form.photos), form.hash)
+    } else {
+        let body = Bytes::from_request(limit_body(request, max_body_bytes), &())
+            .await
+            .map_err(body_error)?;
+        let actor = authenticate(&s, &headers).await?;
+        let issue: Issue = parse(&body)?;
+        check_unit_scope(&s, &actor, &issue)?;
+        (actor, issue, None, format!("{:x}", Sha256::digest(&body)))
+    };
     let key = match headers.get("idempotency-key") {
         Some(v) => Some(v.to_str().map_err(|_| ApiError {
             field: Some("Idempotency-Key".into()),
@@ -262,7 +298,26 @@ async fn submit(
         })?),
         None => None,
     };
-    let hash = format!("{:x}", Sha256::digest(&body));
+    match photos {
+        Some(photos) => {
+            // A retry is answered from the first submission, whose photos are stored, and a
+            // reused key is refused: both before any photo is written.
+            let replay = match key {
+                Some(k) => s
+                    .engine
+                    .store()
+                    .idempotent(k, &hash)
+                    .await
+                    .map_err(EngineError::from)?
+                    .is_some(),
+                None => false,
+            };
+            if !replay {
+                issue.photos = store_photos(&s, &issue, photos).await?;
+            }
+        }
+        None => check_listed_photos(&s, &issue.photos).await?,
+    }
     let submitted = s
         .engine
         .submit(issue, &actor.name(), key.map(|k| (k, hash.as_str())))
@@ -310,6 +365,18 @@ async fn act(
     let body = body.map_err(body_error)?;
     let actor = authenticate(&s, &headers).await?;
     let event: Event = parse(&body)?;
+    if let Event::MeetingOutcome { meeting, .. } = &event {
+        return Err(ApiError {
+            field: Some("event".into()),
+            ..ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!(
+                    "a meeting's outcome is recorded on the meeting (POST /api/v1/meetings/ID/outcome), for every issue on its agenda; `{meeting}` is not recorded issue by issue"
+                ),
+            )
+        });
+    }
     if event.is_timer() || event == Event::Reported {
         return Err(ApiError {
             field: Some("event".into()),
@@ -515,4 +582,372 @@ async fn overdue(
     q.unit = Some(id);
     q.overdue = Some(true);
     run_list(&s, &actor, q, true).await
+}
+
+// Photos: multipart submissions and reading a photo back.
+
+/// `POST /api/v1/issues` with a body limit large enough for an issue and its photos; the JSON,
+/// alone or as the `issue` part, is still held to `max_body_bytes` by `submit`.
+fn submit_route(state: &AppState, max_body_bytes: usize) -> MethodRouter<Arc<AppState>> {
+    let l = state.photo_limits;
+    // Room for the part headers and boundaries too.
+    let whole = max_body_bytes
+        .saturating_add(l.max_photos.saturating_mul(l.max_photo_bytes))
+        .saturating_add(64 << 10);
+    post(move |s: State<Arc<AppState>>, request: Request| submit(s, max_body_bytes, request))
+        .layer(DefaultBodyLimit::max(whole))
+}
+
+fn is_multipart(headers: &HeaderMap) -> bool {
+    headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        })
+}
+
+/// The request with its body cut off after `limit` bytes (a longer one is refused 413).
+fn limit_body(request: Request, limit: usize) -> Request {
+    request.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, limit)))
+}
+
+fn field_error(
+    status: StatusCode,
+    code: &'static str,
+    field: &str,
+    message: impl Into<String>,
+) -> ApiError {
+    ApiError {
+        field: Some(field.into()),
+        ..ApiError::new(status, code, message)
+    }
+}
+
+fn internal(message: String) -> ApiError {
+    tracing::error!(error = %message, "request failed");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+}
+
+/// A reporter or leader reports only in their subtree. An unknown unit is the engine's to refuse
+/// (422); a known one outside the scope is not ours.
+fn check_unit_scope(s: &AppState, actor: &Actor, issue: &Issue) -> Result<(), ApiError> {
+    let rules = s.engine.rules();
+    if rules.org.unit(&issue.unit).is_some() && !actor.may_submit(&rules, &issue.unit) {
+        return Err(ApiError {
+            field: Some("unit".into()),
+            ..forbidden(actor, &format!("report in unit {}", issue.unit))
+        });
+    }
+    Ok(())
+}
+
+/// A multipart submission read and checked in memory: nothing is stored yet.
+struct Form {
+    issue: Issue,
+    /// The photos' bytes, in order, each a supported image.
+    photos: Vec<Vec<u8>>,
+    /// The request's hash for idempotency: of the issue part and the photos, not of the
+    /// boundaries (which a client may choose anew on a retry).
+    hash: String,
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        "body_too_large"
+    } else {
+        "bad_body"
+    };
+    ApiError::new(e.status(), code, e.body_text())
+}
+
+/// Reads the form: the `issue` part first (parsed and its unit's scope checked), then every
+/// `photo`, each checked for size and, by its bytes, for type. The first error ends the reading.
+async fn read_form(
+    s: &AppState,
+    actor: &Actor,
+    request: Request,
+    max_body_bytes: usize,
+) -> Result<Form, ApiError> {
+    let mut multipart = Multipart::from_request(request, &())
+        .await
+        .map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
+    let limits = s.photo_limits;
+    let mut issue: Option<Issue> = None;
+    let mut photos: Vec<Vec<u8>> = Vec::new();
+    let mut hasher = Sha256::new();
+    hasher.update(b"multipart");
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        let name = field.name().unwrap_or_default().to_string();
+        match name.as_str() {
+            "issue" => {
+                if issue.is_some() {
+                    return Err(field_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid",
+                        "issue",
+                        "more than one `issue` part",
+                    ));
+                }
+                let bytes = read_field(&mut field, max_body_bytes)
+                    .await?
+                    .ok_or_else(|| {
+                        field_error(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "body_too_large",
+                            "issue",
+                            format!("the `issue` part is larger than {max_body_bytes} bytes"),
+                        )
+                    })?;
+                let parsed: Issue = parse(&bytes)?;
+                if !parsed.photos.is_empty() {
+                    return Err(field_error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid",
+                        "photos",
+                        "a multipart submission sends its photos as `photo` parts, not in `photos`",
+                    ));
+                }
+                check_unit_scope(s, actor, &parsed)?;
+                hasher.update((bytes.len() as u64).to_be_bytes());
+                hasher.update(&bytes);
+                issue = Some(parsed);
+            }
+            "photo" => {
+                if issue.is_none() {
+                    return Err(field_error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid",
+                        "issue",
+                        "the `issue` part must come first, before any `photo` part",
+                    ));
+                }
+                let n = photos.len() + 1;
+                if n > limits.max_photos {
+                    return Err(field_error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too_many_photos",
+                        "photo",
+                        format!(
+                            "at most {} photos may come with an issue",
+                            limits.max_photos
+                        ),
+                    ));
+                }
+                let what = match field.file_name() {
+                    Some(f) => format!("photo {n} (`{f}`)"),
+                    None => format!("photo {n}"),
+                };
+                let declared = field.content_type().map(str::to_string);
+                let bytes = read_field(&mut field, limits.max_photo_bytes)
+                    .await?
+                    .ok_or_else(|| {
+                        field_error(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "photo_too_large",
+                            "photo",
+                            format!("{what} is larger than {} bytes", limits.max_photo_bytes),
+                        )
+                    })?;
+                let declared_as = declared
+                    .as_deref()
+                    .map(|d| format!("declared {d}"))
+                    .unwrap_or_else(|| "sent without a type".into());
+                let unsupported = |message: String| {
+                    field_error(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "unsupported_photo",
+                        "photo",
+                        message,
+                    )
+                };
+                let Some(detected) = crate::photos::detect(&bytes) else {
+                    return Err(unsupported(format!(
+                        "{what} is {declared_as} but its bytes are {}: send a JPEG, PNG, WebP or HEIF image",
+                        crate::photos::describe(&bytes)
+                    )));
+                };
+                if !crate::photos::declared_agrees(declared.as_deref(), detected) {
+                    return Err(unsupported(format!(
+                        "{what} is {declared_as} but its bytes are {detected}: the part's Content-Type must match the image"
+                    )));
+                }
+                hasher.update((bytes.len() as u64).to_be_bytes());
+                hasher.update(&bytes);
+                photos.push(bytes);
+            }
+            "" => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    "a part without a name: send one `issue` part and any `photo` parts",
+                ));
+            }
+            other => {
+                return Err(field_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    other,
+                    format!("unknown part `{other}`: send one `issue` part and any `photo` parts"),
+                ));
+            }
+        }
+    }
+    let issue = issue.ok_or_else(|| {
+        field_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "issue",
+            "the `issue` part (the issue as JSON) is missing",
+        )
+    })?;
+    Ok(Form {
+        issue,
+        photos,
+        hash: format!("{:x}", hasher.finalize()),
+    })
+}
+
+/// A part's bytes, or `None` once they pass `limit` (the rest is not read).
+async fn read_field(
+    field: &mut axum::extract::multipart::Field<'_>,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        if bytes.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Some(bytes))
+}
+
+/// Writes the photos of a multipart submission and returns their names. The rules look at the
+/// issue first, so an issue they would refuse (unknown category, unit or reporter) leaves no
+/// photo behind.
+async fn store_photos(
+    s: &AppState,
+    issue: &Issue,
+    photos: Vec<Vec<u8>>,
+) -> Result<Vec<String>, ApiError> {
+    if photos.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rules = s.engine.rules();
+    let now = s.engine.now();
+    let probe = issue.clone();
+    tokio::task::spawn_blocking(move || {
+        rules
+            .decide(&probe, &IssueState::default(), &Event::Reported, now)
+            .map(|_| ())
+    })
+    .await
+    .map_err(|e| internal(format!("checking the issue: {e}")))?
+    .map_err(|r| ApiError::from(EngineError::Refused(r)))?;
+    let store = s.photos.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        photos
+            .iter()
+            .map(|bytes| store.put(bytes))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| internal(format!("storing photos: {e}")))?
+    .map_err(|e| internal(e.to_string()))?;
+    let mut names: Vec<String> = Vec::with_capacity(stored.len());
+    for p in stored {
+        if !names.contains(&p.hash) {
+            names.push(p.hash);
+        }
+    }
+    Ok(names)
+}
+
+/// A JSON submission may name photos already stored (by their SHA-256), up to the limit.
+async fn check_listed_photos(s: &AppState, photos: &[String]) -> Result<(), ApiError> {
+    if photos.is_empty() {
+        return Ok(());
+    }
+    let invalid = |message: String| {
+        field_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "photos",
+            message,
+        )
+    };
+    let max = s.photo_limits.max_photos;
+    if photos.len() > max {
+        return Err(invalid(format!(
+            "at most {max} photos may come with an issue"
+        )));
+    }
+    for (i, p) in photos.iter().enumerate() {
+        if !crate::photos::is_hash(p) {
+            return Err(invalid(format!(
+                "`{p}` is not a photo name (the SHA-256 of its bytes, 64 lowercase hex digits)"
+            )));
+        }
+        if photos[..i].contains(p) {
+            return Err(invalid(format!("photo {p} is listed twice")));
+        }
+    }
+    let store = s.photos.clone();
+    let listed = photos.to_vec();
+    let missing =
+        tokio::task::spawn_blocking(move || listed.into_iter().find(|p| !store.contains(p)))
+            .await
+            .map_err(|e| internal(format!("looking up photos: {e}")))?;
+    match missing {
+        Some(p) => Err(invalid(format!(
+            "no photo {p} is stored: send photos with a multipart submission"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `GET /api/v1/issues/{id}/photos/{hash}`: one of the issue's photos, to whoever may see it.
+async fn photo(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((id, hash)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let actor = authenticate(&s, &headers).await?;
+    let stored = s
+        .engine
+        .store()
+        .issue(&id)
+        .await
+        .map_err(EngineError::from)?
+        .ok_or_else(|| not_found(format!("issue {id}")))?;
+    if !actor.may_see(&s.engine.rules(), &stored.issue, &stored.state) {
+        return Err(forbidden(&actor, &format!("see issue {id}")));
+    }
+    if !stored.issue.photos.contains(&hash) {
+        return Err(not_found(format!("photo {hash} on issue {id}")));
+    }
+    let store = s.photos.clone();
+    let name = hash.clone();
+    let found = tokio::task::spawn_blocking(move || store.get(&name))
+        .await
+        .map_err(|e| internal(format!("reading photo {hash}: {e}")))?
+        .map_err(|e| internal(format!("reading photo {hash}: {e}")))?;
+    let Some((bytes, content_type)) = found else {
+        return Err(internal(format!(
+            "photo {hash} of issue {id} is missing from the photo store"
+        )));
+    };
+    Ok((
+        [
+            ("content-type", content_type),
+            // The name is the content: it never changes.
+            ("cache-control", "private, max-age=31536000, immutable"),
+            ("x-content-type-options", "nosniff"),
+        ],
+        bytes,
+    )
+        .into_response())
 }

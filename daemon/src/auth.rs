@@ -5,6 +5,8 @@
 //! - department, scoped to a department: sees and handles the issues assigned to it.
 //! - leader, scoped to a unit subtree: sees it, reassigns, records meeting outcomes.
 //! - admin: everything.
+//!
+//! Anyone who may see an issue may comment on it.
 
 use escalade_rules::{Event, Issue, IssueState, RuleSet};
 use sha2::{Digest, Sha256};
@@ -97,6 +99,9 @@ impl Actor {
     ) -> bool {
         if !self.may_see(rules, issue, state) {
             return false;
+        }
+        if matches!(event, Event::Commented { .. }) {
+            return true;
         }
         match self.role {
             Role::Admin => true,

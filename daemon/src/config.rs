@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::photos::PhotoLimits;
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -15,8 +17,12 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// The SQLite database file; default `state_dir/escalade.sqlite`.
     pub database: Option<PathBuf>,
-    /// Largest request body accepted, in bytes.
+    /// Largest request body accepted, in bytes (for a multipart submission: its `issue` part).
     pub max_body_bytes: usize,
+    /// Largest photo accepted, in bytes.
+    pub max_photo_bytes: usize,
+    /// Most photos accepted with one issue.
+    pub max_photos: usize,
 }
 
 impl Default for Config {
@@ -29,13 +35,16 @@ impl Default for Config {
                 .unwrap_or_else(|| PathBuf::from("data")),
             database: None,
             max_body_bytes: 1 << 20,
+            max_photo_bytes: PhotoLimits::default().max_photo_bytes,
+            max_photos: PhotoLimits::default().max_photos,
         }
     }
 }
 
 impl Config {
     /// Reads `file` if given, then applies `ESCALADE_LISTEN`, `ESCALADE_RULES`,
-    /// `ESCALADE_STATE_DIR`, `ESCALADE_DATABASE` and `ESCALADE_MAX_BODY_BYTES`.
+    /// `ESCALADE_STATE_DIR`, `ESCALADE_DATABASE`, `ESCALADE_MAX_BODY_BYTES`,
+    /// `ESCALADE_MAX_PHOTO_BYTES` and `ESCALADE_MAX_PHOTOS`.
     pub fn load(
         file: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
@@ -68,6 +77,16 @@ impl Config {
                 .parse()
                 .map_err(|_| format!("ESCALADE_MAX_BODY_BYTES: `{v}` is not a number of bytes"))?;
         }
+        if let Some(v) = env("ESCALADE_MAX_PHOTO_BYTES") {
+            c.max_photo_bytes = v
+                .parse()
+                .map_err(|_| format!("ESCALADE_MAX_PHOTO_BYTES: `{v}` is not a number of bytes"))?;
+        }
+        if let Some(v) = env("ESCALADE_MAX_PHOTOS") {
+            c.max_photos = v
+                .parse()
+                .map_err(|_| format!("ESCALADE_MAX_PHOTOS: `{v}` is not a number"))?;
+        }
         Ok(c)
     }
 
@@ -75,6 +94,13 @@ impl Config {
         self.database
             .clone()
             .unwrap_or_else(|| self.state_dir.join("escalade.sqlite"))
+    }
+
+    pub fn photo_limits(&self) -> PhotoLimits {
+        PhotoLimits {
+            max_photo_bytes: self.max_photo_bytes,
+            max_photos: self.max_photos,
+        }
     }
 }
 
@@ -112,5 +138,34 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.contains("ESCALADE_MAX_BODY_BYTES"), "{e}");
+    }
+
+    #[test]
+    fn photo_limits_default_and_are_overridden() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(None, |_| None).unwrap();
+        assert_eq!(
+            c.photo_limits(),
+            PhotoLimits {
+                max_photo_bytes: 10 << 20,
+                max_photos: 8
+            }
+        );
+        let f = dir.path().join("c.yaml");
+        std::fs::write(&f, "max_photo_bytes: 1000\nmax_photos: 3\n").unwrap();
+        let c = Config::load(Some(&f), |_| None).unwrap();
+        assert_eq!((c.max_photo_bytes, c.max_photos), (1000, 3));
+        let env = |k: &str| match k {
+            "ESCALADE_MAX_PHOTO_BYTES" => Some("2048".to_string()),
+            "ESCALADE_MAX_PHOTOS" => Some("0".to_string()),
+            _ => None,
+        };
+        let c = Config::load(Some(&f), env).unwrap();
+        assert_eq!((c.max_photo_bytes, c.max_photos), (2048, 0));
+        let e = Config::load(None, |k: &str| {
+            (k == "ESCALADE_MAX_PHOTOS").then(|| "many".into())
+        })
+        .unwrap_err();
+        assert!(e.contains("ESCALADE_MAX_PHOTOS"), "{e}");
     }
 }

@@ -6,10 +6,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use escalade_rules::{Decision, Event, Issue, IssueState, Refusal, RuleSet};
+use escalade_rules::{Decision, Event, Issue, IssueState, Outcome, Refusal, RuleSet, WorkDuration};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
-use crate::store::{Store, StoreError, StoredIssue, Submitted};
+use crate::store::{Meeting, Store, StoreError, StoredIssue, Submitted};
 
 /// Where the engine gets the time. The daemon uses the system clock; tests use a manual one,
 /// which nothing in the binary can reach.
@@ -54,6 +55,30 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("the decision could not run: {0}")]
     Decide(String),
+    #[error("no meeting {0}")]
+    MeetingNotFound(i64),
+    /// The meeting was held with another outcome.
+    #[error("meeting {id} was already held with another outcome")]
+    MeetingHeld { id: i64, outcome: serde_json::Value },
+    /// A meeting's outcome is recorded from the time it sits.
+    #[error("meeting {id} sits at {at}; its outcome can be recorded from then on")]
+    MeetingNotYet { id: i64, at: DateTime<Utc> },
+}
+
+/// A meeting's outcome as recorded: it applies to every issue on the agenda.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeRecord {
+    pub outcome: Outcome,
+    /// For a joint enforcement action: the departments that carry it out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub departments: Vec<String>,
+    /// For a joint enforcement action: its working time to resolve, instead of the category's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolve: Option<WorkDuration>,
+    /// The minutes, in a sentence or two.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
@@ -81,9 +106,14 @@ const MAX_FIRINGS: usize = 10_000;
 
 impl Engine {
     pub fn new(store: Store, rules: RuleSet, clock: Arc<dyn Clock>) -> Engine {
+        Engine::with_rules(store, Arc::new(rules), clock)
+    }
+
+    /// An engine on a rule set shared with others (a rule set is immutable).
+    pub fn with_rules(store: Store, rules: Arc<RuleSet>, clock: Arc<dyn Clock>) -> Engine {
         Engine {
             store,
-            rules: RwLock::new(Arc::new(rules)),
+            rules: RwLock::new(rules),
             clock,
             wake: Notify::new(),
             next_look: AtomicI64::new(i64::MAX),
@@ -181,6 +211,17 @@ impl Engine {
         event: Event,
         actor: &str,
     ) -> Result<(StoredIssue, Decision)> {
+        self.act_with(id, event, actor, None).await
+    }
+
+    /// `act`, marking the issue's item of meeting `agenda` done in the same transaction.
+    async fn act_with(
+        &self,
+        id: &str,
+        event: Event,
+        actor: &str,
+        agenda: Option<i64>,
+    ) -> Result<(StoredIssue, Decision)> {
         let stripe = id
             .bytes()
             .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
@@ -202,7 +243,7 @@ impl Engine {
                 .await?;
             match self
                 .store
-                .apply(&stored, &event, &decision, now, actor)
+                .apply(&stored, &event, &decision, now, actor, agenda)
                 .await
             {
                 Ok(_) => {
@@ -219,6 +260,95 @@ impl Engine {
             }
         }
         Err(StoreError::Conflict(id.to_string()).into())
+    }
+
+    /// Records a meeting's outcome: holds the meeting, then applies the outcome to every issue
+    /// on its agenda, each as a `meeting_outcome` event of that issue. An issue closed since it
+    /// was put on the agenda is skipped, with the reason kept. Recording the same outcome again
+    /// finishes a recording that was cut short; another outcome for a held meeting is refused.
+    pub async fn record_outcome(
+        &self,
+        id: i64,
+        record: &OutcomeRecord,
+        actor: &str,
+    ) -> Result<Meeting> {
+        let meeting = self
+            .store
+            .meeting(id)
+            .await?
+            .ok_or(EngineError::MeetingNotFound(id))?;
+        let invalid = |message: String| {
+            EngineError::Refused(Refusal::Invalid {
+                field: "departments",
+                message,
+            })
+        };
+        match record.outcome {
+            Outcome::Enforcement if record.departments.is_empty() => {
+                return Err(invalid(
+                    "a joint enforcement action needs departments".into(),
+                ));
+            }
+            Outcome::Enforcement => {
+                let rules = self.rules();
+                if let Some(d) = record
+                    .departments
+                    .iter()
+                    .find(|d| rules.org.department(d).is_none())
+                {
+                    return Err(invalid(format!("unknown department `{d}`")));
+                }
+            }
+            _ if !record.departments.is_empty() || record.resolve.is_some() => {
+                return Err(invalid(
+                    "departments and resolve belong to a joint enforcement action only".into(),
+                ));
+            }
+            _ => {}
+        }
+        let now = self.clock.now();
+        let wanted = serde_json::to_value(record).expect("plain data serialises");
+        if meeting.status == "scheduled" {
+            if now < meeting.at {
+                return Err(EngineError::MeetingNotYet { id, at: meeting.at });
+            }
+            self.store.hold_meeting(id, &wanted, actor, now).await?;
+        }
+        let meeting = self
+            .store
+            .meeting(id)
+            .await?
+            .ok_or(EngineError::MeetingNotFound(id))?;
+        if meeting.outcome.as_ref() != Some(&wanted) {
+            return Err(EngineError::MeetingHeld {
+                id,
+                outcome: meeting.outcome.unwrap_or_default(),
+            });
+        }
+        for item in &meeting.agenda {
+            if item.outcome_seq.is_some() || item.skipped.is_some() {
+                continue;
+            }
+            let event = Event::MeetingOutcome {
+                meeting: meeting.kind.clone(),
+                outcome: record.outcome,
+                departments: record.departments.clone(),
+                resolve: record.resolve,
+            };
+            match self.act_with(&item.issue, event, actor, Some(id)).await {
+                Ok(_) => {}
+                Err(EngineError::Refused(r)) => {
+                    self.store
+                        .skip_agenda_item(id, &item.issue, &r.to_string())
+                        .await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.store
+            .meeting(id)
+            .await?
+            .ok_or(EngineError::MeetingNotFound(id))
     }
 
     /// Wakes the scheduler if the decision's earliest timer comes before it next looks.

@@ -299,6 +299,12 @@ async fn daemon(cfg: escalade::config::Config, rules: RuleSet) -> Result<(), Str
             cfg.state_dir.display()
         )
     })?;
+    let photos = escalade::photos::PhotoStore::open(&cfg.state_dir).map_err(|e| {
+        format!(
+            "cannot create the photo store in {}: {e}",
+            cfg.state_dir.display()
+        )
+    })?;
     let db = cfg.database_path();
     let store = Store::open_sqlite(&db)
         .await
@@ -326,6 +332,8 @@ async fn daemon(cfg: escalade::config::Config, rules: RuleSet) -> Result<(), Str
     let state = Arc::new(escalade::api::AppState {
         engine: engine.clone(),
         scheduler_running: running.clone(),
+        photos: Arc::new(photos),
+        photo_limits: cfg.photo_limits(),
     });
     escalade::api::serve(listener, state, cfg.max_body_bytes, shutdown_signal())
         .await

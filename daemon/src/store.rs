@@ -5,17 +5,18 @@
 //! transaction, and nothing is answered before that commit. `Store` is the boundary the engine
 //! sees; a PostgreSQL backend is another variant behind the same methods.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use escalade_rules::{Decision, Event, Issue, IssueState};
+use escalade_rules::{Decision, Event, Issue, IssueState, MeetingCall, Timer};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqliteExecutor, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqliteExecutor};
 use tokio::sync::{mpsc, oneshot};
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +106,50 @@ pub struct OutboxRow {
     pub status: String,
 }
 
+/// Which meetings to list. Every filter present must hold.
+#[derive(Clone, Debug, Default)]
+pub struct MeetingFilter {
+    pub id: Option<i64>,
+    pub status: Option<String>,
+    /// Among the departments invited.
+    pub department: Option<String>,
+    /// With an agenda issue in the subtree of this unit.
+    pub subtree: Option<String>,
+    /// Continue after this `(at ms, id)`.
+    pub after: Option<(i64, i64)>,
+    pub limit: i64,
+}
+
+/// A joint meeting: when it sits, who is invited, what is on its agenda, and its outcome once
+/// held.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Meeting {
+    pub id: i64,
+    /// The meeting's id in the rules.
+    pub kind: String,
+    pub at: DateTime<Utc>,
+    pub participants: Vec<String>,
+    pub departments: Vec<String>,
+    /// `scheduled` or `held`.
+    pub status: String,
+    pub outcome: Option<serde_json::Value>,
+    pub recorded_by: Option<String>,
+    pub recorded_at: Option<DateTime<Utc>>,
+    pub agenda: Vec<AgendaItem>,
+}
+
+/// An issue on a meeting's agenda.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AgendaItem {
+    pub issue: String,
+    /// The event that put it there.
+    pub added_seq: i64,
+    /// The outcome's event on the issue, once applied.
+    pub outcome_seq: Option<i64>,
+    /// Why the outcome was not applied, if it was not.
+    pub skipped: Option<String>,
+}
+
 /// What a submission returned: the issue, and whether this is a replay of an earlier request
 /// with the same idempotency key.
 #[derive(Clone, Debug)]
@@ -184,9 +229,10 @@ impl Store {
     }
 
     /// The issue a key was first used for, if the key is known; `KeyReused` if the request
-    /// differs from the first.
+    /// differs from the first. Read outside the group commit, which checks again inside its
+    /// transaction: a key first used a moment ago is still caught there.
     pub async fn idempotent(&self, key: &str, request_hash: &str) -> Result<Option<StoredIssue>> {
-        let mut conn = self.writer.acquire().await?;
+        let mut conn = self.reader.acquire().await?;
         keyed_issue(&mut conn, key, request_hash).await
     }
 
@@ -217,7 +263,9 @@ impl Store {
 
     /// Applies a decision to an issue last read at `version`: its new state, the event, its
     /// timers (replacing the old ones) and its messages, in one transaction. Returns the
-    /// event's sequence number after the commit.
+    /// event's sequence number after the commit. With `agenda`, the event is that meeting's
+    /// outcome and marks the issue's agenda item done in the same transaction.
+    #[allow(clippy::too_many_arguments)]
     pub async fn apply(
         &self,
         stored: &StoredIssue,
@@ -225,6 +273,7 @@ impl Store {
         decision: &Decision,
         at: DateTime<Utc>,
         actor: &str,
+        agenda: Option<i64>,
     ) -> Result<i64> {
         let (reply, answer) = oneshot::channel();
         let job = Job::Apply {
@@ -234,6 +283,7 @@ impl Store {
             decision: decision.clone(),
             at,
             actor: actor.to_string(),
+            agenda,
             reply,
         };
         self.submit_job(job, answer).await
@@ -261,10 +311,12 @@ impl Store {
         fetch_issue(pool, id).await
     }
 
-    /// The issue read through the writer, so it sees every commit (the engine's read before a
-    /// write must not lag behind it).
+    /// The issue as the engine reads it before deciding. Through a reader: in WAL mode a read
+    /// that starts after a commit sees it, and should another writer have changed the issue
+    /// since, the write's version check refuses it and the engine decides again. Reading through
+    /// the one writer connection would queue every action behind the group commit.
     pub async fn issue_for_update(&self, id: &str) -> Result<Option<StoredIssue>> {
-        self.issue_on(&self.writer, id).await
+        self.issue_on(&self.reader, id).await
     }
 
     pub async fn timeline(&self, id: &str) -> Result<Vec<TimelineEntry>> {
@@ -402,6 +454,120 @@ impl Store {
             .collect()
     }
 
+    /// A meeting with its agenda.
+    pub async fn meeting(&self, id: i64) -> Result<Option<Meeting>> {
+        let f = MeetingFilter {
+            id: Some(id),
+            limit: 1,
+            ..Default::default()
+        };
+        Ok(self.meetings(&f).await?.into_iter().next())
+    }
+
+    /// Meetings matching `f`, by time, with their agendas.
+    pub async fn meetings(&self, f: &MeetingFilter) -> Result<Vec<Meeting>> {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT id, kind, at, participants, departments, status, outcome, recorded_by, recorded_at FROM meetings m WHERE 1 = 1",
+        );
+        if let Some(id) = f.id {
+            q.push(" AND id = ").push_bind(id);
+        }
+        if let Some(st) = &f.status {
+            q.push(" AND status = ").push_bind(st.clone());
+        }
+        if let Some(d) = &f.department {
+            q.push(" AND EXISTS (SELECT 1 FROM json_each(m.departments) WHERE value = ")
+                .push_bind(d.clone())
+                .push(")");
+        }
+        if let Some(u) = &f.subtree {
+            q.push(
+                " AND EXISTS (SELECT 1 FROM meeting_agenda a JOIN issues i ON i.id = a.issue_id WHERE a.meeting_id = m.id AND instr(i.branch, ",
+            )
+            .push_bind(format!("/{u}/"))
+            .push(") > 0)");
+        }
+        if let Some((at, id)) = f.after {
+            q.push(" AND (at > ")
+                .push_bind(at)
+                .push(" OR (at = ")
+                .push_bind(at)
+                .push(" AND id > ")
+                .push_bind(id)
+                .push("))");
+        }
+        q.push(" ORDER BY at, id LIMIT ").push_bind(f.limit);
+        let rows = q.build().fetch_all(&self.reader).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: i64 = r.get(0);
+            let agenda = sqlx::query(
+                "SELECT issue_id, added_seq, outcome_seq, skipped FROM meeting_agenda WHERE meeting_id = ? ORDER BY added_seq",
+            )
+            .bind(id)
+            .fetch_all(&self.reader)
+            .await?
+            .into_iter()
+            .map(|a| AgendaItem {
+                issue: a.get(0),
+                added_seq: a.get(1),
+                outcome_seq: a.get(2),
+                skipped: a.get(3),
+            })
+            .collect();
+            out.push(Meeting {
+                id,
+                kind: r.get(1),
+                at: instant(r.get(2))?,
+                participants: parse("meeting participants", r.get::<&str, _>(3))?,
+                departments: parse("meeting departments", r.get::<&str, _>(4))?,
+                status: r.get(5),
+                outcome: r
+                    .get::<Option<&str>, _>(6)
+                    .map(|o| parse("meeting outcome", o))
+                    .transpose()?,
+                recorded_by: r.get(7),
+                recorded_at: r.get::<Option<i64>, _>(8).map(instant).transpose()?,
+                agenda,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Marks a scheduled meeting held with its outcome; false if it was not scheduled (held
+    /// already, or unknown).
+    pub async fn hold_meeting(
+        &self,
+        id: i64,
+        outcome: &serde_json::Value,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE meetings SET status = 'held', outcome = ?, recorded_by = ?, recorded_at = ? WHERE id = ? AND status = 'scheduled'",
+        )
+        .bind(json(outcome))
+        .bind(actor)
+        .bind(millis(at))
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Records why a meeting's outcome was not applied to an agenda issue.
+    pub async fn skip_agenda_item(&self, meeting: i64, issue: &str, why: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE meeting_agenda SET skipped = ? WHERE meeting_id = ? AND issue_id = ? AND outcome_seq IS NULL",
+        )
+        .bind(why)
+        .bind(meeting)
+        .bind(issue)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
     /// Stores a token's hash; returns the token's id.
     pub async fn create_token(
         &self,
@@ -479,6 +645,8 @@ enum Job {
         decision: Decision,
         at: DateTime<Utc>,
         actor: String,
+        /// The meeting whose outcome the event is: its agenda item is marked done with it.
+        agenda: Option<i64>,
         reply: oneshot::Sender<Result<i64>>,
     },
 }
@@ -519,7 +687,8 @@ enum Done {
     Failed(StoreError),
 }
 
-/// Runs a batch; on a failed commit every write of it fails.
+/// Runs a batch in one transaction; on any database error or a failed commit every write of it
+/// fails, and nothing of it is stored.
 async fn run_batch(pool: &SqlitePool, batch: &mut [Job]) -> Vec<Done> {
     let fail_all = |e: &sqlx::Error, n: usize| -> Vec<Done> {
         (0..n)
@@ -534,35 +703,121 @@ async fn run_batch(pool: &SqlitePool, batch: &mut [Job]) -> Vec<Done> {
         Ok(tx) => tx,
         Err(e) => return fail_all(&e, batch.len()),
     };
-    let mut out = Vec::with_capacity(batch.len());
-    for job in batch.iter() {
-        // A job refuses (a reused idempotency key, a version conflict) before it writes
-        // anything; any other failure leaves the transaction unusable, and the whole batch
-        // fails without committing.
-        let done = match job {
+    let out = match write_batch(&mut tx, batch).await {
+        Ok(out) => out,
+        Err(e) => return fail_all(&e, batch.len()),
+    };
+    match tx.commit().await {
+        Ok(()) => out,
+        Err(e) => fail_all(&e, batch.len()),
+    }
+}
+
+/// Bound parameters per statement at most (SQLite allows 32,766).
+const MAX_VARS: usize = 32_000;
+
+/// What one job of a batch writes, once its checks passed.
+struct Write<'a> {
+    job: usize,
+    issue_id: &'a str,
+    event: &'a Event,
+    decision: &'a Decision,
+    at: DateTime<Utc>,
+    actor: &'a str,
+    /// The meeting whose outcome this event is, if it is one.
+    agenda: Option<i64>,
+}
+
+/// The writes of a batch, a few statements for all of them: a statement is a round trip to
+/// SQLite's worker thread, so statements per batch, not per issue, is the throughput. Checks
+/// that refuse one job (a reused idempotency key, a version conflict) come first and write
+/// nothing for it.
+async fn write_batch(
+    tx: &mut SqliteConnection,
+    batch: &[Job],
+) -> std::result::Result<Vec<Done>, sqlx::Error> {
+    let mut out: Vec<Option<Done>> = batch.iter().map(|_| None).collect();
+
+    // Idempotency keys already stored, then a key repeated within the batch.
+    let keys: Vec<&str> = batch
+        .iter()
+        .filter_map(|j| match j {
+            Job::Create {
+                idempotency: Some((k, _)),
+                ..
+            } => Some(k.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut known: HashMap<String, (String, String)> = HashMap::new();
+    for chunk in keys.chunks(MAX_VARS) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT key, request_hash, issue_id FROM idempotency_keys WHERE key IN (",
+        );
+        let mut list = q.separated(", ");
+        for k in chunk {
+            list.push_bind(*k);
+        }
+        q.push(")");
+        for r in q.build().fetch_all(&mut *tx).await? {
+            known.insert(r.get(0), (r.get(1), r.get(2)));
+        }
+    }
+    let mut first_with_key: HashMap<&str, usize> = HashMap::new();
+    let mut replays: Vec<(usize, usize)> = Vec::new();
+    let mut creates: Vec<Write> = Vec::new();
+    let mut applies: Vec<(Write, i64)> = Vec::new();
+    for (i, job) in batch.iter().enumerate() {
+        match job {
             Job::Create {
                 issue,
-                branch,
                 decision,
                 at,
                 actor,
                 idempotency,
                 ..
             } => {
-                match create_in(
-                    &mut tx,
-                    issue,
-                    branch,
-                    decision,
-                    *at,
-                    actor,
-                    idempotency.as_ref(),
-                )
-                .await
-                {
-                    Err(StoreError::Db(e)) => return fail_all(&e, batch.len()),
-                    r => Done::Created(Box::new(r)),
+                if let Some((key, hash)) = idempotency {
+                    let reused = || Done::Failed(StoreError::KeyReused(key.clone()));
+                    if let Some((first_hash, id)) = known.get(key) {
+                        out[i] = Some(if first_hash != hash {
+                            reused()
+                        } else {
+                            match fetch_issue(&mut *tx, id).await {
+                                Ok(Some(first)) => Done::Created(Box::new(Ok(Submitted {
+                                    issue: first,
+                                    replayed: true,
+                                }))),
+                                Ok(None) => Done::Failed(StoreError::Corrupt(format!(
+                                    "idempotency key names missing issue {id}"
+                                ))),
+                                Err(StoreError::Db(e)) => return Err(e),
+                                Err(e) => Done::Failed(e),
+                            }
+                        });
+                        continue;
+                    }
+                    if let Some(&j) = first_with_key.get(key.as_str()) {
+                        match &batch[j] {
+                            Job::Create {
+                                idempotency: Some((_, h)),
+                                ..
+                            } if h == hash => replays.push((i, j)),
+                            _ => out[i] = Some(reused()),
+                        }
+                        continue;
+                    }
+                    first_with_key.insert(key, i);
                 }
+                creates.push(Write {
+                    job: i,
+                    issue_id: &issue.id,
+                    event: &Event::Reported,
+                    decision,
+                    at: *at,
+                    actor,
+                    agenda: None,
+                });
             }
             Job::Apply {
                 id,
@@ -571,18 +826,310 @@ async fn run_batch(pool: &SqlitePool, batch: &mut [Job]) -> Vec<Done> {
                 decision,
                 at,
                 actor,
+                agenda,
                 ..
-            } => match apply_in(&mut tx, id, *version, event, decision, *at, actor).await {
-                Err(StoreError::Db(e)) => return fail_all(&e, batch.len()),
-                r => Done::Applied(r),
+            } => {
+                // One change per issue and batch: a second one read the same version.
+                if applies.iter().any(|(w, _)| w.issue_id == id) {
+                    out[i] = Some(Done::Applied(Err(StoreError::Conflict(id.clone()))));
+                    continue;
+                }
+                applies.push((
+                    Write {
+                        job: i,
+                        issue_id: id,
+                        event,
+                        decision,
+                        at: *at,
+                        actor,
+                        agenda: *agenda,
+                    },
+                    *version,
+                ));
+            }
+        }
+    }
+
+    // New issues.
+    for chunk in creates.chunks(MAX_VARS / 14) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO issues (id, version, body, state, status, category, unit, department, tier, reported_at, updated_at, branch, acknowledge_by, resolve_by) ",
+        );
+        q.push_values(chunk, |mut b, w| {
+            let Job::Create { issue, branch, .. } = &batch[w.job] else {
+                unreachable!("creates come from create jobs")
+            };
+            let s = &w.decision.next;
+            b.push_bind(&issue.id)
+                .push_bind(1i64)
+                .push_bind(json(issue))
+                .push_bind(json(s))
+                .push_bind(s.state.as_str())
+                .push_bind(&issue.category)
+                .push_bind(&issue.unit)
+                .push_bind(s.departments.first())
+                .push_bind(&s.tier)
+                .push_bind(millis(w.at))
+                .push_bind(millis(w.at))
+                .push_bind(branch)
+                .push_bind(s.acknowledge_by.map(millis))
+                .push_bind(s.resolve_by.map(millis));
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    let keyed: Vec<(&str, &str, &str, DateTime<Utc>)> = creates
+        .iter()
+        .filter_map(|w| match &batch[w.job] {
+            Job::Create {
+                idempotency: Some((k, h)),
+                ..
+            } => Some((k.as_str(), h.as_str(), w.issue_id, w.at)),
+            _ => None,
+        })
+        .collect();
+    for chunk in keyed.chunks(MAX_VARS / 4) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO idempotency_keys (key, request_hash, issue_id, created_at) ",
+        );
+        q.push_values(chunk, |mut b, (k, h, id, at)| {
+            b.push_bind(*k)
+                .push_bind(*h)
+                .push_bind(*id)
+                .push_bind(millis(*at));
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+
+    // Changed issues, guarded by the version each was read at: an issue that returns no row
+    // changed since, and its job is decided again.
+    let mut changed: HashSet<String> = HashSet::new();
+    for chunk in applies.chunks(MAX_VARS / 9) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "UPDATE issues SET version = issues.version + 1, state = v.column3, status = v.column4,
+             department = v.column5, tier = v.column6, updated_at = v.column7,
+             acknowledge_by = v.column8, resolve_by = v.column9 FROM (",
+        );
+        q.push_values(chunk, |mut b, (w, version)| {
+            let s = &w.decision.next;
+            b.push_bind(w.issue_id)
+                .push_bind(*version)
+                .push_bind(json(s))
+                .push_bind(s.state.as_str())
+                .push_bind(s.departments.first())
+                .push_bind(&s.tier)
+                .push_bind(millis(w.at))
+                .push_bind(s.acknowledge_by.map(millis))
+                .push_bind(s.resolve_by.map(millis));
+        });
+        q.push(") AS v WHERE issues.id = v.column1 AND issues.version = v.column2 RETURNING id");
+        for r in q.build().fetch_all(&mut *tx).await? {
+            changed.insert(r.get(0));
+        }
+    }
+    let mut writes = creates;
+    for (w, _) in applies {
+        if changed.contains(w.issue_id) {
+            writes.push(w);
+        } else {
+            out[w.job] = Some(Done::Applied(Err(StoreError::Conflict(
+                w.issue_id.to_string(),
+            ))));
+        }
+    }
+
+    // The events; each issue has one in the batch, so its sequence number is found by issue.
+    let mut seqs: HashMap<String, i64> = HashMap::with_capacity(writes.len());
+    for chunk in writes.chunks(MAX_VARS / 7) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (issue_id, at, actor, kind, payload, rules_version, decision) ",
+        );
+        q.push_values(chunk, |mut b, w| {
+            b.push_bind(w.issue_id)
+                .push_bind(millis(w.at))
+                .push_bind(w.actor)
+                .push_bind(w.event.name())
+                .push_bind(json(w.event))
+                .push_bind(&*w.decision.rules_version)
+                .push_bind(json(w.decision));
+        });
+        q.push(" RETURNING seq, issue_id");
+        for r in q.build().fetch_all(&mut *tx).await? {
+            seqs.insert(r.get(1), r.get(0));
+        }
+    }
+    let seq_of = |w: &Write| -> std::result::Result<i64, sqlx::Error> {
+        seqs.get(w.issue_id).copied().ok_or_else(|| {
+            sqlx::Error::Protocol(format!("no event sequence returned for {}", w.issue_id))
+        })
+    };
+
+    // A decision's timers replace the issue's pending set (a new issue has none).
+    let replaced: Vec<&str> = writes
+        .iter()
+        .filter(|w| *w.event != Event::Reported)
+        .map(|w| w.issue_id)
+        .collect();
+    for chunk in replaced.chunks(MAX_VARS) {
+        let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM timers WHERE issue_id IN (");
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        q.push(")");
+        q.build().execute(&mut *tx).await?;
+    }
+    let timers: Vec<(&str, &Timer)> = writes
+        .iter()
+        .flat_map(|w| w.decision.timers.iter().map(move |t| (w.issue_id, t)))
+        .collect();
+    for chunk in timers.chunks(MAX_VARS / 3) {
+        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO timers (issue_id, due, event) ");
+        q.push_values(chunk, |mut b, (id, t)| {
+            b.push_bind(*id)
+                .push_bind(millis(t.at))
+                .push_bind(json(&t.event));
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+
+    // The messages, each once: the dedupe key is the issue, event, recipient, channel and
+    // template.
+    let mut messages = Vec::new();
+    for w in &writes {
+        let seq = seq_of(w)?;
+        messages.extend(w.decision.messages.iter().map(|m| (w, seq, m)));
+    }
+    for chunk in messages.chunks(MAX_VARS / 11) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO outbox (dedupe_key, issue_id, event_seq, kind, person, channel, address, template, locale, vars, created_at) ",
+        );
+        q.push_values(chunk, |mut b, (w, seq, m)| {
+            b.push_bind(format!(
+                "{}/{seq}/{}/{}/{}",
+                w.issue_id,
+                m.to,
+                m.channel.as_str(),
+                m.template
+            ))
+            .push_bind(w.issue_id)
+            .push_bind(*seq)
+            .push_bind(m.kind)
+            .push_bind(m.to.to_string())
+            .push_bind(m.channel.as_str())
+            .push_bind(m.address.to_string())
+            .push_bind(m.template.to_string())
+            .push_bind(m.locale.to_string())
+            .push_bind(json(&m.vars))
+            .push_bind(millis(w.at));
+        });
+        q.push(" ON CONFLICT (dedupe_key) DO NOTHING");
+        q.build().execute(&mut *tx).await?;
+    }
+
+    // Meetings convened, and agenda items an outcome was applied to: rare, a row at a time.
+    for w in &writes {
+        let seq = seq_of(w)?;
+        for call in &w.decision.meetings {
+            convene(&mut *tx, w.issue_id, seq, call, w.at).await?;
+        }
+        if let Some(meeting) = w.agenda {
+            sqlx::query(
+                "UPDATE meeting_agenda SET outcome_seq = ? WHERE meeting_id = ? AND issue_id = ?",
+            )
+            .bind(seq)
+            .bind(meeting)
+            .bind(w.issue_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+
+    for w in &writes {
+        out[w.job] = Some(match &batch[w.job] {
+            Job::Create { issue, .. } => Done::Created(Box::new(Ok(Submitted {
+                issue: StoredIssue {
+                    issue: issue.clone(),
+                    state: w.decision.next.clone(),
+                    version: 1,
+                },
+                replayed: false,
+            }))),
+            Job::Apply { .. } => Done::Applied(Ok(seq_of(w)?)),
+        });
+    }
+    for (i, j) in replays {
+        let first = match &out[j] {
+            Some(Done::Created(r)) => match &**r {
+                Ok(s) => Done::Created(Box::new(Ok(Submitted {
+                    issue: s.issue.clone(),
+                    replayed: true,
+                }))),
+                Err(e) => Done::Failed(StoreError::Corrupt(format!(
+                    "the first request with this key failed: {e}"
+                ))),
             },
+            _ => Done::Failed(StoreError::Corrupt(
+                "the first request with this key has no answer".into(),
+            )),
         };
-        out.push(done);
+        out[i] = Some(first);
     }
-    match tx.commit().await {
-        Ok(()) => out,
-        Err(e) => fail_all(&e, batch.len()),
-    }
+    Ok(out
+        .into_iter()
+        .map(|d| d.expect("every job of a batch is answered"))
+        .collect())
+}
+
+/// Puts an issue on the agenda of the scheduled meeting of its kind at its time, creating the
+/// meeting if this is the first issue, and adds the call's participants and departments.
+async fn convene(
+    tx: &mut SqliteConnection,
+    issue_id: &str,
+    seq: i64,
+    call: &MeetingCall,
+    at: DateTime<Utc>,
+) -> std::result::Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO meetings (kind, at, participants, departments, created_at) VALUES (?, ?, '[]', '[]', ?)
+         ON CONFLICT (kind, at) WHERE status = 'scheduled' DO NOTHING",
+    )
+    .bind(&call.meeting)
+    .bind(millis(call.at))
+    .bind(millis(at))
+    .execute(&mut *tx)
+    .await?;
+    let row = sqlx::query(
+        "SELECT id, participants, departments FROM meetings WHERE kind = ? AND at = ? AND status = 'scheduled'",
+    )
+    .bind(&call.meeting)
+    .bind(millis(call.at))
+    .fetch_one(&mut *tx)
+    .await?;
+    let id: i64 = row.get(0);
+    let merge = |stored: &str, new: &[String]| -> String {
+        let mut all: Vec<String> = serde_json::from_str(stored).unwrap_or_default();
+        for n in new {
+            if !all.contains(n) {
+                all.push(n.clone());
+            }
+        }
+        json(&all)
+    };
+    sqlx::query("UPDATE meetings SET participants = ?, departments = ? WHERE id = ?")
+        .bind(merge(row.get(1), &call.participants))
+        .bind(merge(row.get(2), &call.departments))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO meeting_agenda (meeting_id, issue_id, added_seq) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(issue_id)
+    .bind(seq)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// An issue by id, through a pool, a connection or a transaction.
@@ -627,161 +1174,4 @@ async fn keyed_issue(
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("idempotency key names missing issue {id}")))
         .map(Some)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn create_in(
-    tx: &mut Transaction<'_, Sqlite>,
-    issue: &Issue,
-    branch: &str,
-    decision: &Decision,
-    at: DateTime<Utc>,
-    actor: &str,
-    idempotency: Option<&(String, String)>,
-) -> Result<Submitted> {
-    if let Some((key, hash)) = idempotency
-        && let Some(first) = keyed_issue(tx, key, hash).await?
-    {
-        return Ok(Submitted {
-            issue: first,
-            replayed: true,
-        });
-    }
-    let s = &decision.next;
-    sqlx::query(
-        "INSERT INTO issues (id, version, body, state, status, category, unit, department, tier, reported_at, updated_at, branch, acknowledge_by, resolve_by)
-         VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&issue.id)
-    .bind(json(issue))
-    .bind(json(s))
-    .bind(s.state.as_str())
-    .bind(&issue.category)
-    .bind(&issue.unit)
-    .bind(s.departments.first())
-    .bind(&s.tier)
-    .bind(millis(at))
-    .bind(millis(at))
-    .bind(branch)
-    .bind(s.acknowledge_by.map(millis))
-    .bind(s.resolve_by.map(millis))
-    .execute(&mut **tx)
-    .await?;
-    if let Some((key, hash)) = idempotency {
-        sqlx::query("INSERT INTO idempotency_keys (key, request_hash, issue_id, created_at) VALUES (?, ?, ?, ?)")
-            .bind(key)
-            .bind(hash)
-            .bind(&issue.id)
-            .bind(millis(at))
-            .execute(&mut **tx)
-            .await?;
-    }
-    record(tx, &issue.id, &Event::Reported, decision, at, actor).await?;
-    Ok(Submitted {
-        issue: StoredIssue {
-            issue: issue.clone(),
-            state: s.clone(),
-            version: 1,
-        },
-        replayed: false,
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn apply_in(
-    tx: &mut Transaction<'_, Sqlite>,
-    id: &str,
-    version: i64,
-    event: &Event,
-    decision: &Decision,
-    at: DateTime<Utc>,
-    actor: &str,
-) -> Result<i64> {
-    let s = &decision.next;
-    let updated = sqlx::query(
-        "UPDATE issues SET version = version + 1, state = ?, status = ?, department = ?, tier = ?, updated_at = ?,
-         acknowledge_by = ?, resolve_by = ? WHERE id = ? AND version = ?",
-    )
-    .bind(json(s))
-    .bind(s.state.as_str())
-    .bind(s.departments.first())
-    .bind(&s.tier)
-    .bind(millis(at))
-    .bind(s.acknowledge_by.map(millis))
-    .bind(s.resolve_by.map(millis))
-    .bind(id)
-    .bind(version)
-    .execute(&mut **tx)
-    .await?;
-    if updated.rows_affected() != 1 {
-        return Err(StoreError::Conflict(id.to_string()));
-    }
-    record(tx, id, event, decision, at, actor).await
-}
-
-/// Writes an event, replaces the issue's timers with the decision's and queues its messages.
-async fn record(
-    tx: &mut Transaction<'_, Sqlite>,
-    issue_id: &str,
-    event: &Event,
-    decision: &Decision,
-    at: DateTime<Utc>,
-    actor: &str,
-) -> Result<i64> {
-    let seq: i64 = sqlx::query_scalar(
-        "INSERT INTO events (issue_id, at, actor, kind, payload, rules_version, decision) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-    )
-    .bind(issue_id)
-    .bind(millis(at))
-    .bind(actor)
-    .bind(event.name())
-    .bind(json(event))
-    .bind(&*decision.rules_version)
-    .bind(json(decision))
-    .fetch_one(&mut **tx)
-    .await?;
-    // A new issue has no timers yet.
-    if *event != Event::Reported {
-        sqlx::query("DELETE FROM timers WHERE issue_id = ?")
-            .bind(issue_id)
-            .execute(&mut **tx)
-            .await?;
-    }
-    // One statement for all the rows of each table: a statement is a round trip to SQLite's
-    // worker thread, and an issue brings several timers and messages.
-    if !decision.timers.is_empty() {
-        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO timers (issue_id, due, event) ");
-        q.push_values(&decision.timers, |mut b, t| {
-            b.push_bind(issue_id)
-                .push_bind(millis(t.at))
-                .push_bind(json(&t.event));
-        });
-        q.build().execute(&mut **tx).await?;
-    }
-    if !decision.messages.is_empty() {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO outbox (dedupe_key, issue_id, event_seq, kind, person, channel, address, template, locale, vars, created_at) ",
-        );
-        q.push_values(&decision.messages, |mut b, m| {
-            b.push_bind(format!(
-                "{issue_id}/{seq}/{}/{}/{}",
-                m.to,
-                m.channel.as_str(),
-                m.template
-            ))
-            .push_bind(issue_id)
-            .push_bind(seq)
-            .push_bind(m.kind)
-            .push_bind(m.to.to_string())
-            .push_bind(m.channel.as_str())
-            .push_bind(m.address.to_string())
-            .push_bind(m.template.to_string())
-            .push_bind(m.locale.to_string())
-            .push_bind(json(&m.vars))
-            .push_bind(millis(at));
-        });
-        q.push(" ON CONFLICT (dedupe_key) DO NOTHING");
-        q.build().execute(&mut **tx).await?;
-    }
-    Ok(seq)
 }

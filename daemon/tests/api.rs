@@ -53,6 +53,8 @@ async fn start(max_body: usize) -> Server {
     let state = Arc::new(AppState {
         engine: engine.clone(),
         scheduler_running: Arc::new(AtomicBool::new(true)),
+        photos: Arc::new(escalade::photos::PhotoStore::open(dir.path()).unwrap()),
+        photo_limits: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -147,6 +147,56 @@ async fn a_retried_submission_returns_the_first_answer() {
     assert!(e.store().issue("2").await.unwrap().is_none());
 }
 
+/// Retries that arrive together land in one group commit: the key is first used there, and the
+/// batch itself must answer the others with the first issue (or refuse another body).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_retries_in_one_commit_create_one_issue() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(at("2026-03-02T10:00:00+08:00")));
+    let e = Arc::new(engine(&dir.path().join("db.sqlite"), &clock).await);
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let e = e.clone();
+            tokio::spawn(async move {
+                let hash = if i == 31 { "hash-other" } else { "hash-a" };
+                e.submit(garbage(), "r", Some(("key-x", hash))).await
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    let mut firsts = 0;
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(s) => {
+                ids.push(s.issue.issue.id.clone());
+                firsts += usize::from(!s.replayed);
+            }
+            Err(EngineError::Store(StoreError::KeyReused(_))) => refused += 1,
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    // The other body is refused unless it came first, in which case the 31 are refused.
+    assert!(
+        (refused == 1 && ids.len() == 31) || (refused == 31 && ids.len() == 1),
+        "refused {refused}, answered {}",
+        ids.len()
+    );
+    assert_eq!(firsts, 1);
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let listed = e
+        .store()
+        .list(&escalade::store::IssueFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(e.store().timeline(&ids[0]).await.unwrap().len(), 1);
+}
+
 #[tokio::test]
 async fn a_refused_action_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -19,6 +19,9 @@ use crate::model::{Action, Category, Ix, Raise, RouteTarget, RuleSet, Target};
 use crate::script::{HookError, map, string};
 use crate::spec::{Channel, Priority, Trigger};
 
+/// The longest comment taken, in characters.
+pub const MAX_COMMENT_CHARS: usize = 4000;
+
 /// What the rules decided for one event.
 #[derive(Clone, Debug, Serialize)]
 pub struct Decision {
@@ -406,6 +409,24 @@ impl<'a> Cx<'a> {
                 }
                 self.next.rating = Some(*rating);
                 self.trace(format!("evaluated by the reporter: {rating}/5"));
+                Ok(())
+            }
+            Event::Commented { text } => {
+                if text.trim().is_empty() {
+                    return Err(Refusal::Invalid {
+                        field: "text",
+                        message: "a comment needs text".into(),
+                    }
+                    .into());
+                }
+                if text.chars().count() > MAX_COMMENT_CHARS {
+                    return Err(Refusal::Invalid {
+                        field: "text",
+                        message: format!("a comment has at most {MAX_COMMENT_CHARS} characters"),
+                    }
+                    .into());
+                }
+                self.trace("comment added");
                 Ok(())
             }
         }

@@ -26,6 +26,10 @@ pub struct Issue {
     pub address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,
+    /// The photos attached, each the SHA-256 (lowercase hex) of its bytes; the daemon stores
+    /// the bytes, the rules only carry the names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub photos: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -184,6 +188,10 @@ pub enum Event {
         #[serde(default)]
         comment: String,
     },
+    /// A remark on the timeline by anyone who may see the issue; it changes nothing else.
+    Commented {
+        text: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,6 +220,7 @@ impl Event {
             Event::Reassigned { .. } => "reassigned",
             Event::MeetingOutcome { .. } => "meeting_outcome",
             Event::Evaluated { .. } => "evaluated",
+            Event::Commented { .. } => "commented",
         }
     }
 
@@ -251,6 +260,7 @@ impl Event {
             Event::DeadlinePassed { .. } | Event::ReminderDue { .. } => true,
             Event::Reassigned { .. } | Event::MeetingOutcome { .. } => state.is_open(),
             Event::Evaluated { .. } => matches!(state, Resolved | Closed | ClosedAtGrid),
+            Event::Commented { .. } => true,
         }
     }
 }
@@ -284,6 +294,9 @@ pub fn allowed_actions(state: State) -> Vec<&'static str> {
         Event::Evaluated {
             rating: 0,
             comment: String::new(),
+        },
+        Event::Commented {
+            text: String::new(),
         },
     ];
     samples

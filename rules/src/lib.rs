@@ -20,9 +20,9 @@ pub mod template;
 pub mod timeline;
 
 pub use calendar::{Calendar, WorkDuration};
-pub use decide::{Decision, Message, Timer};
+pub use decide::{Decision, Enforcement, MeetingCall, Message, Timer};
 pub use diag::{Diagnostic, Diagnostics};
-pub use issue::{DeadlineKind, Event, Issue, IssueState, Refusal, State};
+pub use issue::{DeadlineKind, Event, Issue, IssueState, Outcome, Refusal, State};
 pub use model::RuleSet;
 pub use spec::{Channel, Priority};
 pub use timeline::Timeline;

@@ -6,10 +6,110 @@ use chrono::{DateTime, FixedOffset, Utc};
 use serde::Deserialize;
 
 use crate::diag::{Diagnostic, SourceFile, from_serde};
-use crate::issue::{Event, Issue, State};
+use crate::issue::{Event, Issue, IssueState, State};
 use crate::model::RuleSet;
 use crate::spec::{Channel, Priority};
 use crate::timeline::Timeline;
+
+/// What runs a rule test's issue: the in-memory [`Timeline`] for `escalade test`, the daemon
+/// through its API in the daemon's own tests. The cases and their checks are the same.
+pub trait Replay {
+    /// Reports the issue at `at`.
+    fn report(&mut self, issue: &Issue, at: DateTime<Utc>) -> Result<(), String>;
+    /// Lets due timers fire, then applies a person's event at `at`.
+    fn apply(&mut self, at: DateTime<Utc>, event: Event) -> Result<(), String>;
+    /// Fires, in due order, every timer due at or before `until`.
+    fn advance_to(&mut self, until: DateTime<Utc>);
+    /// The issue's state now.
+    fn state(&self) -> IssueState;
+    /// Every message queued for the issue so far.
+    fn messages(&self) -> Vec<Sent>;
+    /// Why the last failing rule failed, if one did.
+    fn triage_reason(&self) -> Option<String>;
+}
+
+/// A queued message, as a test sees it.
+#[derive(Clone, Debug)]
+pub struct Sent {
+    pub to: String,
+    pub channel: Channel,
+    pub template: String,
+    pub kind: String,
+}
+
+/// The in-memory replay: a [`Timeline`].
+pub struct InMemory<'r> {
+    rules: &'r RuleSet,
+    timeline: Option<Timeline<'r>>,
+}
+
+impl<'r> InMemory<'r> {
+    pub fn new(rules: &'r RuleSet) -> InMemory<'r> {
+        InMemory {
+            rules,
+            timeline: None,
+        }
+    }
+
+    fn t(&self) -> &Timeline<'r> {
+        self.timeline.as_ref().expect("the issue is reported first")
+    }
+}
+
+impl Replay for InMemory<'_> {
+    fn report(&mut self, issue: &Issue, at: DateTime<Utc>) -> Result<(), String> {
+        self.timeline =
+            Some(Timeline::report(self.rules, issue.clone(), at).map_err(|e| e.to_string())?);
+        Ok(())
+    }
+
+    fn apply(&mut self, at: DateTime<Utc>, event: Event) -> Result<(), String> {
+        let t = self.timeline.as_mut().expect("the issue is reported first");
+        t.apply(at, event).map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    fn advance_to(&mut self, until: DateTime<Utc>) {
+        if let Some(t) = self.timeline.as_mut() {
+            t.advance_to(until);
+        }
+    }
+
+    fn state(&self) -> IssueState {
+        self.t().state.clone()
+    }
+
+    fn messages(&self) -> Vec<Sent> {
+        self.t()
+            .log
+            .iter()
+            .flat_map(|e| e.decision.messages.iter())
+            .map(|m| Sent {
+                to: m.to.to_string(),
+                channel: m.channel,
+                template: m.template.to_string(),
+                kind: m.kind.to_string(),
+            })
+            .collect()
+    }
+
+    fn triage_reason(&self) -> Option<String> {
+        self.t()
+            .log
+            .iter()
+            .rev()
+            .find_map(|e| e.decision.triage.clone())
+    }
+}
+
+/// The tier an issue is at: its escalation tier, else its own unit's.
+fn tier_of(rules: &RuleSet, issue: &Issue, state: &IssueState) -> String {
+    state.tier.clone().unwrap_or_else(|| {
+        let org = &rules.org;
+        org.unit(&issue.unit)
+            .map(|u| org.tiers[org.units[u as usize].tier as usize].id.clone())
+            .unwrap_or_default()
+    })
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,8 +201,13 @@ impl Report {
     }
 }
 
-/// Runs every case of `dir/tests/*.yaml` against `rules`.
+/// Runs every case of `dir/tests/*.yaml` against `rules`, in memory.
 pub fn run(rules: &RuleSet, dir: &Path) -> Report {
+    run_with(rules, dir, || InMemory::new(rules))
+}
+
+/// Runs every case of `dir/tests/*.yaml`, each on a fresh replay from `replay`.
+pub fn run_with<R: Replay>(rules: &RuleSet, dir: &Path, mut replay: impl FnMut() -> R) -> Report {
     let mut report = Report::default();
     let tests = dir.join("tests");
     let mut names: Vec<String> = match std::fs::read_dir(&tests) {
@@ -160,7 +265,7 @@ pub fn run(rules: &RuleSet, dir: &Path) -> Report {
             if bad {
                 continue;
             }
-            let failures = run_case(rules, &case, events);
+            let failures = run_case(rules, &mut replay(), &case, events);
             report.cases.push(CaseResult {
                 file: rel.clone(),
                 name: case.name,
@@ -193,12 +298,16 @@ fn parse_event(v: &serde_yaml::Value) -> Result<(DateTime<Utc>, Event), String> 
     Ok((at.with_timezone(&Utc), event))
 }
 
-fn run_case(rules: &RuleSet, case: &Case, events: Vec<(DateTime<Utc>, Event)>) -> Vec<String> {
+fn run_case(
+    rules: &RuleSet,
+    t: &mut impl Replay,
+    case: &Case,
+    events: Vec<(DateTime<Utc>, Event)>,
+) -> Vec<String> {
     let mut failures = Vec::new();
-    let mut t = match Timeline::report(rules, case.issue.clone(), case.at.with_timezone(&Utc)) {
-        Ok(t) => t,
-        Err(e) => return vec![format!("the report was refused: {e}")],
-    };
+    if let Err(e) = t.report(&case.issue, case.at.with_timezone(&Utc)) {
+        return vec![format!("the report was refused: {e}")];
+    }
     // Events and tier checkpoints, in time order (events first at equal times).
     enum Point<'a> {
         Event(Event),
@@ -225,7 +334,7 @@ fn run_case(rules: &RuleSet, case: &Case, events: Vec<(DateTime<Utc>, Event)>) -
             }
             Point::Tier(c) => {
                 t.advance_to(at);
-                let tier = t.tier();
+                let tier = tier_of(rules, &case.issue, &t.state());
                 if tier != c.tier {
                     failures.push(format!("tier at {}: expected {}, got {tier}", c.at, c.tier));
                 }
@@ -238,7 +347,7 @@ fn run_case(rules: &RuleSet, case: &Case, events: Vec<(DateTime<Utc>, Event)>) -
         t.advance_to(last);
     }
     let e = &case.expect;
-    let st = &t.state;
+    let st = &t.state();
     if let Some(d) = &e.departments
         && *d != st.departments
     {
@@ -287,7 +396,7 @@ fn run_case(rules: &RuleSet, case: &Case, events: Vec<(DateTime<Utc>, Event)>) -
         }
     }
     if let Some(want) = &e.tier {
-        let got = t.tier();
+        let got = tier_of(rules, &case.issue, st);
         if *want != got {
             failures.push(format!("tier: expected {want}, got {got}"));
         }
@@ -300,29 +409,20 @@ fn run_case(rules: &RuleSet, case: &Case, events: Vec<(DateTime<Utc>, Event)>) -
     if let Some(want) = e.triage
         && want != st.triage
     {
-        let why = t
-            .log
-            .iter()
-            .rev()
-            .find_map(|e| e.decision.triage.clone())
-            .unwrap_or_else(|| "no rule failed".into());
+        let why = t.triage_reason().unwrap_or_else(|| "no rule failed".into());
         failures.push(format!(
             "triage: expected {want}, got {} ({why})",
             st.triage
         ));
     }
     if let Some(ms) = &e.messages {
-        let sent: Vec<_> = t
-            .log
-            .iter()
-            .flat_map(|e| e.decision.messages.iter())
-            .collect();
+        let sent = t.messages();
         for m in ms {
             let found = sent.iter().any(|s| {
-                *s.to == *m.to
+                s.to == m.to
                     && m.channel.is_none_or(|c| c == s.channel)
-                    && m.template.as_ref().is_none_or(|x| **x == *s.template)
-                    && m.kind.as_ref().is_none_or(|k| k == s.kind)
+                    && m.template.as_ref().is_none_or(|x| *x == s.template)
+                    && m.kind.as_ref().is_none_or(|k| *k == s.kind)
             });
             if !found {
                 let to_them: Vec<String> = sent

@@ -484,6 +484,60 @@ fn evaluation_happens_once_with_a_rating_from_1_to_5() {
 }
 
 #[test]
+fn a_comment_is_taken_in_any_state_and_changes_nothing_but_the_trace() {
+    let rs = rules();
+    let i = issue("garbage", "bins");
+    let d = report(&rs, &i, "2026-03-02T10:00:00+08:00");
+    let c = rs
+        .decide(
+            &i,
+            &d.next,
+            &Event::Commented {
+                text: "the bins are behind the school".into(),
+            },
+            at("2026-03-02T10:30:00+08:00"),
+        )
+        .unwrap();
+    assert_eq!(c.next, d.next);
+    assert_eq!(c.timers, d.timers);
+    assert!(c.messages.is_empty());
+    assert_eq!(c.trace, vec!["comment added".to_string()]);
+    let closed = rs
+        .decide(
+            &i,
+            &d.next,
+            &Event::ClosedAtGrid {
+                note: "cleared".into(),
+            },
+            at("2026-03-02T10:40:00+08:00"),
+        )
+        .unwrap();
+    assert!(
+        rs.decide(
+            &i,
+            &closed.next,
+            &Event::Commented {
+                text: "thanks".into()
+            },
+            at("2026-03-02T11:00:00+08:00"),
+        )
+        .is_ok()
+    );
+    for text in ["", "   ", &"x".repeat(4001)] {
+        let bad = rs.decide(
+            &i,
+            &d.next,
+            &Event::Commented { text: text.into() },
+            at("2026-03-02T10:30:00+08:00"),
+        );
+        assert!(
+            matches!(bad, Err(Refusal::Invalid { field: "text", .. })),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
 fn contains_any_finds_a_word_of_the_list() {
     use escalade_rules::script::{map, string};
     let rs = rules();

@@ -1,0 +1,194 @@
+//! Joint meetings: list, get, and record the outcome (which applies to every agenda issue).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState, authenticate, bad_query, body_error, forbidden, not_found, parse};
+use crate::auth::{Actor, Role};
+use crate::engine::{EngineError, OutcomeRecord};
+use crate::store::{Meeting, MeetingFilter};
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MeetingQuery {
+    status: Option<String>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+/// Narrows a meeting filter to what the caller may see: a leader's subtree (an agenda issue in
+/// it), a department's invitations.
+fn scope(actor: &Actor, f: &mut MeetingFilter) -> Result<(), ApiError> {
+    match actor.role {
+        Role::Admin => {}
+        Role::Leader => f.subtree = actor.scope.clone(),
+        Role::Department => f.department = actor.scope.clone(),
+        Role::Reporter => return Err(forbidden(actor, "see meetings")),
+    }
+    Ok(())
+}
+
+pub(super) async fn list(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Result<Json<Value>, ApiError> {
+    let actor = authenticate(&s, &headers).await?;
+    let q: MeetingQuery = match uri.query() {
+        None | Some("") => MeetingQuery::default(),
+        Some(q) => serde_urlencoded::from_str(q).map_err(|e| bad_query("query", e.to_string()))?,
+    };
+    let mut f = MeetingFilter {
+        status: q.status,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+        ..Default::default()
+    };
+    if let Some(st) = &f.status
+        && st != "scheduled"
+        && st != "held"
+    {
+        return Err(bad_query(
+            "status",
+            format!("unknown status `{st}`: scheduled or held"),
+        ));
+    }
+    if let Some(c) = q.cursor {
+        let parsed = c
+            .split_once(':')
+            .and_then(|(at, id)| Some((at.parse().ok()?, id.parse().ok()?)));
+        f.after = Some(parsed.ok_or_else(|| bad_query("cursor", format!("invalid cursor `{c}`")))?);
+    }
+    scope(&actor, &mut f)?;
+    let meetings = s
+        .engine
+        .store()
+        .meetings(&f)
+        .await
+        .map_err(EngineError::from)?;
+    let next = (meetings.len() as i64 == f.limit)
+        .then(|| {
+            meetings
+                .last()
+                .map(|m| format!("{}:{}", m.at.timestamp_millis(), m.id))
+        })
+        .flatten();
+    Ok(Json(json!({"meetings": meetings, "next_cursor": next})))
+}
+
+/// The meeting if the caller may see it: 404 if there is none, 403 if it is not theirs.
+async fn visible(s: &AppState, actor: &Actor, id: i64) -> Result<Meeting, ApiError> {
+    let mut f = MeetingFilter {
+        id: Some(id),
+        limit: 1,
+        ..Default::default()
+    };
+    let store = s.engine.store();
+    let any = store.meeting(id).await.map_err(EngineError::from)?;
+    if any.is_none() {
+        return Err(not_found(format!("meeting {id}")));
+    }
+    scope(actor, &mut f)?;
+    store
+        .meetings(&f)
+        .await
+        .map_err(EngineError::from)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| forbidden(actor, &format!("see meeting {id}")))
+}
+
+/// The meeting with where each agenda issue stands now: after a joint enforcement action, its
+/// departments and deadline are tracked on the issue like any other.
+async fn with_issues(s: &AppState, meeting: Meeting) -> Result<Value, ApiError> {
+    let mut issues = Vec::with_capacity(meeting.agenda.len());
+    for item in &meeting.agenda {
+        if let Some(i) = s
+            .engine
+            .store()
+            .issue(&item.issue)
+            .await
+            .map_err(EngineError::from)?
+        {
+            issues.push(json!({
+                "id": i.issue.id,
+                "category": i.issue.category,
+                "unit": i.issue.unit,
+                "state": i.state.state,
+                "departments": i.state.departments,
+                "tier": i.state.tier,
+                "resolve_by": i.state.resolve_by,
+            }));
+        }
+    }
+    let mut v = serde_json::to_value(&meeting).expect("plain data serialises");
+    v["issues"] = Value::Array(issues);
+    Ok(v)
+}
+
+fn meeting_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse().map_err(|_| not_found(format!("meeting {raw}")))
+}
+
+pub(super) async fn get(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let actor = authenticate(&s, &headers).await?;
+    let id = meeting_id(&id)?;
+    let meeting = visible(&s, &actor, id).await?;
+    Ok(Json(with_issues(&s, meeting).await?))
+}
+
+/// Records the outcome: a leader whose subtree holds every agenda issue, or an admin.
+pub(super) async fn outcome(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = body.map_err(body_error)?;
+    let actor = authenticate(&s, &headers).await?;
+    let id = meeting_id(&id)?;
+    let record: OutcomeRecord = parse(&body)?;
+    let meeting = visible(&s, &actor, id).await?;
+    match actor.role {
+        Role::Admin => {}
+        Role::Leader => {
+            let rules = s.engine.rules();
+            let org = &rules.org;
+            let scope = actor.scope.as_deref().and_then(|u| org.unit(u));
+            for item in &meeting.agenda {
+                let issue = s
+                    .engine
+                    .store()
+                    .issue(&item.issue)
+                    .await
+                    .map_err(EngineError::from)?;
+                let inside = match (scope, issue.as_ref().and_then(|i| org.unit(&i.issue.unit))) {
+                    (Some(sc), Some(u)) => org.in_subtree(u, sc),
+                    _ => false,
+                };
+                if !inside {
+                    return Err(forbidden(
+                        &actor,
+                        &format!(
+                            "record the outcome of meeting {id}: issue {} is outside its scope",
+                            item.issue
+                        ),
+                    ));
+                }
+            }
+        }
+        _ => return Err(forbidden(&actor, "record meeting outcomes")),
+    }
+    let held = s.engine.record_outcome(id, &record, &actor.name()).await?;
+    Ok((StatusCode::OK, Json(with_issues(&s, held).await?)))
+}
