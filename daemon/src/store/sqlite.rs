@@ -1,9 +1,8 @@
-//! The durable store: issues, their timeline, pending timers and the outbox.
+//! The SQLite backend: the embedded default.
 //!
-//! SQLite through sqlx is the embedded default. Every change an event makes (the issue's new
-//! state, the event itself, the replaced timers, the queued messages) commits in one
-//! transaction, and nothing is answered before that commit. `Store` is the boundary the engine
-//! sees; a PostgreSQL backend is another variant behind the same methods.
+//! WAL with `synchronous = FULL`; one writer connection fed by a group commit (every write
+//! waiting joins one transaction, a few multi-row statements per batch, one fsync), and a pool
+//! of readers.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -12,153 +11,19 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use escalade_rules::{Decision, Event, Issue, IssueState, MeetingCall, Timer};
+use escalade_rules::{Decision, Event, Issue, MeetingCall, Timer};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqliteExecutor};
 use tokio::sync::{mpsc, oneshot};
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
-    #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("stored data is corrupt: {0}")]
-    Corrupt(String),
-    /// Another action on the same issue committed first; the caller decides again.
-    #[error("issue {0} changed concurrently")]
-    Conflict(String),
-    #[error("idempotency key `{0}` was used for a different request")]
-    KeyReused(String),
-    #[error("the store is closed")]
-    Closed,
-}
+use super::{
+    AgendaItem, DueTimer, IssueFilter, Listed, Meeting, MeetingFilter, OutboxRow, Result,
+    StoreError, StoredIssue, Submitted, TimelineEntry,
+};
 
-pub type Result<T> = std::result::Result<T, StoreError>;
-
-/// An issue as stored: what was reported and where the rules left it.
-#[derive(Clone, Debug)]
-pub struct StoredIssue {
-    pub issue: Issue,
-    pub state: IssueState,
-    pub version: i64,
-}
-
-/// What to list. Every filter present must hold.
-#[derive(Clone, Debug, Default)]
-pub struct IssueFilter {
-    pub state: Option<String>,
-    /// Only issues still someone's work.
-    pub open: bool,
-    /// Assigned or co-assigned to this department.
-    pub department: Option<String>,
-    /// In the subtree of this unit.
-    pub subtree: Option<String>,
-    pub tier: Option<String>,
-    /// Open with a deadline at or before this instant.
-    pub overdue_at: Option<DateTime<Utc>>,
-    pub from: Option<DateTime<Utc>>,
-    pub to: Option<DateTime<Utc>>,
-    /// Continue after this `(reported_at ms, id)`.
-    pub after: Option<(i64, String)>,
-    pub limit: i64,
-}
-
-/// A listed issue and the cursor that continues after it.
-#[derive(Clone, Debug)]
-pub struct Listed {
-    pub issue: StoredIssue,
-    pub cursor: String,
-}
-
-/// One entry of an issue's timeline.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct TimelineEntry {
-    pub seq: i64,
-    pub at: DateTime<Utc>,
-    pub actor: String,
-    pub kind: String,
-    pub payload: serde_json::Value,
-    pub rules_version: String,
-}
-
-/// A pending timer that has fallen due.
-#[derive(Clone, Debug)]
-pub struct DueTimer {
-    pub id: i64,
-    pub issue_id: String,
-    pub due: DateTime<Utc>,
-    pub event: Event,
-}
-
-/// A queued message, as the outbox holds it.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct OutboxRow {
-    pub id: i64,
-    pub issue_id: String,
-    pub kind: String,
-    pub person: String,
-    pub channel: String,
-    pub address: String,
-    pub template: String,
-    pub status: String,
-}
-
-/// Which meetings to list. Every filter present must hold.
-#[derive(Clone, Debug, Default)]
-pub struct MeetingFilter {
-    pub id: Option<i64>,
-    pub status: Option<String>,
-    /// Among the departments invited.
-    pub department: Option<String>,
-    /// With an agenda issue in the subtree of this unit.
-    pub subtree: Option<String>,
-    /// Continue after this `(at ms, id)`.
-    pub after: Option<(i64, i64)>,
-    pub limit: i64,
-}
-
-/// A joint meeting: when it sits, who is invited, what is on its agenda, and its outcome once
-/// held.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Meeting {
-    pub id: i64,
-    /// The meeting's id in the rules.
-    pub kind: String,
-    pub at: DateTime<Utc>,
-    pub participants: Vec<String>,
-    pub departments: Vec<String>,
-    /// `scheduled` or `held`.
-    pub status: String,
-    pub outcome: Option<serde_json::Value>,
-    pub recorded_by: Option<String>,
-    pub recorded_at: Option<DateTime<Utc>>,
-    pub agenda: Vec<AgendaItem>,
-}
-
-/// An issue on a meeting's agenda.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct AgendaItem {
-    pub issue: String,
-    /// The event that put it there.
-    pub added_seq: i64,
-    /// The outcome's event on the issue, once applied.
-    pub outcome_seq: Option<i64>,
-    /// Why the outcome was not applied, if it was not.
-    pub skipped: Option<String>,
-}
-
-/// What a submission returned: the issue, and whether this is a replay of an earlier request
-/// with the same idempotency key.
-#[derive(Clone, Debug)]
-pub struct Submitted {
-    pub issue: StoredIssue,
-    pub replayed: bool,
-}
-
-pub struct Store {
+pub struct SqliteStore {
     /// One connection writes: SQLite has one writer anyway, and queueing in-process avoids
     /// "database is locked" between deferred transactions.
     writer: SqlitePool,
@@ -186,13 +51,13 @@ fn parse<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) the SQLite database at `path` and migrates it.
     ///
     /// WAL with `synchronous = FULL`: a commit is on disk before it returns, so an issue
     /// answered 201 survives power loss, not only a crash of the process (NORMAL would risk the
     /// last commits on power loss).
-    pub async fn open_sqlite(path: &Path) -> Result<Store> {
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
@@ -214,7 +79,7 @@ impl Store {
             .await?;
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(group_commit(writer.clone(), queue));
-        Ok(Store {
+        Ok(SqliteStore {
             writer,
             reader,
             next_id: AtomicI64::new(max.unwrap_or(0) + 1),
