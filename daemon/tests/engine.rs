@@ -260,3 +260,66 @@ async fn concurrent_actions_on_one_issue_all_apply_in_turn() {
         .count();
     assert_eq!(notes, 10);
 }
+
+/// The assignment index follows every event (department queues read it), and an evaluation is
+/// kept with the department it rates.
+#[tokio::test]
+async fn assignments_follow_the_issue_and_evaluations_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite");
+    let clock = Arc::new(ManualClock::new(at("2026-03-02T10:00:00+08:00")));
+    let e = engine(&db, &clock).await;
+    let id = e.submit(garbage(), "r", None).await.unwrap().issue.issue.id;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
+        .await
+        .unwrap();
+    let assigned = || async {
+        sqlx::query_as::<_, (String, bool)>(
+            "SELECT department, lead FROM assignments WHERE issue_id = ? ORDER BY lead DESC",
+        )
+        .bind(&id)
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(assigned().await, [("urban".to_string(), true)]);
+    e.act(
+        &id,
+        Event::Reassigned {
+            department: "police".into(),
+        },
+        "leader:city#1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(assigned().await, [("police".to_string(), true)]);
+    for ev in [
+        Event::Acknowledged,
+        Event::Resolved {
+            note: "towed".into(),
+        },
+        Event::Confirmed,
+        Event::Evaluated {
+            rating: 4,
+            comment: "quick".into(),
+        },
+    ] {
+        e.act(&id, ev, "x").await.unwrap();
+    }
+    let row: (i64, String, Option<String>, String) = sqlx::query_as(
+        "SELECT rating, comment, department, actor FROM evaluations WHERE issue_id = ?",
+    )
+    .bind(&id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        row,
+        (
+            4,
+            "quick".to_string(),
+            Some("police".to_string()),
+            "x".to_string()
+        )
+    );
+}

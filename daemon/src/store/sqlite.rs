@@ -268,7 +268,7 @@ impl SqliteStore {
             q.push(" AND status IN ('assigned', 'acknowledged', 'in_progress')");
         }
         if let Some(v) = &f.department {
-            q.push(" AND EXISTS (SELECT 1 FROM json_each(issues.state, '$.departments') WHERE value = ")
+            q.push(" AND id IN (SELECT issue_id FROM assignments WHERE department = ")
                 .push_bind(v.clone())
                 .push(")");
         }
@@ -891,11 +891,62 @@ async fn write_batch(
         q.build().execute(&mut *tx).await?;
     }
 
-    // Meetings convened, and agenda items an outcome was applied to: rare, a row at a time.
+    // The current assignments of every issue written, replacing its previous ones.
+    let moved: Vec<&str> = writes
+        .iter()
+        .filter(|w| *w.event != Event::Reported)
+        .map(|w| w.issue_id)
+        .collect();
+    for chunk in moved.chunks(MAX_VARS) {
+        let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM assignments WHERE issue_id IN (");
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        q.push(")");
+        q.build().execute(&mut *tx).await?;
+    }
+    let assigned: Vec<(&str, &str, bool)> = writes
+        .iter()
+        .flat_map(|w| {
+            w.decision
+                .next
+                .departments
+                .iter()
+                .enumerate()
+                .map(move |(i, d)| (w.issue_id, d.as_str(), i == 0))
+        })
+        .collect();
+    for chunk in assigned.chunks(MAX_VARS / 3) {
+        let mut q =
+            QueryBuilder::<Sqlite>::new("INSERT INTO assignments (department, issue_id, lead) ");
+        q.push_values(chunk, |mut b, (id, d, lead)| {
+            b.push_bind(*d).push_bind(*id).push_bind(*lead);
+        });
+        q.push(" ON CONFLICT DO NOTHING");
+        q.build().execute(&mut *tx).await?;
+    }
+
+    // Meetings convened, evaluations, and agenda items an outcome was applied to: rare, a row
+    // at a time.
     for w in &writes {
         let seq = seq_of(w)?;
         for call in &w.decision.meetings {
             convene(&mut *tx, w.issue_id, seq, call, w.at).await?;
+        }
+        if let Event::Evaluated { rating, comment } = w.event {
+            sqlx::query(
+                "INSERT INTO evaluations (issue_id, event_seq, rating, comment, department, actor, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(w.issue_id)
+            .bind(seq)
+            .bind(i64::from(*rating))
+            .bind(comment)
+            .bind(w.decision.next.departments.first())
+            .bind(w.actor)
+            .bind(millis(w.at))
+            .execute(&mut *tx)
+            .await?;
         }
         if let Some(meeting) = w.agenda {
             sqlx::query(
