@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
@@ -204,6 +204,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/api/v1/openapi.json", get(openapi))
         .route(
             "/api/v1/issues",
             submit_route(&state, max_body_bytes).get(list),
@@ -232,6 +233,11 @@ pub async fn serve(
     axum::serve(listener, router(state, max_body_bytes))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// The OpenAPI document; needs no token (it describes the API and reveals no data).
+async fn openapi() -> Json<&'static Value> {
+    Json(crate::openapi::document())
 }
 
 async fn readyz(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
@@ -406,7 +412,8 @@ async fn act(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Limit {
     limit: Option<i64>,
 }
@@ -414,9 +421,13 @@ struct Limit {
 async fn outbox(
     State(s): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(q): Query<Limit>,
+    uri: axum::http::Uri,
 ) -> Result<Json<Value>, ApiError> {
     let actor = authenticate(&s, &headers).await?;
+    let q: Limit = match uri.query() {
+        None | Some("") => Limit::default(),
+        Some(q) => serde_urlencoded::from_str(q).map_err(|e| bad_query("query", e.to_string()))?,
+    };
     if actor.role != Role::Admin {
         return Err(forbidden(&actor, "read the outbox"));
     }

@@ -7,5 +7,6 @@ pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod generate;
+pub mod openapi;
 pub mod photos;
 pub mod store;

@@ -214,6 +214,26 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 s.hooks,
                 &rules.version[..16]
             );
+            // Each job's next three runs, in its own time zone.
+            let now = Utc::now();
+            for job in &rules.jobs {
+                let runs: Vec<String> = job
+                    .upcoming(now, 3)
+                    .iter()
+                    .map(|t| t.format("%Y-%m-%d %H:%M %:z").to_string())
+                    .collect();
+                println!(
+                    "job {} ({}, {}): {}",
+                    job.id,
+                    job.cron,
+                    job.tz.name(),
+                    if runs.is_empty() {
+                        "never runs again".to_string()
+                    } else {
+                        runs.join(", ")
+                    }
+                );
+            }
             Ok(())
         }
         Command::Test { dir } => {

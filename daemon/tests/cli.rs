@@ -35,6 +35,42 @@ fn check_accepts_the_example() {
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.starts_with("ok: "), "{s}");
     assert!(s.contains("departments") && s.contains("version "), "{s}");
+    // After the summary, each job with its next three runs in its zone.
+    let job = |prefix: &str| -> Vec<String> {
+        let line = s
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line `{prefix}...` in:\n{s}"));
+        line[prefix.len()..]
+            .split(", ")
+            .map(str::to_string)
+            .collect()
+    };
+    let digest = job("job overdue-digest (0 8 * * Mon-Fri, Asia/Shanghai): ");
+    let card = job("job weekly-scorecard (0 9 * * Mon, Asia/Shanghai): ");
+    assert_eq!((digest.len(), card.len()), (3, 3), "{s}");
+    for run in &digest {
+        // `2026-11-25 08:00 +08:00`, never on a weekend.
+        assert!(run.ends_with(" 08:00 +08:00"), "{run}");
+        let date = chrono::NaiveDate::parse_from_str(&run[..10], "%Y-%m-%d").unwrap();
+        assert!(
+            !matches!(
+                chrono::Datelike::weekday(&date),
+                chrono::Weekday::Sat | chrono::Weekday::Sun
+            ),
+            "{run}"
+        );
+    }
+    for run in &card {
+        let date = chrono::NaiveDate::parse_from_str(&run[..10], "%Y-%m-%d").unwrap();
+        assert_eq!(
+            chrono::Datelike::weekday(&date),
+            chrono::Weekday::Mon,
+            "{run}"
+        );
+        assert!(run.ends_with(" 09:00 +08:00"), "{run}");
+    }
+    assert!(digest[0] < digest[1] && digest[1] < digest[2], "{digest:?}");
 }
 
 #[test]

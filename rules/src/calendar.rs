@@ -336,6 +336,26 @@ pub fn parse_weekday(s: &str) -> Result<Weekday, String> {
         })
 }
 
+/// The first instant at which the wall clock of `tz` shows `local` or later: the instant itself
+/// when it exists once, the earlier one when the clock shows it twice (clocks fall back), and the
+/// end of the gap when it does not exist (clocks spring forward). Monotonic in `local`.
+pub fn wall_clock_instant(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
+    match tz.from_local_datetime(&local) {
+        LocalResult::Single(t) => t.with_timezone(&Utc),
+        LocalResult::Ambiguous(earliest, _) => earliest.with_timezone(&Utc),
+        LocalResult::None => match GapInfo::new(&local, &tz).and_then(|g| g.end) {
+            Some(after) => after.with_timezone(&Utc),
+            // Only at the edge of the tz data: the offset in force there is the best guess.
+            None => {
+                let off = tz.offset_from_utc_datetime(&local).fix();
+                Utc.from_utc_datetime(
+                    &(local - chrono::Duration::seconds(off.local_minus_utc() as i64)),
+                )
+            }
+        },
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Calendar
 // ---------------------------------------------------------------------------------------------

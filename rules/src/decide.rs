@@ -105,6 +105,8 @@ pub struct Message {
     pub locale: Arc<str>,
     /// The email address or phone number.
     pub address: Arc<str>,
+    /// The effective priority is `urgent`: sent at once, even in quiet hours.
+    pub urgent: bool,
     #[serde(skip_serializing_if = "MessageVars::is_empty")]
     pub vars: MessageVars,
 }
@@ -291,6 +293,31 @@ impl RuleSet {
         });
         self.templates
             .render(&msg.template, msg.channel, locale, &ctx)
+    }
+
+    /// Renders a report or digest template (`overdue_digest`, `scorecard`, `digest`: see
+    /// [`crate::template::REPORT_KINDS`]) for a person of `locale` on `channel`: their locale's
+    /// variant if it has that channel, else the default locale's. `vars` are the report's
+    /// variables, such as [`crate::jobs::OverdueDigestVars`] or a `serde_json::Value` of the same
+    /// shape. An SMS body is not shortened here: see [`crate::notify::Notifications::cap_sms`].
+    pub fn render_report(
+        &self,
+        kind: &str,
+        locale: &str,
+        channel: Channel,
+        vars: &impl Serialize,
+    ) -> Result<crate::template::Rendered, String> {
+        if !crate::template::REPORT_KINDS.contains(&kind) {
+            return Err(format!(
+                "`{kind}` is not a report template: expected one of {}",
+                crate::template::REPORT_KINDS.join(", ")
+            ));
+        }
+        if !self.templates.contains(kind) {
+            return Err(format!("the rules have no template `{kind}`"));
+        }
+        let locale = self.templates.locale_for(kind, channel, &Arc::from(locale));
+        self.templates.render(kind, channel, &locale, vars)
     }
 }
 
@@ -1222,6 +1249,7 @@ impl<'a> Cx<'a> {
             self.trace(format!("no template `{template}`: nothing sent"));
             return;
         };
+        let urgent = self.next.priority.unwrap_or(self.category.priority) == Priority::Urgent;
         for p in self.people_of(to) {
             let person = &org.people[p as usize];
             for &channel in &person.channels {
@@ -1251,6 +1279,7 @@ impl<'a> Cx<'a> {
                     channel,
                     locale,
                     address,
+                    urgent,
                     vars: vars.clone(),
                 });
             }

@@ -87,6 +87,35 @@ impl SourceFile {
         self.at(line, col, message)
     }
 
+    /// A diagnostic at part of the scalar under `path`: `len` characters from `offset` characters
+    /// into its text (after the opening quote of a quoted scalar), such as one field of a cron
+    /// expression. Falls back to `at_path` when `path` is not in the file.
+    pub fn at_path_within(
+        &self,
+        path: &str,
+        offset: usize,
+        len: usize,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        if !self.index.contains_key(path) {
+            return self.at_path(path, message);
+        }
+        let (line, col) = self.find(path, false);
+        let start = self.offset(line, col);
+        let quoted = matches!(self.text()[start..].chars().next(), Some('"' | '\''));
+        let mut d = self.at(line, col + usize::from(quoted) + offset, message);
+        if let Some(l) = &mut d.location {
+            let rest = &self.text()[l.offset..];
+            l.len = rest
+                .char_indices()
+                .nth(len)
+                .map(|(i, _)| i)
+                .unwrap_or(rest.len())
+                .max(1);
+        }
+        d
+    }
+
     /// A diagnostic at the key of `path` (for "unknown or duplicate key" kinds of errors).
     pub fn at_key(&self, path: &str, message: impl Into<String>) -> Diagnostic {
         let (line, col) = self.find(path, true);

@@ -12,10 +12,12 @@ use sha2::{Digest, Sha256};
 
 use crate::calendar::{self, Calendar, CalendarError, Span, WorkDuration};
 use crate::diag::{Diagnostic, Diagnostics, SourceFile, from_serde};
+use crate::jobs::{self, Job, Report, parse_cron};
 use crate::model::{self, IdMap, Ix, Names, Org, OrgIndex, RuleSet};
+use crate::notify::{self, Notifications, QuietHours, parse_time_of_day, parse_wall_duration};
 use crate::script::Scripts;
 use crate::spec::{self, Channel, Document, Priority, SECTIONS};
-use crate::template::{KINDS, Templates};
+use crate::template::{KINDS, REPORT_KINDS, Templates};
 
 impl RuleSet {
     /// Loads and validates the rule directory `dir`.
@@ -76,6 +78,8 @@ struct Sections {
     ladders: Option<Section<Vec<spec::Ladder>>>,
     meetings: Option<Section<Vec<spec::Meeting>>>,
     templates: Option<Section<BTreeMap<String, BTreeMap<String, spec::TemplateVariants>>>>,
+    notifications: Option<Section<spec::Notifications>>,
+    jobs: Option<Section<Vec<spec::Job>>>,
 }
 
 /// A reference to check: which file and path it was written at.
@@ -115,6 +119,8 @@ impl<'a> Loader<'a> {
         let meetings = self.meetings(&sections, &mut policy);
         let categories = self.categories(&sections, &mut policy);
         let routes = self.routes(&sections, &policy);
+        let notifications = self.notifications(&sections, &policy);
+        let jobs = self.jobs(&sections, &policy);
         let index = policy.index;
         for kind in KINDS {
             if !templates.contains(kind) {
@@ -142,6 +148,8 @@ impl<'a> Loader<'a> {
             meetings,
             templates,
             scripts,
+            notifications,
+            jobs,
             index,
         })
     }
@@ -283,7 +291,9 @@ impl<'a> Loader<'a> {
                 routes,
                 ladders,
                 meetings,
-                templates
+                templates,
+                notifications,
+                jobs
             );
         }
         Some(sections)
@@ -1204,7 +1214,14 @@ impl<'a> Loader<'a> {
     }
 
     fn template(&mut self, p: &Policy, name: &str, at: At) {
-        if !p.templates.contains(name) {
+        if REPORT_KINDS.contains(&name) {
+            self.err(
+                at,
+                format!(
+                    "template `{name}` is a report template, with variables of its own: a message of an issue needs a message template"
+                ),
+            );
+        } else if !p.templates.contains(name) {
             let d = self.files[at.file]
                 .at_path(at.path, format!("unknown template `{name}`"))
                 .suggest(name, p.templates.ids());
@@ -1528,6 +1545,351 @@ impl<'a> Loader<'a> {
                 invite,
                 template,
             });
+        }
+        out
+    }
+
+    // ---- notifications and jobs ----
+
+    /// A located `HH:MM` time of day.
+    fn time_of_day(&mut self, s: &str, at: At) -> Option<chrono::NaiveTime> {
+        let t = parse_time_of_day(s);
+        if t.is_none() {
+            self.err(
+                at,
+                format!("invalid time `{s}`: expected HH:MM between 00:00 and 23:59"),
+            );
+        }
+        t
+    }
+
+    fn notifications(&mut self, s: &Sections, p: &Policy) -> Notifications {
+        let mut out = Notifications::default();
+        let Some(sec) = &s.notifications else {
+            return out;
+        };
+        let file = sec.file;
+        let n = &sec.value;
+        if let Some(q) = &n.quiet_hours {
+            let base = "notifications.quiet_hours";
+            let from = self.time_of_day(
+                &q.from,
+                At {
+                    file,
+                    path: &format!("{base}.from"),
+                },
+            );
+            let to = self.time_of_day(
+                &q.to,
+                At {
+                    file,
+                    path: &format!("{base}.to"),
+                },
+            );
+            let calendar = match &q.calendar {
+                Some(c) => self.resolve(
+                    &p.org.index.calendars,
+                    "calendar",
+                    c,
+                    At {
+                        file,
+                        path: &format!("{base}.calendar"),
+                    },
+                ),
+                None => Some(p.settings.calendar),
+            };
+            let channels = q.channels.clone().unwrap_or_else(|| vec![Channel::Sms]);
+            let mut ok = true;
+            if channels.is_empty() {
+                ok = false;
+                self.err(
+                    At {
+                        file,
+                        path: &format!("{base}.channels"),
+                    },
+                    "quiet hours that hold no channel do nothing: name `sms`, `email` or both, or leave `channels` out for `[sms]`",
+                );
+            }
+            if let (Some(f), Some(t)) = (from, to)
+                && f == t
+            {
+                ok = false;
+                self.err(
+                    At {
+                        file,
+                        path: &format!("{base}.to"),
+                    },
+                    format!(
+                        "quiet hours from {} to {} are empty: `from` and `to` must differ",
+                        q.from, q.to
+                    ),
+                );
+            }
+            if let (Some(from), Some(to), Some(cal), true) = (from, to, calendar, ok) {
+                out.quiet_hours = Some(QuietHours {
+                    tz: p.org.calendars[cal as usize].tz(),
+                    from,
+                    to,
+                    channels,
+                });
+            }
+        }
+        if let Some(d) = &n.digest {
+            let base = "notifications.digest";
+            let at = |f: &str| format!("{base}.{f}");
+            let window = match parse_wall_duration(&d.window) {
+                None => {
+                    self.err(
+                        At {
+                            file,
+                            path: &at("window"),
+                        },
+                        format!(
+                            "invalid duration `{}`: expected a wall-clock duration such as 15m, 2h or 1d",
+                            d.window
+                        ),
+                    );
+                    None
+                }
+                Some(w) if w <= chrono::Duration::zero() => {
+                    self.err(
+                        At {
+                            file,
+                            path: &at("window"),
+                        },
+                        format!(
+                            "a digest window must be longer than zero, not `{}`",
+                            d.window
+                        ),
+                    );
+                    None
+                }
+                Some(w) => Some(w),
+            };
+            let channels = d.channels.clone().unwrap_or_else(|| vec![Channel::Email]);
+            let mut ok = window.is_some();
+            if channels.contains(&Channel::Sms) || channels.is_empty() {
+                ok = false;
+                self.err(
+                    At {
+                        file,
+                        path: &at("channels"),
+                    },
+                    "only email is merged into digests (the `digest` template is an email): write `channels: [email]` or leave it out",
+                );
+            }
+            if !p.templates.contains("digest") && !self.broken.contains(&("template", "*".into())) {
+                ok = false;
+                let d = self.files[file]
+                    .at_key(
+                        base,
+                        "no template `digest`: merging messages into a digest needs one",
+                    )
+                    .with_help(
+                        "add `templates.digest` with an email variant in the default locale",
+                    );
+                self.diags.push(d);
+            }
+            if let (Some(window), true) = (window, ok) {
+                out.digest = Some(notify::Digest { window, channels });
+            }
+        }
+        if let Some(m) = n.sms.as_ref().and_then(|s| s.max_segments) {
+            if (1..=255).contains(&m) {
+                out.sms_max_segments = m;
+            } else {
+                self.err(
+                    At {
+                        file,
+                        path: "notifications.sms.max_segments",
+                    },
+                    format!("sms.max_segments is {m}: it must be between 1 and 255"),
+                );
+            }
+        }
+        out
+    }
+
+    fn jobs(&mut self, s: &Sections, p: &Policy) -> Vec<Job> {
+        let mut out = Vec::new();
+        let Some(sec) = &s.jobs else { return out };
+        let file = sec.file;
+        let mut ids: IdMap<Ix> = IdMap::default();
+        let mut first = HashMap::new();
+        let mut reported_missing: HashSet<&'static str> = HashSet::new();
+        for (i, j) in sec.value.iter().enumerate() {
+            let pth = |f: &str| format!("jobs[{i}].{f}");
+            if !self.define(
+                &mut ids,
+                &mut first,
+                "job",
+                &j.id,
+                i as Ix,
+                At {
+                    file,
+                    path: &pth("id"),
+                },
+            ) {
+                continue;
+            }
+            let schedule = match parse_cron(&j.cron) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    let path = pth("cron");
+                    let mut d = match e.span {
+                        Some((offset, len)) => {
+                            self.files[file].at_path_within(&path, offset, len, e.message)
+                        }
+                        None => self.files[file].at_path(&path, e.message),
+                    };
+                    if let Some(h) = e.help {
+                        d = d.with_help(h);
+                    }
+                    self.diags.push(d);
+                    None
+                }
+            };
+            let calendar = match &j.calendar {
+                Some(c) => self.resolve(
+                    &p.org.index.calendars,
+                    "calendar",
+                    c,
+                    At {
+                        file,
+                        path: &pth("calendar"),
+                    },
+                ),
+                None => Some(p.settings.calendar),
+            };
+            let report = match j.report.as_str() {
+                "overdue_digest" => {
+                    if j.period.is_some() {
+                        self.err(
+                            At {
+                                file,
+                                path: &pth("period"),
+                            },
+                            "`period` applies to `scorecard` reports only",
+                        );
+                    }
+                    match &j.tiers {
+                        None => Some(Report::OverdueDigest {
+                            tiers: (0..p.org.tiers.len() as u8).collect(),
+                        }),
+                        Some(ts) => {
+                            if ts.is_empty() {
+                                self.err(
+                                    At {
+                                        file,
+                                        path: &pth("tiers"),
+                                    },
+                                    "name at least one tier, or leave `tiers` out for every tier",
+                                );
+                            }
+                            let mut tiers = Vec::new();
+                            for (k, t) in ts.iter().enumerate() {
+                                if let Some(x) = self.tier(
+                                    p,
+                                    t,
+                                    At {
+                                        file,
+                                        path: &pth(&format!("tiers[{k}]")),
+                                    },
+                                ) {
+                                    tiers.push(x);
+                                }
+                            }
+                            (!ts.is_empty() && tiers.len() == ts.len())
+                                .then_some(Report::OverdueDigest { tiers })
+                        }
+                    }
+                }
+                "scorecard" => {
+                    if j.tiers.is_some() {
+                        self.err(
+                            At {
+                                file,
+                                path: &pth("tiers"),
+                            },
+                            "`tiers` applies to `overdue_digest` reports only",
+                        );
+                    }
+                    let period = match &j.period {
+                        None => Some(chrono::Duration::days(jobs::DEFAULT_SCORECARD_PERIOD_DAYS)),
+                        Some(v) => match parse_wall_duration(v) {
+                            None => {
+                                self.err(
+                                    At {
+                                        file,
+                                        path: &pth("period"),
+                                    },
+                                    format!(
+                                        "invalid period `{v}`: expected a wall-clock duration such as 7d or 24h"
+                                    ),
+                                );
+                                None
+                            }
+                            Some(d) if d <= chrono::Duration::zero() => {
+                                self.err(
+                                    At {
+                                        file,
+                                        path: &pth("period"),
+                                    },
+                                    format!(
+                                        "a scorecard period must be longer than zero, not `{v}`"
+                                    ),
+                                );
+                                None
+                            }
+                            Some(d) => Some(d),
+                        },
+                    };
+                    period.map(|period| Report::Scorecard { period })
+                }
+                other => {
+                    let mut d = self.files[file]
+                        .at_path(&pth("report"), format!("unknown report `{other}`"))
+                        .suggest(other, jobs::REPORTS.iter().copied());
+                    if d.help.is_none() {
+                        d = d.with_help(format!(
+                            "a job's report is one of: {}",
+                            jobs::REPORTS.join(", ")
+                        ));
+                    }
+                    self.diags.push(d);
+                    None
+                }
+            };
+            if let Some(r) = &report
+                && !p.templates.contains(r.kind())
+                && !self.broken.contains(&("template", "*".into()))
+                && reported_missing.insert(r.kind())
+            {
+                let d = self.files[file]
+                    .at_path(
+                        &pth("report"),
+                        format!(
+                            "no template `{}`: job `{}` sends this report",
+                            r.kind(),
+                            j.id
+                        ),
+                    )
+                    .with_help(format!(
+                        "add `templates.{}` with an email variant in the default locale",
+                        r.kind()
+                    ));
+                self.diags.push(d);
+            }
+            if let (Some(schedule), Some(calendar), Some(report)) = (schedule, calendar, report) {
+                out.push(Job {
+                    id: j.id.clone(),
+                    cron: j.cron.clone(),
+                    schedule,
+                    calendar,
+                    tz: p.org.calendars[calendar as usize].tz(),
+                    report,
+                });
+            }
         }
         out
     }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::calendar::{Calendar, WorkDuration};
+use crate::jobs::Job;
+use crate::notify::Notifications;
 use crate::script::Scripts;
 use crate::spec::{Channel, HookLimits, Priority, Trigger};
 use crate::template::Templates;
@@ -293,6 +295,10 @@ pub struct RuleSet {
     pub meetings: Vec<Meeting>,
     pub templates: Templates,
     pub scripts: Scripts,
+    /// Quiet hours, digests and SMS length.
+    pub notifications: Notifications,
+    /// Scheduled reports, in the order written.
+    pub jobs: Vec<Job>,
     pub(crate) index: Index,
 }
 
@@ -317,6 +323,7 @@ pub struct Summary {
     pub templates: usize,
     pub scripts: usize,
     pub hooks: usize,
+    pub jobs: usize,
 }
 
 impl RuleSet {
@@ -328,6 +335,9 @@ impl RuleSet {
     }
     pub fn meeting(&self, id: &str) -> Option<Ix> {
         self.index.meetings.get(id).copied()
+    }
+    pub fn job(&self, id: &str) -> Option<&Job> {
+        self.jobs.iter().find(|j| j.id == id)
     }
 
     pub fn summary(&self) -> Summary {
@@ -342,6 +352,7 @@ impl RuleSet {
             templates: self.templates.len(),
             scripts: self.scripts.files(),
             hooks: self.scripts.functions().count(),
+            jobs: self.jobs.len(),
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct Document {
     pub ladders: Option<Vec<Ladder>>,
     pub meetings: Option<Vec<Meeting>>,
     pub templates: Option<BTreeMap<String, BTreeMap<String, TemplateVariants>>>,
+    pub notifications: Option<Notifications>,
+    pub jobs: Option<Vec<Job>>,
 }
 
 /// The section names, in the order `Document` declares them, for "defined twice" checks.
@@ -45,6 +47,8 @@ pub const SECTIONS: &[&str] = &[
     "ladders",
     "meetings",
     "templates",
+    "notifications",
+    "jobs",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -427,4 +431,57 @@ pub struct EmailTemplate {
 #[serde(deny_unknown_fields)]
 pub struct SmsTemplate {
     pub body: String,
+}
+
+/// How messages are delivered: quiet hours, digests, SMS length. Every part is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notifications {
+    pub quiet_hours: Option<QuietHours>,
+    pub digest: Option<Digest>,
+    pub sms: Option<Sms>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHours {
+    /// Local `HH:MM` on the calendar's time zone; the window may wrap midnight.
+    pub from: String,
+    pub to: String,
+    /// Default: settings.calendar.
+    pub calendar: Option<String>,
+    /// The channels held; default `[sms]`.
+    pub channels: Option<Vec<Channel>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Digest {
+    /// Wall-clock duration, `15m`.
+    pub window: String,
+    /// Default `[email]`; only email is merged.
+    pub channels: Option<Vec<Channel>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sms {
+    pub max_segments: Option<u32>,
+}
+
+/// A scheduled job: a report sent on a cron schedule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    pub id: String,
+    /// Standard five-field cron: minute hour day-of-month month day-of-week.
+    pub cron: String,
+    /// Its time zone; default settings.calendar.
+    pub calendar: Option<String>,
+    /// `overdue_digest` or `scorecard`.
+    pub report: String,
+    /// `overdue_digest`: which tiers' leaders get it; default all.
+    pub tiers: Option<Vec<String>>,
+    /// `scorecard`: the wall-clock window it covers, `7d`; default 7d.
+    pub period: Option<String>,
 }

@@ -426,3 +426,260 @@ fn all_errors_are_reported_in_one_run() {
     let d = RuleSet::load(&dir).unwrap_err();
     assert_eq!(d.len(), 3, "{d}");
 }
+
+// ---- notifications and jobs ----
+
+/// A valid `notifications` and `jobs` file for the fixture; the cases below break one thing.
+const JOBS: &str = r#"notifications:
+  quiet_hours: {from: "22:00", to: "07:00", calendar: office, channels: [sms]}
+  digest: {window: 15m}
+  sms: {max_segments: 3}
+jobs:
+  - id: overdue-digest
+    cron: "0 8 * * Mon-Fri"
+    report: overdue_digest
+    tiers: [street, city]
+  - id: weekly-scorecard
+    cron: "0 9 * * Mon"
+    calendar: always
+    report: scorecard
+    period: 7d
+"#;
+
+/// The fixture with `JOBS` added as `jobs.yaml`, then `edits`.
+fn check_jobs(edits: &[(&str, &str, &str)], expected: &[&str]) {
+    let mut all = vec![("jobs.yaml", "", JOBS)];
+    all.extend_from_slice(edits);
+    check(&all, expected);
+}
+
+#[test]
+fn notifications_and_jobs_load() {
+    let (_tmp, dir) = edited(&[("jobs.yaml", "", JOBS)]);
+    let rs = RuleSet::load(&dir).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(rs.jobs.len(), 2);
+    assert_eq!(rs.summary().jobs, 2);
+    let j = rs.job("overdue-digest").unwrap();
+    assert_eq!(j.tz, chrono_tz::Asia::Shanghai);
+    assert_eq!(
+        j.report,
+        escalade_rules::Report::OverdueDigest {
+            tiers: vec![rs.org.tier("street").unwrap(), rs.org.tier("city").unwrap()]
+        }
+    );
+    let q = rs.notifications.quiet_hours.as_ref().unwrap();
+    assert_eq!(q.channels, [escalade_rules::Channel::Sms]);
+    assert_eq!(
+        rs.notifications.digest.as_ref().unwrap().window,
+        chrono::Duration::minutes(15)
+    );
+    assert_eq!(rs.notifications.sms_max_segments, 3);
+    // Without the file: nothing held, nothing merged, 3 segments.
+    let plain = RuleSet::load(MINI).unwrap();
+    assert!(plain.jobs.is_empty());
+    assert!(plain.notifications.quiet_hours.is_none() && plain.notifications.digest.is_none());
+    assert_eq!(plain.notifications.sms_max_segments, 3);
+}
+
+#[test]
+fn numeric_weekday_is_refused_at_the_field() {
+    check_jobs(
+        &[("jobs.yaml", "Mon-Fri", "1-5")],
+        &[
+            "jobs.yaml:7:20: day-of-week `1-5` is numeric; write names (Mon-Fri): numbering differs between cron dialects (write `0 8 * * Mon-Fri`",
+        ],
+    );
+    // Unquoted, and a single number.
+    check_jobs(
+        &[("jobs.yaml", "cron: \"0 9 * * Mon\"", "cron: 0 9 * * 1")],
+        &["jobs.yaml:11:19: day-of-week `1` is numeric; write names (Mon)"],
+    );
+}
+
+#[test]
+fn six_field_cron_is_refused() {
+    check_jobs(
+        &[("jobs.yaml", "\"0 9 * * Mon\"", "\"0 0 9 * * Mon\"")],
+        &[
+            "jobs.yaml:11:11: cron `0 0 9 * * Mon` has 6 fields: write the standard five (minute hour day-of-month month day-of-week) (without the seconds field: `0 9 * * Mon`)",
+        ],
+    );
+}
+
+#[test]
+fn cron_alias_is_refused() {
+    check_jobs(
+        &[("jobs.yaml", "\"0 9 * * Mon\"", "\"@weekly\"")],
+        &[
+            "jobs.yaml:11:11: cron alias `@weekly` is not accepted",
+            "`@weekly` is `0 0 * * Sun`",
+        ],
+    );
+}
+
+#[test]
+fn cron_restricting_both_days_is_refused() {
+    check_jobs(
+        &[("jobs.yaml", "\"0 9 * * Mon\"", "\"0 9 1 * Mon\"")],
+        &[
+            "jobs.yaml:11:16: cron `0 9 1 * Mon` restricts both the day of the month (`1`) and the day of the week (`Mon`)",
+        ],
+    );
+}
+
+#[test]
+fn garbage_cron_gets_the_crate_message() {
+    check_jobs(
+        &[("jobs.yaml", "\"0 9 * * Mon\"", "\"0 9 * * Mnn\"")],
+        &["jobs.yaml:11:11: invalid cron `0 9 * * Mnn`: 'Mnn' is not a valid day of the week."],
+    );
+    check_jobs(
+        &[("jobs.yaml", "\"0 9 * * Mon\"", "\"0 25 * * Mon\"")],
+        &["jobs.yaml:11:11: invalid cron `0 25 * * Mon`: "],
+    );
+}
+
+#[test]
+fn unknown_report_kind() {
+    check_jobs(
+        &[("jobs.yaml", "report: scorecard", "report: scorecards")],
+        &["jobs.yaml:13:13: unknown report `scorecards` (did you mean `scorecard`?)"],
+    );
+    check_jobs(
+        &[("jobs.yaml", "report: scorecard", "report: summary")],
+        &[
+            "jobs.yaml:13:13: unknown report `summary` (a job's report is one of: overdue_digest, scorecard)",
+        ],
+    );
+}
+
+#[test]
+fn unknown_calendar_in_a_job_and_in_quiet_hours() {
+    check_jobs(
+        &[
+            ("jobs.yaml", "calendar: always", "calendar: alway"),
+            ("jobs.yaml", "calendar: office", "calendar: ofice"),
+        ],
+        &[
+            "jobs.yaml:12:15: unknown calendar `alway` (did you mean `always`?)",
+            "jobs.yaml:2:55: unknown calendar `ofice` (did you mean `office`?)",
+        ],
+    );
+}
+
+#[test]
+fn unknown_tier_in_a_job() {
+    check_jobs(
+        &[("jobs.yaml", "tiers: [street, city]", "tiers: [stret, city]")],
+        &["jobs.yaml:9:13: unknown tier `stret` (did you mean `street`?)"],
+    );
+    check_jobs(
+        &[("jobs.yaml", "    period: 7d\n", "    tiers: [city]\n")],
+        &["jobs.yaml:14:12: `tiers` applies to `overdue_digest` reports only"],
+    );
+}
+
+#[test]
+fn bad_quiet_hours_time() {
+    check_jobs(
+        &[("jobs.yaml", "from: \"22:00\"", "from: \"25:00\"")],
+        &["jobs.yaml:2:23: invalid time `25:00`: expected HH:MM between 00:00 and 23:59"],
+    );
+    check_jobs(
+        &[("jobs.yaml", "to: \"07:00\"", "to: \"22:00\"")],
+        &["jobs.yaml:2:36: quiet hours from 22:00 to 22:00 are empty"],
+    );
+}
+
+#[test]
+fn digest_window_must_be_positive() {
+    check_jobs(
+        &[("jobs.yaml", "window: 15m", "window: 0m")],
+        &["jobs.yaml:3:20: a digest window must be longer than zero, not `0m`"],
+    );
+    check_jobs(
+        &[("jobs.yaml", "window: 15m", "window: -15m")],
+        &["jobs.yaml:3:20: a digest window must be longer than zero, not `-15m`"],
+    );
+    check_jobs(
+        &[("jobs.yaml", "window: 15m", "window: 15 minutes")],
+        &["jobs.yaml:3:20: invalid duration `15 minutes`"],
+    );
+    check_jobs(
+        &[("jobs.yaml", "window: 15m", "window: 15m, channels: [sms]")],
+        &["jobs.yaml:3:35: only email is merged into digests"],
+    );
+}
+
+#[test]
+fn sms_max_segments_zero() {
+    check_jobs(
+        &[("jobs.yaml", "max_segments: 3", "max_segments: 0")],
+        &["jobs.yaml:4:23: sms.max_segments is 0: it must be between 1 and 255"],
+    );
+}
+
+#[test]
+fn duplicate_job_id() {
+    check_jobs(
+        &[("jobs.yaml", "id: weekly-scorecard", "id: overdue-digest")],
+        &["jobs.yaml:10:9: duplicate job id `overdue-digest` (first defined at jobs.yaml:6:9)"],
+    );
+}
+
+#[test]
+fn missing_report_template() {
+    check_jobs(
+        &[("templates.yaml", "  scorecard:", "  scorecard_old:")],
+        &[
+            "jobs.yaml:13:13: no template `scorecard`: job `weekly-scorecard` sends this report (add `templates.scorecard`",
+        ],
+    );
+    check_jobs(
+        &[("templates.yaml", "  digest:", "  digest_old:")],
+        &["jobs.yaml:3:3: no template `digest`: merging messages into a digest needs one"],
+    );
+}
+
+#[test]
+fn report_templates_are_checked_at_load() {
+    // A misspelt field of a list item: only rendering sample data finds it.
+    check(
+        &[(
+            "templates.yaml",
+            "{{ r.department_name }}",
+            "{{ r.department_nmae }}",
+        )],
+        &["templates.yaml:", "template fails on sample data: "],
+    );
+    // A variable of messages is not one of reports.
+    check(
+        &[(
+            "templates.yaml",
+            "subject: \"scorecard {{ period.from }}",
+            "subject: \"scorecard {{ issue.id }}",
+        )],
+        &[
+            "unknown variable `issue`",
+            "known variables: recipient, period, rows, as_of",
+        ],
+    );
+    // The digest is an email.
+    check(
+        &[(
+            "templates.yaml",
+            "body: \"{% for m in messages %}{{ m.subject }}: {{ m.body }}\\n{% endfor %}\"",
+            "body: \"{% for m in messages %}{{ m.subject }}: {{ m.body }}\\n{% endfor %}\"\n      sms: {body: \"{{ messages | length }}\"}",
+        )],
+        &["template `digest` merges emails: it has no sms variant"],
+    );
+    // A message action cannot use a report template.
+    check(
+        &[(
+            "policy.yaml",
+            "[{remind: departments}, {extend: 1h}]",
+            "[{remind: departments, template: scorecard}, {extend: 1h}]",
+        )],
+        &["policy.yaml:55:51: template `scorecard` is a report template"],
+    );
+}
