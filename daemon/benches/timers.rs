@@ -18,7 +18,9 @@
 //! `acknowledge_by`.
 //!
 //! `ESCALADE_BENCH_LOG=1` echoes the daemon's log with milliseconds since spawn (combine with
-//! `RUST_LOG=debug` to see where start-up goes).
+//! `RUST_LOG=info,sqlx::query=debug` to see where start-up goes). `ESCALADE_BENCH_COLD=1` drops
+//! the database file's pages from the page cache (`dd iflag=nocache`) before the daemon starts.
+//! `ESCALADE_BENCH_KEEP=1` keeps the state directory (its path is printed) for a look at it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -61,8 +63,12 @@ fn main() {
     let target = args.first().copied().unwrap_or(1_000_000);
     let samples = args.get(1).copied().unwrap_or(1_000);
     let echo = std::env::var_os("ESCALADE_BENCH_LOG").is_some();
+    let cold = std::env::var_os("ESCALADE_BENCH_COLD").is_some();
 
     let dir = tempfile::tempdir().unwrap();
+    if std::env::var_os("ESCALADE_BENCH_KEEP").is_some() {
+        eprintln!("timers: keeping {}", dir.path().display());
+    }
     let db = dir.path().join("escalade.sqlite");
     let grids = grids();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -83,6 +89,22 @@ fn main() {
         );
     }
     std::thread::sleep(wait);
+    if cold {
+        // Drops this file's pages (only) from the page cache, as after a reboot.
+        for f in [db.clone(), db.with_extension("sqlite-wal")] {
+            let f = f.display().to_string();
+            let ok = Command::new("sync")
+                .arg(&f)
+                .status()
+                .is_ok_and(|s| s.success())
+                && Command::new("dd")
+                    .args([format!("if={f}"), "iflag=nocache".into(), "count=0".into()])
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+            assert!(ok, "could not drop {f} from the page cache");
+        }
+    }
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -132,13 +154,28 @@ fn main() {
         std::thread::sleep(Duration::from_millis(10));
     };
     let mem_ready = memory(pid);
+    let cpu_ready = cpu(pid);
+    // What one `/readyz` costs once serving (a probe with a timeout would see this).
+    let mut probes: Vec<Duration> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            assert!(readyz(port), "/readyz stays 200");
+            t.elapsed()
+        })
+        .collect();
+    probes.sort();
     let (listen, line) = listen_line
         .recv_timeout(Duration::from_secs(10))
         .expect("the daemon logs where it listens");
     let fired_at_start = field(&line, "timers_fired_at_start=").unwrap_or_default();
 
     // ---- the sample deadlines ----
-    let last_due = seeded.samples.iter().map(|s| s.1).max().unwrap();
+    let last_due = seeded
+        .samples
+        .iter()
+        .map(|s| s.1)
+        .max()
+        .unwrap_or(seeded.start);
     let check = last_due + chrono::Duration::from_std(MISSED_AFTER).unwrap();
     std::thread::sleep((check - Utc::now()).to_std().unwrap_or(Duration::ZERO));
     let mem_after = memory(pid);
@@ -157,6 +194,9 @@ fn main() {
     }
     let mem_end = memory(pid);
     drop(daemon);
+    if std::env::var_os("ESCALADE_BENCH_KEEP").is_some() {
+        let _ = dir.keep();
+    }
 
     let mut lateness: Vec<i64> = seeded
         .samples
@@ -175,7 +215,10 @@ fn main() {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let mb = |kb: u64| kb as f64 / 1024.0;
 
-    println!("timers: pending deadlines, N = {target}");
+    println!(
+        "timers: pending deadlines, N = {target}, {samples} samples, database {} in the page cache",
+        if cold { "not" } else { "warm" }
+    );
     println!(
         "| seeding | {} issues ({} bulk + {} samples) in {:.1} s: {:.0} issues/s, {:.0} timers/s |",
         counts.issues,
@@ -186,15 +229,22 @@ fn main() {
         seeded.bulk_timers as f64 / seeded.bulk_secs,
     );
     println!(
-        "| store | {} pending timers ({} due at start); {:.0} MB on disk (database + WAL) |",
+        "| store | {} pending timers ({} due at start), {} outbox rows; {:.0} MB on disk (database + WAL) |",
         counts.timers,
         counts.due_at_start,
+        counts.outbox,
         db_bytes as f64 / 1e6
     );
     println!(
-        "| start-up | listen= logged {:.0} ms, /readyz 200 {:.0} ms after spawn; {fired_at_start} timers fired at start |",
+        "| start-up | listen= logged {:.0} ms, /readyz 200 {:.0} ms after spawn; {fired_at_start} timers fired at start; daemon CPU (user + system) until ready {:.0} ms |",
         ms(listen),
         ms(ready),
+        ms(cpu_ready),
+    );
+    println!(
+        "| /readyz | 5 calls once ready: median {:.1} ms, max {:.1} ms |",
+        ms(probes[2]),
+        ms(probes[4]),
     );
     println!(
         "| memory | VmRSS {:.1} MB (VmHWM {:.1}) when ready; VmRSS {:.1} MB (VmHWM {:.1}) after the deadlines; VmRSS {:.1} MB (VmHWM {:.1}) at the end |",
@@ -205,6 +255,10 @@ fn main() {
         mb(mem_end.0),
         mb(mem_end.1),
     );
+    if seeded.samples.is_empty() {
+        println!("| lateness | no sample deadlines |");
+        return;
+    }
     println!(
         "| lateness | {} deadlines due {:.0}-{:.0} s after spawn: p50 {} ms, p99 {} ms, max {} ms; {missed} not fired by due + {} s; {never} never fired |",
         seeded.samples.len(),
@@ -213,7 +267,7 @@ fn main() {
             .iter()
             .map(|s| (s.1 - spawned_at).num_milliseconds())
             .min()
-            .unwrap() as f64
+            .unwrap_or_default() as f64
             / 1000.0,
         (last_due - spawned_at).num_milliseconds() as f64 / 1000.0,
         pct(0.50),
@@ -349,6 +403,8 @@ async fn reader(db: &Path) -> SqlitePool {
 struct Counts {
     issues: i64,
     timers: i64,
+    /// Messages queued (none delivered: no daemon ran while seeding).
+    outbox: i64,
     due_at_start: i64,
 }
 
@@ -361,6 +417,10 @@ async fn count(db: &Path, start: DateTime<Utc>) -> Counts {
             .await
             .unwrap(),
         timers: one("SELECT COUNT(*) FROM timers")
+            .fetch_one(&pool)
+            .await
+            .unwrap(),
+        outbox: one("SELECT COUNT(*) FROM outbox")
             .fetch_one(&pool)
             .await
             .unwrap(),
@@ -437,6 +497,17 @@ fn memory(pid: u32) -> (u64, u64) {
             .unwrap_or(0)
     };
     (kb("VmRSS:"), kb("VmHWM:"))
+}
+
+/// CPU time (user + system) a process has used, from `/proc/PID/stat`.
+fn cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command name in parentheses: state is field 3, utime and stime 14 and 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
 }
 
 /// The value after `key` in a log line.

@@ -23,6 +23,7 @@ use crate::photos::{PhotoLimits, PhotoStore};
 use crate::store::{IssueFilter, StoreError};
 
 mod meetings;
+mod outbox;
 
 /// What the handlers share.
 pub struct AppState {
@@ -32,6 +33,9 @@ pub struct AppState {
     /// The photos attached to issues, and how many and how large they may be.
     pub photos: Arc<PhotoStore>,
     pub photo_limits: PhotoLimits,
+    /// The delivery workers, if they run: `/readyz` shows each channel's rows and names the
+    /// channels with rows waiting but no configuration.
+    pub delivery: Option<Arc<crate::notify::Delivery>>,
 }
 
 /// An error answer: `{"error": {"code", "message", "field", ...}}`.
@@ -214,7 +218,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/api/v1/issues/{id}", get(issue))
         .route("/api/v1/issues/{id}/events", post(act))
         .route("/api/v1/issues/{id}/photos/{hash}", get(photo))
-        .route("/api/v1/outbox", get(outbox))
+        .route("/api/v1/outbox", get(outbox::list))
+        .route("/api/v1/outbox/{id}/retry", post(outbox::retry))
         .route("/api/v1/meetings", get(meetings::list))
         .route("/api/v1/meetings/{id}", get(meetings::get))
         .route("/api/v1/meetings/{id}/outcome", post(meetings::outcome))
@@ -243,7 +248,13 @@ async fn openapi() -> Json<&'static Value> {
 async fn readyz(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let store = s.engine.store().ping().await.is_ok();
     let scheduler = s.scheduler_running.load(Ordering::Relaxed);
-    let body = json!({"store": store, "rules": &*s.engine.rules().version, "scheduler": scheduler});
+    let mut body =
+        json!({"store": store, "rules": &*s.engine.rules().version, "scheduler": scheduler});
+    if let Some(d) = &s.delivery {
+        // Which channels are configured, and which have rows waiting without one: those stay
+        // queued, never dropped. The API itself is ready either way.
+        body["delivery"] = d.status().await.unwrap_or(Value::Null);
+    }
     if store && scheduler {
         Ok(Json(body))
     } else {
@@ -410,35 +421,6 @@ async fn act(
     Ok(Json(
         json!({"id": id, "state": stored.state, "version": stored.version, "trace": decision.trace}),
     ))
-}
-
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Limit {
-    limit: Option<i64>,
-}
-
-async fn outbox(
-    State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
-) -> Result<Json<Value>, ApiError> {
-    let actor = authenticate(&s, &headers).await?;
-    let q: Limit = match uri.query() {
-        None | Some("") => Limit::default(),
-        Some(q) => serde_urlencoded::from_str(q).map_err(|e| bad_query("query", e.to_string()))?,
-    };
-    if actor.role != Role::Admin {
-        return Err(forbidden(&actor, "read the outbox"));
-    }
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let rows = s
-        .engine
-        .store()
-        .outbox(limit)
-        .await
-        .map_err(EngineError::from)?;
-    Ok(Json(json!({ "messages": rows })))
 }
 
 /// Query of `GET /api/v1/issues`.

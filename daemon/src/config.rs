@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::notify::config::{DeliveryConfig, SmsConfig, SmtpConfig, TlsMode, WebhookConfig};
 use crate::photos::PhotoLimits;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -23,6 +24,14 @@ pub struct Config {
     pub max_photo_bytes: usize,
     /// Most photos accepted with one issue.
     pub max_photos: usize,
+    /// Email over SMTP; without it email rows stay queued.
+    pub smtp: Option<SmtpConfig>,
+    /// SMS through an HTTP gateway; without it SMS rows stay queued.
+    pub sms: Option<SmsConfig>,
+    /// Every committed event POSTed, signed; without it events are not queued for it.
+    pub webhook: Option<WebhookConfig>,
+    /// Retries, batches and leases of delivery.
+    pub delivery: DeliveryConfig,
 }
 
 impl Default for Config {
@@ -37,6 +46,10 @@ impl Default for Config {
             max_body_bytes: 1 << 20,
             max_photo_bytes: PhotoLimits::default().max_photo_bytes,
             max_photos: PhotoLimits::default().max_photos,
+            smtp: None,
+            sms: None,
+            webhook: None,
+            delivery: DeliveryConfig::default(),
         }
     }
 }
@@ -87,7 +100,105 @@ impl Config {
                 .parse()
                 .map_err(|_| format!("ESCALADE_MAX_PHOTOS: `{v}` is not a number"))?;
         }
+        c.channel_overrides(&env)?;
+        c.check_channels(&env)?;
         Ok(c)
+    }
+
+    /// `ESCALADE_SMTP_HOST`, `_PORT`, `_TLS`, `_USERNAME`, `_PASSWORD_ENV`, `_PASSWORD_FILE`,
+    /// `_FROM`; `ESCALADE_SMS_URL`, `ESCALADE_SMS_RATE_PER_SECOND`; `ESCALADE_WEBHOOK_URL`,
+    /// `_SECRET_ENV`, `_SECRET_FILE`; `ESCALADE_DELIVERY_MAX_ATTEMPTS`. A variable of a section
+    /// the file does not have starts the section from its defaults.
+    fn channel_overrides(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<(), String> {
+        let number = |key: &str, v: &str| format!("{key}: `{v}` is not a number");
+        if let Some(v) = env("ESCALADE_DELIVERY_MAX_ATTEMPTS") {
+            self.delivery.max_attempts = v
+                .parse()
+                .map_err(|_| number("ESCALADE_DELIVERY_MAX_ATTEMPTS", &v))?;
+        }
+        const SMTP: [&str; 7] = [
+            "HOST",
+            "PORT",
+            "TLS",
+            "USERNAME",
+            "PASSWORD_ENV",
+            "PASSWORD_FILE",
+            "FROM",
+        ];
+        if SMTP
+            .iter()
+            .any(|k| env(&format!("ESCALADE_SMTP_{k}")).is_some())
+        {
+            let s = self.smtp.get_or_insert_with(SmtpConfig::default);
+            for k in SMTP {
+                let Some(v) = env(&format!("ESCALADE_SMTP_{k}")) else {
+                    continue;
+                };
+                match k {
+                    "HOST" => s.host = v,
+                    "PORT" => {
+                        s.port = Some(v.parse().map_err(|_| number("ESCALADE_SMTP_PORT", &v))?)
+                    }
+                    "TLS" => {
+                        s.tls = match v.as_str() {
+                            "none" => TlsMode::None,
+                            "starttls" => TlsMode::Starttls,
+                            "tls" => TlsMode::Tls,
+                            _ => {
+                                return Err(format!(
+                                    "ESCALADE_SMTP_TLS: unknown TLS mode `{v}`, expected `none`, `starttls` or `tls`"
+                                ));
+                            }
+                        }
+                    }
+                    "USERNAME" => s.username = Some(v),
+                    "PASSWORD_ENV" => s.password_env = Some(v),
+                    "PASSWORD_FILE" => s.password_file = Some(v.into()),
+                    _ => s.from = v,
+                }
+            }
+        }
+        if let Some(v) = env("ESCALADE_SMS_URL") {
+            self.sms.get_or_insert_with(SmsConfig::default).url = v;
+        }
+        if let Some(v) = env("ESCALADE_SMS_RATE_PER_SECOND") {
+            self.sms
+                .get_or_insert_with(SmsConfig::default)
+                .rate_per_second = Some(
+                v.parse()
+                    .map_err(|_| number("ESCALADE_SMS_RATE_PER_SECOND", &v))?,
+            );
+        }
+        for (k, set) in [
+            ("ESCALADE_WEBHOOK_URL", 0),
+            ("ESCALADE_WEBHOOK_SECRET_ENV", 1),
+            ("ESCALADE_WEBHOOK_SECRET_FILE", 2),
+        ] {
+            if let Some(v) = env(k) {
+                let w = self.webhook.get_or_insert_with(WebhookConfig::default);
+                match set {
+                    0 => w.url = v,
+                    1 => w.secret_env = Some(v),
+                    _ => w.secret_file = Some(v.into()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the delivery channels and reads their secrets.
+    fn check_channels(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<(), String> {
+        let env: &dyn Fn(&str) -> Option<String> = env;
+        if let Some(s) = &mut self.smtp {
+            s.check(env)?;
+        }
+        if let Some(s) = &mut self.sms {
+            s.check(env)?;
+        }
+        if let Some(w) = &mut self.webhook {
+            w.check(env)?;
+        }
+        self.delivery.check()
     }
 
     pub fn database_path(&self) -> PathBuf {
@@ -167,5 +278,130 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.contains("ESCALADE_MAX_PHOTOS"), "{e}");
+    }
+
+    /// Loads `yaml` with `env`; the error if it fails.
+    fn load_yaml(yaml: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.yaml");
+        std::fs::write(&f, yaml).unwrap();
+        Config::load(Some(&f), |k| {
+            env.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    const SMTP: &str = "smtp:\n  host: mail.city.example\n  from: escalade@city.example\n";
+
+    #[test]
+    fn channels_are_read_with_their_secrets_from_the_environment_or_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("hook.key");
+        std::fs::write(&key, "from-a-file\n").unwrap();
+        let yaml = format!(
+            "{SMTP}  username: escalade\n  password_env: SMTP_PASSWORD\n  tls: tls\n\
+             sms:\n  url: https://sms.example/send\n  headers: {{x-api-key: {{env: SMS_KEY}}}}\n  rate_per_second: 5\n\
+             webhook:\n  url: https://hooks.example/escalade\n  secret_file: {}\n\
+             delivery: {{max_attempts: 4, backoff: 2s}}\n",
+            key.display()
+        );
+        let c = load_yaml(&yaml, &[("SMTP_PASSWORD", "pw"), ("SMS_KEY", "k")]).unwrap();
+        let smtp = c.smtp.as_ref().unwrap();
+        assert_eq!((smtp.tls, smtp.port()), (TlsMode::Tls, 465));
+        assert_eq!(smtp.password.as_ref().unwrap().0, "pw");
+        assert_eq!(format!("{:?}", smtp.password), "Some(***)");
+        let sms = c.sms.as_ref().unwrap();
+        assert_eq!(sms.resolved_headers[0].0, "x-api-key");
+        assert_eq!(sms.resolved_headers[0].1.0, "k");
+        assert_eq!(c.webhook.as_ref().unwrap().secret.0, "from-a-file");
+        assert_eq!(c.delivery.max_attempts, 4);
+        assert_eq!(c.delivery.backoff.0, std::time::Duration::from_secs(2));
+
+        // Overrides, a section started from the environment alone.
+        let c = load_yaml(
+            "",
+            &[
+                ("ESCALADE_SMTP_HOST", "relay.local"),
+                ("ESCALADE_SMTP_FROM", "a@b.example"),
+                ("ESCALADE_SMTP_TLS", "none"),
+                ("ESCALADE_SMS_URL", "http://127.0.0.1:9/send"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.smtp.as_ref().unwrap().port(), 25);
+        assert_eq!(c.sms.as_ref().unwrap().url, "http://127.0.0.1:9/send");
+        assert!(c.webhook.is_none());
+        // A variable named but not set.
+        let e =
+            load_yaml(&format!("{SMTP}  username: u\n  password_env: NOPE\n"), &[]).unwrap_err();
+        assert!(
+            e.contains("smtp.password_env") && e.contains("`NOPE` is not set"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_password_in_the_configuration_is_refused() {
+        let e = load_yaml(&format!("{SMTP}  username: u\n  password: hunter2\n"), &[]).unwrap_err();
+        assert!(
+            e.contains("smtp.password") && e.contains("never written"),
+            "{e}"
+        );
+        assert!(e.contains("password_env") && e.contains("c.yaml:"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = load_yaml("webhook:\n  url: https://h.example/\n  secret: abc\n", &[]).unwrap_err();
+        assert!(
+            e.contains("webhook.secret") && e.contains("never written"),
+            "{e}"
+        );
+        let e = load_yaml("webhook:\n  url: https://h.example/\n", &[]).unwrap_err();
+        assert!(e.contains("webhook: the signing key is required"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_tls_mode_is_refused() {
+        let e = load_yaml(&format!("{SMTP}  tls: ssl\n"), &[]).unwrap_err();
+        assert!(
+            e.contains("smtp.tls") && e.contains("unknown variant `ssl`") && e.contains("starttls"),
+            "{e}"
+        );
+        let e = load_yaml(
+            "",
+            &[("ESCALADE_SMTP_HOST", "h"), ("ESCALADE_SMTP_TLS", "ssl")],
+        )
+        .unwrap_err();
+        assert!(e.contains("ESCALADE_SMTP_TLS"), "{e}");
+        let e = load_yaml("smtp:\n  host: h\n  from: not an address\n", &[]).unwrap_err();
+        assert!(e.contains("smtp.from"), "{e}");
+    }
+
+    #[test]
+    fn an_sms_body_template_that_does_not_compile_is_refused() {
+        let sms = "sms:\n  url: https://sms.example/send\n";
+        let e = load_yaml(
+            &format!("{sms}  body: {{to: \"{{{{ to }}}}\", text: \"{{{{ text \"}}\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("sms.body.text") && e.contains("does not compile"),
+            "{e}"
+        );
+        let e = load_yaml(&format!("{sms}  body: {{msg: \"{{{{ txt }}}}\"}}\n"), &[]).unwrap_err();
+        assert!(
+            e.contains("sms.body.msg") && e.contains("unknown variable `txt`"),
+            "{e}"
+        );
+        let e = load_yaml(
+            &format!("{sms}  body_format: form\n  body: {{to: {{nested: x}}}}\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.contains("sms.body.to"), "{e}");
+        let e = load_yaml(&format!("{sms}  rate_per_second: 0\n"), &[]).unwrap_err();
+        assert!(e.contains("sms.rate_per_second"), "{e}");
+        let e = load_yaml("sms:\n  url: not a url\n", &[]).unwrap_err();
+        assert!(e.contains("sms.url"), "{e}");
     }
 }

@@ -7,6 +7,8 @@ pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod generate;
+pub mod jobs;
+pub mod notify;
 pub mod openapi;
 pub mod photos;
 pub mod store;

@@ -44,6 +44,14 @@ enum Command {
         #[arg(long, global = true)]
         config: Option<PathBuf>,
     },
+    /// List the outbox's messages or retry a dead letter (in the daemon's store).
+    Outbox {
+        #[command(subcommand)]
+        action: OutboxAction,
+        /// The daemon's configuration, for the location of its store.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
     /// Validate a rule directory and summarise it.
     Check {
         /// The rule directory.
@@ -96,6 +104,20 @@ enum TokenAction {
     },
     /// Revoke a token by its id.
     Revoke { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum OutboxAction {
+    /// List messages by id, with their attempts, last error and when they are due.
+    List {
+        /// queued, sending, sent or dead.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Queue a dead letter again, due now.
+    Retry { id: i64 },
 }
 
 /// Exit code 1: the rules or their tests are wrong. Exit code 2: the command was used wrongly.
@@ -196,6 +218,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     }
                 }
             }
+        }
+        Command::Outbox { action, config } => {
+            let cfg = escalade::config::Config::load(config.as_deref(), |k| std::env::var(k).ok())
+                .map_err(Failure::Usage)?;
+            let runtime = tokio::runtime::Runtime::new()
+                .map_err(|e| Failure::Usage(format!("cannot start the runtime: {e}")))?;
+            runtime
+                .block_on(outbox(&cfg, action))
+                .map_err(Failure::Usage)
         }
         Command::Check { dir } => {
             let rules = load(&dir)?;
@@ -326,7 +357,10 @@ async fn daemon(cfg: escalade::config::Config, rules: RuleSet) -> Result<(), Str
         )
     })?;
     let db = cfg.database_path();
-    let store = Store::open_sqlite(&db)
+    let options = escalade::store::StoreOptions {
+        webhook_events: cfg.webhook.is_some(),
+    };
+    let store = Store::open_sqlite_with(&db, options)
         .await
         .map_err(|e| format!("{}: {e}", db.display()))?;
     let version = rules.version.clone();
@@ -337,7 +371,11 @@ async fn daemon(cfg: escalade::config::Config, rules: RuleSet) -> Result<(), Str
         .map_err(|e| format!("firing due timers: {e}"))?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let running = Arc::new(AtomicBool::new(true));
-    let scheduler = tokio::spawn(engine.clone().run_scheduler(stopped));
+    let scheduler = tokio::spawn(engine.clone().run_scheduler(stopped.clone()));
+    // Scheduled reports: a run missed while the daemon was down happens now, once.
+    let jobs = tokio::spawn(escalade::jobs::run_jobs(engine.clone(), stopped.clone()));
+    let delivery = Arc::new(escalade::notify::Delivery::new(engine.clone(), &cfg)?);
+    let workers = delivery.clone().spawn(stopped);
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
@@ -354,6 +392,7 @@ async fn daemon(cfg: escalade::config::Config, rules: RuleSet) -> Result<(), Str
         scheduler_running: running.clone(),
         photos: Arc::new(photos),
         photo_limits: cfg.photo_limits(),
+        delivery: Some(delivery),
     });
     escalade::api::serve(listener, state, cfg.max_body_bytes, shutdown_signal())
         .await
@@ -361,9 +400,90 @@ async fn daemon(cfg: escalade::config::Config, rules: RuleSet) -> Result<(), Str
     running.store(false, Ordering::Relaxed);
     let _ = stop.send(true);
     let _ = scheduler.await;
+    let _ = jobs.await;
+    // Delivery workers finish the sends in flight and settle them before the store closes.
+    let _ = workers.await;
     engine.store().close().await;
     tracing::info!("escalade stopped");
     Ok(())
+}
+
+/// `escalade outbox list|retry` on the store of the configuration's state directory.
+async fn outbox(cfg: &escalade::config::Config, action: OutboxAction) -> Result<(), String> {
+    use escalade::store::{OutboxFilter, Requeue, Store};
+    let db = cfg.database_path();
+    if !db.exists() {
+        return Err(format!("no store at {}", db.display()));
+    }
+    let store = Store::open_sqlite(&db)
+        .await
+        .map_err(|e| format!("{}: {e}", db.display()))?;
+    let result = match action {
+        OutboxAction::List { status, limit } => {
+            if let Some(s) = &status
+                && !["queued", "sending", "sent", "dead"].contains(&s.as_str())
+            {
+                store.close().await;
+                return Err(format!(
+                    "--status: unknown status `{s}`: queued, sending, sent or dead"
+                ));
+            }
+            let f = OutboxFilter {
+                status,
+                after: None,
+                limit: limit.clamp(1, 100_000),
+            };
+            store.outbox_page(&f).await.map(|rows| {
+                println!(
+                    "id\tstatus\tchannel\tto\ttemplate\tattempts\tnot_before\tsent_at\tlast_error"
+                );
+                for r in rows {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                        r.id,
+                        r.status,
+                        r.channel,
+                        if r.address.is_empty() {
+                            &r.person
+                        } else {
+                            &r.address
+                        },
+                        if r.template.is_empty() {
+                            &r.kind
+                        } else {
+                            &r.template
+                        },
+                        r.attempts,
+                        r.not_before
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        r.sent_at
+                            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                            .unwrap_or_else(|| "-".into()),
+                        r.last_error.as_deref().unwrap_or("-"),
+                    );
+                }
+            })
+        }
+        OutboxAction::Retry { id } => match store.requeue(id, Utc::now()).await {
+            Ok(Requeue::Requeued(r)) => {
+                println!("message {id} queued again ({} to {})", r.channel, r.address);
+                Ok(())
+            }
+            Ok(Requeue::NotDead(status)) => {
+                store.close().await;
+                return Err(format!(
+                    "message {id} is {status}, not dead: only a dead letter is retried"
+                ));
+            }
+            Ok(Requeue::NotFound) => {
+                store.close().await;
+                return Err(format!("no message {id} in the outbox"));
+            }
+            Err(e) => Err(e),
+        },
+    };
+    store.close().await;
+    result.map_err(|e| e.to_string())
 }
 
 async fn shutdown_signal() {

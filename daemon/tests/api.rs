@@ -55,6 +55,7 @@ async fn start(max_body: usize) -> Server {
         scheduler_running: Arc::new(AtomicBool::new(true)),
         photos: Arc::new(escalade::photos::PhotoStore::open(dir.path()).unwrap()),
         photo_limits: Default::default(),
+        delivery: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -96,6 +97,35 @@ async fn post(c: &reqwest::Client, url: &str, body: &str) -> (u16, Value) {
         .unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// A token revoked by another process (`escalade token revoke` on the same database) stops
+/// working within the token cache's lifetime.
+#[tokio::test]
+async fn a_token_revoked_elsewhere_stops_working_within_a_second() {
+    let s = start(1 << 20).await;
+    let (token, hash) = escalade::auth::new_token();
+    let tid = s
+        .engine
+        .store()
+        .create_token(&hash, "admin", None, Utc::now())
+        .await
+        .unwrap();
+    let list = format!("{}/api/v1/issues", s.base);
+    let c = client(&token);
+    assert_eq!(c.get(&list).send().await.unwrap().status(), 200);
+    let other = Store::open_sqlite(&s._dir.path().join("db.sqlite"))
+        .await
+        .unwrap();
+    assert!(other.revoke_token(tid, Utc::now()).await.unwrap());
+    other.close().await;
+    tokio::time::sleep(escalade::store::TOKEN_CACHE_TTL + Duration::from_millis(100)).await;
+    let r = c.get(&list).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "invalid_token"
+    );
 }
 
 #[tokio::test]
@@ -352,6 +382,13 @@ async fn tokens_roles_and_scopes() {
         .create_token(&hash, "admin", None, Utc::now())
         .await
         .unwrap();
+    // Used once, so the token is in the daemon's cache when it is revoked.
+    let r = client(&revoked)
+        .get(format!("{}/api/v1/issues", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     assert!(
         s.engine
             .store()

@@ -46,6 +46,7 @@ async fn start() -> Server {
         scheduler_running: Arc::new(AtomicBool::new(true)),
         photos: Arc::new(escalade::photos::PhotoStore::open(dir.path()).unwrap()),
         photo_limits: Default::default(),
+        delivery: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -111,8 +111,9 @@ pub struct Message {
     pub vars: MessageVars,
 }
 
-/// What a message says beyond the issue itself.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+/// What a message says beyond the issue itself. Read back from the outbox to render it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct MessageVars {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deadline: Option<(DeadlineKind, DateTime<Utc>)>,

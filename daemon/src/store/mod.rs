@@ -7,13 +7,18 @@
 //! default; another backend is another variant of `Backend` with the same methods, and neither
 //! the engine nor the API changes.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use escalade_rules::{Decision, Event, Issue, IssueState};
 
+mod outbox;
 mod sqlite;
 
+pub use outbox::{Claimed, OutboxFilter, Requeue, Settlement, StoreOptions};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -90,17 +95,31 @@ pub struct DueTimer {
     pub event: Event,
 }
 
-/// A queued message, as the outbox holds it.
+/// A message (or, on channel `webhook`, an event) in the outbox, with its delivery so far.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct OutboxRow {
     pub id: i64,
-    pub issue_id: String,
+    /// The issue, for a message of an issue or an event (none for a job's report).
+    pub issue_id: Option<String>,
+    pub event_seq: Option<i64>,
     pub kind: String,
     pub person: String,
     pub channel: String,
     pub address: String,
     pub template: String,
+    pub locale: String,
+    /// `queued`, `sending` (claimed by a worker), `sent` or `dead`.
     pub status: String,
+    /// Of an urgent issue: never held by quiet hours or a digest.
+    pub urgent: bool,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    /// Not sent before this instant (quiet hours, a digest window, a retry's backoff).
+    pub not_before: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    /// SMS: the segments the text was sent as.
+    pub segments: Option<i64>,
 }
 
 /// Which meetings to list. Every filter present must hold.
@@ -155,10 +174,59 @@ pub struct Submitted {
     pub replayed: bool,
 }
 
+/// An open issue with a deadline passed, for the overdue digest.
+#[derive(Clone, Debug)]
+pub struct OverdueRow {
+    pub id: String,
+    pub category: String,
+    pub unit: String,
+    /// `/city/d1/s1/g1/`: the unit and its ancestors.
+    pub branch: String,
+    pub department: Option<String>,
+    pub acknowledge_by: Option<DateTime<Utc>>,
+    pub resolve_by: Option<DateTime<Utc>>,
+}
+
+/// One department's figures over a scorecard's period.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScoreRow {
+    pub department: String,
+    pub assigned: u64,
+    pub acknowledged_on_time: u64,
+    pub resolved_on_time: u64,
+    pub reopened: u64,
+    pub rated: u64,
+    pub rating_sum: u64,
+}
+
+/// A report message to queue: to one person on one channel, a report template and its
+/// variables.
+#[derive(Clone, Debug)]
+pub struct ReportMessage {
+    pub person: String,
+    pub channel: escalade_rules::Channel,
+    pub address: String,
+    pub locale: String,
+    /// The report kind, which is its template.
+    pub template: String,
+    pub vars: serde_json::Value,
+}
+
 /// The store the engine and the API use, over one backend.
 pub struct Store {
     backend: Backend,
+    /// Live tokens recently looked up, by hash: every request checks its token, and a read per
+    /// request would cost more than the rest of a submission's reads and writes together.
+    tokens: Mutex<HashMap<String, (Instant, TokenRow)>>,
 }
+
+/// A live token: `(id, role, scope)`.
+pub type TokenRow = (i64, String, Option<String>);
+
+/// How long a looked-up token is trusted without reading the store again: a token revoked by
+/// another process (`escalade token revoke`) stops working within this time; one revoked through
+/// this store stops at once.
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(1);
 
 enum Backend {
     Sqlite(SqliteStore),
@@ -179,6 +247,7 @@ impl Store {
     pub async fn open_sqlite(path: &Path) -> Result<Store> {
         Ok(Store {
             backend: Backend::Sqlite(SqliteStore::open(path).await?),
+            tokens: Mutex::new(HashMap::new()),
         })
     }
 
@@ -302,12 +371,70 @@ impl Store {
 
     /// Revokes a token; false if no live token has that id.
     pub async fn revoke_token(&self, id: i64, at: DateTime<Utc>) -> Result<bool> {
-        on!(self, s => s.revoke_token(id, at).await)
+        let revoked = on!(self, s => s.revoke_token(id, at).await)?;
+        self.tokens
+            .lock()
+            .expect("token cache lock")
+            .retain(|_, (_, t)| t.0 != id);
+        Ok(revoked)
     }
 
-    /// The live token with this hash: `(id, role, scope)`.
-    pub async fn token(&self, hash: &str) -> Result<Option<(i64, String, Option<String>)>> {
-        on!(self, s => s.token(hash).await)
+    /// The live token with this hash, read again from the store at most every
+    /// `TOKEN_CACHE_TTL`.
+    pub async fn token(&self, hash: &str) -> Result<Option<TokenRow>> {
+        if let Some((seen, t)) = self.tokens.lock().expect("token cache lock").get(hash)
+            && seen.elapsed() < TOKEN_CACHE_TTL
+        {
+            return Ok(Some(t.clone()));
+        }
+        let found = on!(self, s => s.token(hash).await)?;
+        let mut cache = self.tokens.lock().expect("token cache lock");
+        match &found {
+            Some(t) => {
+                // Unknown tokens are not remembered: guessing cannot grow the cache, and
+                // expired entries go when it is full.
+                if cache.len() >= 10_000 {
+                    cache.retain(|_, (seen, _)| seen.elapsed() < TOKEN_CACHE_TTL);
+                }
+                cache.insert(hash.to_string(), (Instant::now(), t.clone()));
+            }
+            None => {
+                cache.remove(hash);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Open issues with a deadline at or before `now`.
+    pub async fn overdue_issues(&self, now: DateTime<Utc>) -> Result<Vec<OverdueRow>> {
+        on!(self, s => s.overdue_issues(now).await)
+    }
+
+    /// Each department's figures over `[from, to)`.
+    pub async fn scorecard(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<ScoreRow>> {
+        on!(self, s => s.scorecard(from, to).await)
+    }
+
+    /// When the daemon first saw a job (now, if it is new).
+    pub async fn job_since(&self, job: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
+        on!(self, s => s.job_since(job, now).await)
+    }
+
+    /// The latest scheduled time a job ran for.
+    pub async fn last_run(&self, job: &str) -> Result<Option<DateTime<Utc>>> {
+        on!(self, s => s.last_run(job).await)
+    }
+
+    /// Records a job's run for `scheduled_at` with its messages, at most once per scheduled
+    /// time; false if it was recorded already.
+    pub async fn record_run(
+        &self,
+        job: &str,
+        scheduled_at: DateTime<Utc>,
+        ran_at: DateTime<Utc>,
+        messages: &[ReportMessage],
+    ) -> Result<bool> {
+        on!(self, s => s.record_run(job, scheduled_at, ran_at, messages).await)
     }
 
     /// Whether the database answers.

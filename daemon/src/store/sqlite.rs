@@ -7,7 +7,8 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -17,6 +18,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqliteExecutor};
 use tokio::sync::{mpsc, oneshot};
+
+mod outbox;
+mod reports;
 
 use super::{
     AgendaItem, DueTimer, IssueFilter, Listed, Meeting, MeetingFilter, OutboxRow, Result,
@@ -31,6 +35,8 @@ pub struct SqliteStore {
     next_id: AtomicI64,
     /// Writes of issues and events go to the group-commit task.
     jobs: mpsc::Sender<Job>,
+    /// Queue every committed event for the webhook too (read by the group commit per batch).
+    webhook_events: Arc<AtomicBool>,
 }
 
 fn millis(t: DateTime<Utc>) -> i64 {
@@ -78,12 +84,14 @@ impl SqliteStore {
             .fetch_one(&writer)
             .await?;
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(group_commit(writer.clone(), queue));
+        let webhook_events = Arc::new(AtomicBool::new(false));
+        tokio::spawn(group_commit(writer.clone(), queue, webhook_events.clone()));
         Ok(SqliteStore {
             writer,
             reader,
             next_id: AtomicI64::new(max.unwrap_or(0) + 1),
             jobs,
+            webhook_events,
         })
     }
 
@@ -235,25 +243,11 @@ impl SqliteStore {
     }
 
     pub async fn outbox(&self, limit: i64) -> Result<Vec<OutboxRow>> {
-        let rows = sqlx::query(
-            "SELECT id, issue_id, kind, person, channel, address, template, status FROM outbox ORDER BY id LIMIT ?",
-        )
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| OutboxRow {
-                id: r.get(0),
-                issue_id: r.get(1),
-                kind: r.get(2),
-                person: r.get(3),
-                channel: r.get(4),
-                address: r.get(5),
-                template: r.get(6),
-                status: r.get(7),
-            })
-            .collect())
+        self.outbox_page(&super::OutboxFilter {
+            limit,
+            ..Default::default()
+        })
+        .await
     }
 
     /// Issues matching `f`, in report order, from after its cursor.
@@ -522,10 +516,15 @@ const MAX_BATCH: usize = 512;
 /// The group commit: takes every write waiting, runs them in one transaction, commits once, and
 /// only then answers each. With
 /// `synchronous = FULL` the commit's fsync is the cost of a write; sharing it is the throughput.
-async fn group_commit(pool: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
+async fn group_commit(
+    pool: SqlitePool,
+    mut jobs: mpsc::Receiver<Job>,
+    webhook_events: Arc<AtomicBool>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let outcome = run_batch(&pool, &mut batch).await;
+        let webhooks = webhook_events.load(Ordering::Acquire);
+        let outcome = run_batch(&pool, &mut batch, webhooks).await;
         for (job, result) in batch.drain(..).zip(outcome) {
             match (job, result) {
                 (Job::Create { reply, .. }, Done::Created(r)) => {
@@ -554,7 +553,7 @@ enum Done {
 
 /// Runs a batch in one transaction; on any database error or a failed commit every write of it
 /// fails, and nothing of it is stored.
-async fn run_batch(pool: &SqlitePool, batch: &mut [Job]) -> Vec<Done> {
+async fn run_batch(pool: &SqlitePool, batch: &mut [Job], webhooks: bool) -> Vec<Done> {
     let fail_all = |e: &sqlx::Error, n: usize| -> Vec<Done> {
         (0..n)
             .map(|_| {
@@ -568,7 +567,7 @@ async fn run_batch(pool: &SqlitePool, batch: &mut [Job]) -> Vec<Done> {
         Ok(tx) => tx,
         Err(e) => return fail_all(&e, batch.len()),
     };
-    let out = match write_batch(&mut tx, batch).await {
+    let out = match write_batch(&mut tx, batch, webhooks).await {
         Ok(out) => out,
         Err(e) => return fail_all(&e, batch.len()),
     };
@@ -596,10 +595,11 @@ struct Write<'a> {
 /// The writes of a batch, a few statements for all of them: a statement is a round trip to
 /// SQLite's worker thread, so statements per batch, not per issue, is the throughput. Checks
 /// that refuse one job (a reused idempotency key, a version conflict) come first and write
-/// nothing for it.
+/// nothing for it. With `webhooks`, every event is queued for the webhook as well.
 async fn write_batch(
     tx: &mut SqliteConnection,
     batch: &[Job],
+    webhooks: bool,
 ) -> std::result::Result<Vec<Done>, sqlx::Error> {
     let mut out: Vec<Option<Done>> = batch.iter().map(|_| None).collect();
 
@@ -864,9 +864,9 @@ async fn write_batch(
         let seq = seq_of(w)?;
         messages.extend(w.decision.messages.iter().map(|m| (w, seq, m)));
     }
-    for chunk in messages.chunks(MAX_VARS / 11) {
+    for chunk in messages.chunks(MAX_VARS / 13) {
         let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO outbox (dedupe_key, issue_id, event_seq, kind, person, channel, address, template, locale, vars, created_at) ",
+            "INSERT INTO outbox (dedupe_key, issue_id, event_seq, kind, person, channel, address, template, locale, vars, created_at, urgent, not_before) ",
         );
         q.push_values(chunk, |mut b, (w, seq, m)| {
             b.push_bind(format!(
@@ -885,10 +885,50 @@ async fn write_batch(
             .push_bind(m.template.to_string())
             .push_bind(m.locale.to_string())
             .push_bind(json(&m.vars))
+            .push_bind(millis(w.at))
+            .push_bind(m.urgent)
             .push_bind(millis(w.at));
         });
         q.push(" ON CONFLICT (dedupe_key) DO NOTHING");
         q.build().execute(&mut *tx).await?;
+    }
+
+    // Every event, for the webhook: its JSON, signed and posted as it is stored here.
+    if webhooks {
+        let mut events = Vec::with_capacity(writes.len());
+        for w in &writes {
+            let seq = seq_of(w)?;
+            let body = serde_json::json!({
+                "issue_id": w.issue_id,
+                "seq": seq,
+                "kind": w.event.name(),
+                "at": w.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "actor": w.actor,
+                "payload": w.event,
+            });
+            events.push((w, seq, body.to_string()));
+        }
+        for chunk in events.chunks(MAX_VARS / 12) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO outbox (dedupe_key, issue_id, event_seq, kind, person, channel, address, template, locale, vars, created_at, not_before) ",
+            );
+            q.push_values(chunk, |mut b, (w, seq, body)| {
+                b.push_bind(format!("{}/{seq}/webhook", w.issue_id))
+                    .push_bind(w.issue_id)
+                    .push_bind(*seq)
+                    .push_bind(w.event.name())
+                    .push_bind("")
+                    .push_bind("webhook")
+                    .push_bind("")
+                    .push_bind("")
+                    .push_bind("")
+                    .push_bind(body)
+                    .push_bind(millis(w.at))
+                    .push_bind(millis(w.at));
+            });
+            q.push(" ON CONFLICT (dedupe_key) DO NOTHING");
+            q.build().execute(&mut *tx).await?;
+        }
     }
 
     // The current assignments of every issue written, replacing its previous ones.

@@ -1,0 +1,106 @@
+//! The outbox: its rows with their delivery so far (dead letters among them), and requeuing a
+//! dead letter. Admins only.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState, authenticate, bad_query, forbidden, not_found};
+use crate::auth::Role;
+use crate::engine::EngineError;
+use crate::store::{OutboxFilter, Requeue};
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutboxQuery {
+    status: Option<String>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+const STATUSES: [&str; 4] = ["queued", "sending", "sent", "dead"];
+
+/// `GET /api/v1/outbox[?status=queued|sending|sent|dead][&limit=N][&cursor=C]`: rows by id.
+pub(super) async fn list(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Result<Json<Value>, ApiError> {
+    let actor = authenticate(&s, &headers).await?;
+    let q: OutboxQuery = match uri.query() {
+        None | Some("") => OutboxQuery::default(),
+        Some(q) => serde_urlencoded::from_str(q).map_err(|e| bad_query("query", e.to_string()))?,
+    };
+    if actor.role != Role::Admin {
+        return Err(forbidden(&actor, "read the outbox"));
+    }
+    if let Some(st) = &q.status
+        && !STATUSES.contains(&st.as_str())
+    {
+        return Err(bad_query(
+            "status",
+            format!("unknown status `{st}`: queued, sending, sent or dead"),
+        ));
+    }
+    let after = match &q.cursor {
+        Some(c) => Some(
+            c.parse::<i64>()
+                .map_err(|_| bad_query("cursor", format!("invalid cursor `{c}`")))?,
+        ),
+        None => None,
+    };
+    let f = OutboxFilter {
+        status: q.status,
+        after,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    let rows = s
+        .engine
+        .store()
+        .outbox_page(&f)
+        .await
+        .map_err(EngineError::from)?;
+    let next = (rows.len() as i64 == f.limit)
+        .then(|| rows.last().map(|r| r.id.to_string()))
+        .flatten();
+    Ok(Json(json!({ "messages": rows, "next_cursor": next })))
+}
+
+/// `POST /api/v1/outbox/{id}/retry`: a dead letter queued again, due now, its attempts counted
+/// afresh; 404 for an unknown row, 409 for one that is not dead.
+pub(super) async fn retry(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let actor = authenticate(&s, &headers).await?;
+    if actor.role != Role::Admin {
+        return Err(forbidden(&actor, "retry outbox messages"));
+    }
+    let Ok(n) = id.parse::<i64>() else {
+        return Err(not_found(format!("outbox message {id}")));
+    };
+    match s
+        .engine
+        .store()
+        .requeue(n, s.engine.now())
+        .await
+        .map_err(EngineError::from)?
+    {
+        Requeue::Requeued(row) => Ok(Json(json!({ "message": row }))),
+        Requeue::NotFound => Err(not_found(format!("outbox message {id}"))),
+        Requeue::NotDead(status) => Err(ApiError {
+            field: Some("id".into()),
+            extra: Some(json!({ "status": status })),
+            ..ApiError::new(
+                StatusCode::CONFLICT,
+                "not_dead",
+                format!("outbox message {id} is {status}, not dead: only a dead letter is retried"),
+            )
+        }),
+    }
+}

@@ -1,0 +1,142 @@
+//! The outbox as delivery sees it: claiming due rows with a lease, settling them (sent, retried,
+//! dead, held), dead letters requeued, and what the digest and the renderer read.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use escalade_rules::{Issue, IssueState};
+
+use super::{Backend, OutboxRow, Result, Store};
+
+/// How a store is opened.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StoreOptions {
+    /// Queue every committed event for the webhook (channel `webhook`), in the event's
+    /// transaction: only when a webhook is configured.
+    pub webhook_events: bool,
+}
+
+/// Which outbox rows to list: by id, after a cursor.
+#[derive(Clone, Debug, Default)]
+pub struct OutboxFilter {
+    pub status: Option<String>,
+    /// Continue after this id.
+    pub after: Option<i64>,
+    pub limit: i64,
+}
+
+/// A row claimed by a worker: the row and its variables (for a webhook row, the event's JSON).
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    pub row: OutboxRow,
+    pub vars: String,
+}
+
+/// What became of a claimed row.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Settlement {
+    /// Delivered (an SMS: in this many segments).
+    Sent { segments: Option<i64> },
+    /// A transient failure: queued again for `not_before`.
+    Retry {
+        not_before: DateTime<Utc>,
+        error: String,
+    },
+    /// A permanent failure, or too many attempts: kept as a dead letter.
+    Dead { error: String },
+    /// Not sent, and not an attempt: held until `not_before` (quiet hours, a digest window).
+    Hold { not_before: DateTime<Utc> },
+}
+
+/// What requeuing a dead letter did.
+#[derive(Clone, Debug)]
+pub enum Requeue {
+    Requeued(Box<OutboxRow>),
+    /// The row is not dead: its status.
+    NotDead(String),
+    NotFound,
+}
+
+impl Store {
+    /// Opens the SQLite database at `path` (see `open_sqlite`) with `options`.
+    pub async fn open_sqlite_with(path: &Path, options: StoreOptions) -> Result<Store> {
+        let store = Store::open_sqlite(path).await?;
+        match &store.backend {
+            Backend::Sqlite(s) => s.set_webhook_events(options.webhook_events),
+        }
+        Ok(store)
+    }
+
+    /// Outbox rows matching `f`, by id.
+    pub async fn outbox_page(&self, f: &OutboxFilter) -> Result<Vec<OutboxRow>> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.outbox_page(f).await,
+        }
+    }
+
+    pub async fn outbox_row(&self, id: i64) -> Result<Option<OutboxRow>> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.outbox_row(id).await,
+        }
+    }
+
+    /// Claims up to `limit` rows of `channel` due at `now` (queued with `not_before <= now`,
+    /// or sending with a lease expired: a worker died mid-send, and the row goes again), in
+    /// due order: marks them `sending` until `lease_until` and counts the attempt. One
+    /// statement, so two workers never claim the same row.
+    pub async fn claim(
+        &self,
+        channel: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Claimed>> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.claim(channel, now, lease_until, limit).await,
+        }
+    }
+
+    /// Records what became of claimed rows, all in one statement. A row no longer `sending`
+    /// (requeued by hand meanwhile) is left alone.
+    pub async fn settle(&self, outcomes: &[(i64, Settlement)], now: DateTime<Utc>) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.settle(outcomes, now).await,
+        }
+    }
+
+    /// When each of `persons` was last sent an email of an issue.
+    pub async fn last_emails(&self, persons: &[&str]) -> Result<HashMap<String, DateTime<Utc>>> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.last_emails(persons).await,
+        }
+    }
+
+    /// The issue and its state right after each event: what its messages are rendered from.
+    pub async fn message_context(&self, seqs: &[i64]) -> Result<HashMap<i64, (Issue, IssueState)>> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.message_context(seqs).await,
+        }
+    }
+
+    /// Queues a dead letter again, due at `now`, its attempts counted afresh.
+    pub async fn requeue(&self, id: i64, now: DateTime<Utc>) -> Result<Requeue> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.requeue(id, now).await,
+        }
+    }
+
+    /// Rows per `(channel, status)` that are not sent.
+    pub async fn outbox_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.outbox_counts().await,
+        }
+    }
+
+    /// The earliest `not_before` of a channel's queued rows.
+    pub async fn next_not_before(&self, channel: &str) -> Result<Option<DateTime<Utc>>> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.next_not_before(channel).await,
+        }
+    }
+}

@@ -1,0 +1,1059 @@
+//! Delivery of the outbox against real servers: email through an SMTP server embedded in the
+//! test (`mailin-embedded`), SMS through an HTTP server playing a provider's gateway, the webhook
+//! to the same kind of server. The engine runs on the example city with a manual clock; the
+//! tests drive delivery with `Delivery::drain(now)`, one pass per channel at a time they choose,
+//! so retries' backoff and quiet hours are deterministic.
+
+use std::collections::{HashSet, VecDeque};
+use std::net::TcpListener as StdListener;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use chrono::{DateTime, Duration, FixedOffset, Utc};
+use escalade::api::{AppState, serve};
+use escalade::config::Config;
+use escalade::engine::{Engine, ManualClock};
+use escalade::notify::{Delivery, Pass};
+use escalade::store::{OutboxFilter, OutboxRow, Store, StoreOptions};
+use escalade_rules::{Event, Issue, RuleSet};
+use mailin_embedded::{Handler, Response, Server as SmtpServer, response};
+use mailparse::MailHeaderMap;
+use serde_json::{Value, json};
+
+mod support;
+
+const CITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/city");
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::<FixedOffset>::parse_from_rfc3339(s)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// Tuesday 10:00 in Beijing: working hours, outside quiet hours.
+const MORNING: &str = "2026-03-03T10:00:00+08:00";
+
+// ---- an SMTP server -------------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+struct Mail {
+    to: Vec<String>,
+    data: Vec<u8>,
+}
+
+/// What the SMTP server received, and the recipients it refuses with 550.
+#[derive(Clone, Default)]
+struct Mailbox {
+    received: Arc<Mutex<Vec<Mail>>>,
+    refuse: Arc<Mutex<HashSet<String>>>,
+    /// The message being received on this connection (the handler is cloned per connection).
+    current: Option<Mail>,
+}
+
+fn bare(address: &str) -> String {
+    address.trim().trim_matches(['<', '>']).to_string()
+}
+
+impl Handler for Mailbox {
+    fn rcpt(&mut self, to: &str) -> Response {
+        if self.refuse.lock().unwrap().contains(&bare(to)) {
+            response::NO_MAILBOX
+        } else {
+            response::OK
+        }
+    }
+
+    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> Response {
+        self.current = Some(Mail {
+            to: to.iter().map(|t| bare(t)).collect(),
+            data: Vec::new(),
+        });
+        response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if let Some(m) = &mut self.current {
+            m.data.extend_from_slice(buf);
+        }
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> Response {
+        if let Some(m) = self.current.take() {
+            self.received.lock().unwrap().push(m);
+        }
+        response::OK
+    }
+}
+
+impl Mailbox {
+    fn mails(&self) -> Vec<Mail> {
+        self.received.lock().unwrap().clone()
+    }
+
+    fn to(&self, address: &str) -> Vec<Mail> {
+        self.mails()
+            .into_iter()
+            .filter(|m| m.to.iter().any(|t| t == address))
+            .collect()
+    }
+}
+
+/// Serves SMTP on `listener` in a thread of its own (the server is blocking).
+fn start_smtp(listener: StdListener, mailbox: Mailbox) {
+    std::thread::spawn(move || {
+        let mut server = SmtpServer::new(mailbox);
+        server
+            .with_name("smtp.test")
+            .with_num_threads(8)
+            .with_tcp_listener(listener);
+        let _ = server.serve();
+    });
+}
+
+/// A port nobody listens on (bound, then closed), for a server that is down.
+fn closed_port() -> u16 {
+    let l = StdListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn smtp_running() -> (Mailbox, u16) {
+    let l = StdListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let mailbox = Mailbox::default();
+    start_smtp(l, mailbox.clone());
+    (mailbox, port)
+}
+
+fn smtp_yaml(port: u16) -> String {
+    format!(
+        "smtp:\n  host: 127.0.0.1\n  port: {port}\n  tls: none\n  from: \"网格化管理 <escalade@city.example>\"\n  timeout: 5s\n"
+    )
+}
+
+// ---- an HTTP server playing the SMS gateway and the webhook's receiver ----------------------
+
+#[derive(Clone, Debug)]
+struct Request {
+    at: Instant,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Request {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+#[derive(Default)]
+struct Gateway {
+    sms: Mutex<Vec<Request>>,
+    hooks: Mutex<Vec<Request>>,
+    /// Answers to give to SMS requests, in order; then 200 `{"code": "0"}`.
+    script: Mutex<VecDeque<(u16, &'static str)>>,
+}
+
+impl Gateway {
+    fn sms(&self) -> Vec<Request> {
+        self.sms.lock().unwrap().clone()
+    }
+
+    fn hooks(&self) -> Vec<Request> {
+        self.hooks.lock().unwrap().clone()
+    }
+
+    fn answer(&self, answers: &[(u16, &'static str)]) {
+        self.script.lock().unwrap().extend(answers.iter().copied());
+    }
+}
+
+async fn start_gateway() -> (Arc<Gateway>, String) {
+    async fn sms(
+        State(g): State<Arc<Gateway>>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> (StatusCode, String) {
+        let at = Instant::now();
+        g.sms.lock().unwrap().push(Request { at, headers, body });
+        let (status, body) = g
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or((200, r#"{"code": "0", "msg": "ok"}"#));
+        (StatusCode::from_u16(status).unwrap(), body.to_string())
+    }
+    async fn hook(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+        let at = Instant::now();
+        g.hooks.lock().unwrap().push(Request { at, headers, body });
+        StatusCode::NO_CONTENT
+    }
+    let g = Arc::new(Gateway::default());
+    let app = Router::new()
+        .route("/send", post(sms))
+        .route("/hook", post(hook))
+        .with_state(g.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (g, base)
+}
+
+fn sms_yaml(base: &str, extra: &str) -> String {
+    format!(
+        r#"sms:
+  url: {base}/send
+  headers: {{authorization: {{env: SMS_KEY}}, x-tenant: city}}
+  body:
+    phone: "{{{{ to }}}}"
+    content: "{{{{ text }}}}"
+    ref: "{{{{ id }}}}"
+    parts: "{{{{ segments }}}}"
+  success_field: code
+  success_value: 0
+  timeout: 5s
+{extra}"#
+    )
+}
+
+// ---- the engine and delivery ----------------------------------------------------------------
+
+struct Setup {
+    engine: Arc<Engine>,
+    clock: Arc<ManualClock>,
+    delivery: Arc<Delivery>,
+    dir: tempfile::TempDir,
+}
+
+const ENV: &[(&str, &str)] = &[("SMS_KEY", "Bearer k-123"), ("HOOK_KEY", "s3cret-key")];
+
+fn load_config(dir: &std::path::Path, yaml: &str) -> Config {
+    let f = dir.join("escalade.yaml");
+    std::fs::write(&f, yaml).unwrap();
+    Config::load(Some(&f), |k| {
+        ENV.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    })
+    .unwrap()
+}
+
+/// The example city on a fresh store in a temp dir (`escalade.sqlite`, where the CLI finds it),
+/// the clock at `now`, and delivery as `yaml` configures it.
+async fn setup(yaml: &str, now: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = load_config(dir.path(), yaml);
+    let store = Store::open_sqlite_with(
+        &dir.path().join("escalade.sqlite"),
+        StoreOptions {
+            webhook_events: cfg.webhook.is_some(),
+        },
+    )
+    .await
+    .unwrap();
+    let clock = Arc::new(ManualClock::new(at(now)));
+    let engine = Arc::new(Engine::new(
+        store,
+        RuleSet::load(CITY).unwrap(),
+        clock.clone(),
+    ));
+    let delivery = Arc::new(Delivery::new(engine.clone(), &cfg).unwrap());
+    Setup {
+        engine,
+        clock,
+        delivery,
+        dir,
+    }
+}
+
+impl Setup {
+    /// Reports garbage at grid g-0001: urban's p-urban-li is told by SMS and email,
+    /// p-urban-zhao by email.
+    async fn report(&self, priority: Option<&str>) -> String {
+        let mut issue = json!({"category": "garbage", "unit": "g-0001",
+            "description": "小区门口垃圾堆积三天无人清运，气味难闻"});
+        if let Some(p) = priority {
+            issue["priority"] = json!(p);
+        }
+        let issue: Issue = serde_json::from_value(issue).unwrap();
+        let s = self.engine.submit(issue, "admin#1", None).await.unwrap();
+        s.issue.issue.id
+    }
+
+    async fn rows(&self, channel: &str) -> Vec<OutboxRow> {
+        let f = OutboxFilter {
+            limit: 1000,
+            ..Default::default()
+        };
+        self.engine
+            .store()
+            .outbox_page(&f)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.channel == channel)
+            .collect()
+    }
+
+    async fn drain(&self, now: &str) -> Pass {
+        self.clock.set(at(now));
+        self.delivery.drain(at(now)).await.unwrap()
+    }
+}
+
+fn parse(mail: &Mail) -> mailparse::ParsedMail<'_> {
+    mailparse::parse_mail(&mail.data).unwrap()
+}
+
+// ---- email ----------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_goes_through_a_real_smtp_server_with_a_chinese_subject_and_html() {
+    let (mailbox, port) = smtp_running();
+    let s = setup(&smtp_yaml(port), MORNING).await;
+    let id = s.report(None).await;
+    let pass = s.drain(MORNING).await;
+    assert_eq!((pass.sent, pass.dead, pass.retried), (2, 0, 0), "{pass:?}");
+
+    let mails = mailbox.mails();
+    assert_eq!(mails.len(), 2);
+    let to: HashSet<&str> = mails
+        .iter()
+        .flat_map(|m| m.to.iter().map(String::as_str))
+        .collect();
+    assert_eq!(
+        to,
+        HashSet::from(["urban.li@example.org", "urban.zhao@example.org"])
+    );
+    let li = &mailbox.to("urban.li@example.org")[0];
+    let raw = String::from_utf8_lossy(&li.data).to_string();
+    // The subject is RFC 2047-encoded on the wire; decoded, it is the template's Chinese.
+    let subject_line = raw
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("subject:"))
+        .unwrap();
+    assert!(
+        subject_line.to_ascii_lowercase().contains("=?utf-8?"),
+        "{subject_line}"
+    );
+    let parsed = parse(li);
+    let subject = parsed.headers.get_first_value("Subject").unwrap();
+    assert_eq!(subject, format!("【新派遣】垃圾堆放 {id}"));
+    assert!(
+        parsed
+            .headers
+            .get_first_value("From")
+            .unwrap()
+            .contains("网格化管理"),
+    );
+    let to_header = parsed.headers.get_first_value("To").unwrap();
+    assert!(to_header.contains("李卫东"), "{to_header}");
+    // multipart/alternative: the plain text and the HTML, both in Chinese.
+    assert_eq!(parsed.ctype.mimetype, "multipart/alternative");
+    let parts: Vec<(String, String)> = parsed
+        .subparts
+        .iter()
+        .map(|p| (p.ctype.mimetype.clone(), p.get_body().unwrap()))
+        .collect();
+    assert_eq!(parts.len(), 2, "{parts:?}");
+    assert_eq!(parts[0].0, "text/plain");
+    assert!(parts[0].1.contains("李卫东："), "{}", parts[0].1);
+    assert!(parts[0].1.contains("请及时签收并处置"), "{}", parts[0].1);
+    assert_eq!(parts[1].0, "text/html");
+    assert!(
+        parts[1].1.contains("<strong>垃圾堆放</strong>"),
+        "{}",
+        parts[1].1
+    );
+    // The Message-ID names the outbox row: a message sent twice keeps it.
+    let rows = s.rows("email").await;
+    let row = rows.iter().find(|r| r.person == "p-urban-li").unwrap();
+    assert_eq!(
+        parsed.headers.get_first_value("Message-ID").unwrap(),
+        format!("<escalade-{}@city.example>", row.id)
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r.status == "sent" && r.attempts == 1 && r.sent_at == Some(at(MORNING)))
+    );
+
+    // No SMS gateway is configured: the SMS stays queued, and the status says why.
+    let sms = s.rows("sms").await;
+    assert_eq!(sms.len(), 1);
+    assert_eq!((sms[0].status.as_str(), sms[0].attempts), ("queued", 0));
+    let status = s.delivery.status().await.unwrap();
+    assert_eq!(status["unconfigured"], json!(["sms"]), "{status}");
+    assert_eq!(status["channels"]["sms"]["queued"], 1);
+    assert_eq!(status["channels"]["email"]["configured"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_down_at_first_gets_the_email_once_it_is_up() {
+    let port = closed_port();
+    let s = setup(&smtp_yaml(port), MORNING).await;
+    s.report(None).await;
+    let pass = s.drain(MORNING).await;
+    assert_eq!((pass.sent, pass.retried), (0, 2), "{pass:?}");
+    for r in s.rows("email").await {
+        assert_eq!((r.status.as_str(), r.attempts), ("queued", 1));
+        assert!(r.last_error.as_deref().unwrap().contains("SMTP"), "{r:?}");
+        // Full jitter below the first backoff of 5 s, never at once.
+        assert!(
+            r.not_before > at(MORNING) && r.not_before <= at(MORNING) + Duration::seconds(5),
+            "{r:?}"
+        );
+    }
+    // Nothing is due again before the backoff ends.
+    assert_eq!(s.drain(MORNING).await.claimed, 0);
+
+    let mailbox = Mailbox::default();
+    start_smtp(
+        StdListener::bind(("127.0.0.1", port)).unwrap(),
+        mailbox.clone(),
+    );
+    let pass = s.drain("2026-03-03T10:00:05+08:00").await;
+    assert_eq!(pass.sent, 2, "{pass:?}");
+    assert_eq!(s.drain("2026-03-03T11:00:00+08:00").await.claimed, 0);
+    // Exactly once each.
+    assert_eq!(mailbox.to("urban.li@example.org").len(), 1);
+    assert_eq!(mailbox.to("urban.zhao@example.org").len(), 1);
+    assert_eq!(mailbox.mails().len(), 2);
+    for r in s.rows("email").await {
+        assert_eq!((r.status.as_str(), r.attempts), ("sent", 2));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failures_end_as_a_dead_letter_after_the_attempts_allowed() {
+    let port = closed_port();
+    let yaml = format!("{}delivery: {{max_attempts: 2}}\n", smtp_yaml(port));
+    let s = setup(&yaml, MORNING).await;
+    s.report(None).await;
+    assert_eq!(s.drain(MORNING).await.retried, 2);
+    let pass = s.drain("2026-03-03T10:01:00+08:00").await;
+    assert_eq!(pass.dead, 2, "{pass:?}");
+    for r in s.rows("email").await {
+        assert_eq!((r.status.as_str(), r.attempts), ("dead", 2));
+        assert!(
+            r.last_error
+                .as_deref()
+                .unwrap()
+                .contains("gave up after 2 attempts"),
+            "{r:?}"
+        );
+    }
+}
+
+/// The API in-process over the same engine and delivery, and an admin client.
+async fn api(s: &Setup) -> (String, reqwest::Client, tokio::sync::oneshot::Sender<()>) {
+    let state = Arc::new(AppState {
+        engine: s.engine.clone(),
+        scheduler_running: Arc::new(AtomicBool::new(true)),
+        photos: Arc::new(escalade::photos::PhotoStore::open(s.dir.path()).unwrap()),
+        photo_limits: Default::default(),
+        delivery: Some(s.delivery.clone()),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, state, 1 << 20, async {
+        let _ = stopped.await;
+    }));
+    let (token, hash) = escalade::auth::new_token();
+    s.engine
+        .store()
+        .create_token(&hash, "admin", None, Utc::now())
+        .await
+        .unwrap();
+    (base, support::client(&token), stop)
+}
+
+async fn get(c: &reqwest::Client, url: String) -> (u16, Value) {
+    let r = c.get(url).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn post_to(c: &reqwest::Client, url: String) -> (u16, Value) {
+    let r = c.post(url).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_recipient_is_a_dead_letter_retried_through_the_api() {
+    let (mailbox, port) = smtp_running();
+    mailbox
+        .refuse
+        .lock()
+        .unwrap()
+        .insert("urban.zhao@example.org".into());
+    let s = setup(&smtp_yaml(port), MORNING).await;
+    s.report(None).await;
+    let pass = s.drain(MORNING).await;
+    assert_eq!((pass.sent, pass.dead), (1, 1), "{pass:?}");
+    assert_eq!(mailbox.mails().len(), 1);
+
+    let (base, admin, _stop) = api(&s).await;
+    let (status, body) = get(&admin, format!("{base}/api/v1/outbox?status=dead")).await;
+    assert_eq!(status, 200, "{body}");
+    let dead = body["messages"].as_array().unwrap();
+    assert_eq!(dead.len(), 1, "{body}");
+    let d = &dead[0];
+    assert_eq!(d["address"], "urban.zhao@example.org");
+    assert_eq!(d["attempts"], 1);
+    assert!(d["last_error"].as_str().unwrap().contains("550"), "{d}");
+    assert!(d["not_before"].is_string() && d["sent_at"].is_null(), "{d}");
+    let dead_id = d["id"].as_i64().unwrap();
+
+    // Pages: one row a page, the cursor continues.
+    let (_, page) = get(&admin, format!("{base}/api/v1/outbox?limit=1")).await;
+    let cursor = page["next_cursor"].as_str().unwrap().to_string();
+    let (_, next) = get(
+        &admin,
+        format!("{base}/api/v1/outbox?limit=1&cursor={cursor}"),
+    )
+    .await;
+    assert!(
+        next["messages"][0]["id"].as_i64().unwrap() > page["messages"][0]["id"].as_i64().unwrap()
+    );
+    let (status, body) = get(&admin, format!("{base}/api/v1/outbox?status=lost")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_query"))
+    );
+
+    // Only a dead letter is retried.
+    let sent = s
+        .rows("email")
+        .await
+        .into_iter()
+        .find(|r| r.status == "sent")
+        .unwrap();
+    let (status, body) = post_to(&admin, format!("{base}/api/v1/outbox/{}/retry", sent.id)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("not_dead")),
+        "{body}"
+    );
+    let (status, _) = post_to(&admin, format!("{base}/api/v1/outbox/999999/retry")).await;
+    assert_eq!(status, 404);
+
+    // The mailbox exists now; the retried letter is delivered.
+    mailbox.refuse.lock().unwrap().clear();
+    let (status, body) = post_to(&admin, format!("{base}/api/v1/outbox/{dead_id}/retry")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["message"]["status"], "queued");
+    assert_eq!(body["message"]["attempts"], 0);
+    let pass = s.drain("2026-03-03T10:00:01+08:00").await;
+    assert_eq!(pass.sent, 1, "{pass:?}");
+    assert_eq!(mailbox.to("urban.zhao@example.org").len(), 1);
+    let (_, body) = get(&admin, format!("{base}/api/v1/outbox?status=dead")).await;
+    assert_eq!(body["messages"], json!([]));
+
+    // Readiness names the channel that has messages waiting and no configuration.
+    let (status, body) = get(&admin, format!("{base}/readyz")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["delivery"]["unconfigured"], json!(["sms"]), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_merges_emails_to_one_person_due_together() {
+    let (mailbox, port) = smtp_running();
+    let s = setup(&smtp_yaml(port), MORNING).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(s.report(None).await);
+    }
+    let pass = s.drain(MORNING).await;
+    assert_eq!((pass.sent, pass.digests), (6, 2), "{pass:?}");
+    let li = mailbox.to("urban.li@example.org");
+    assert_eq!(li.len(), 1, "three emails to one person are one digest");
+    let parsed = parse(&li[0]);
+    assert_eq!(
+        parsed.headers.get_first_value("Subject").unwrap(),
+        "【汇总】3 条通知"
+    );
+    let text = parsed.subparts[0].get_body().unwrap();
+    for id in &ids {
+        assert!(
+            text.contains(&format!("== 【新派遣】垃圾堆放 {id} ==")),
+            "{text}"
+        );
+    }
+    assert_eq!(mailbox.to("urban.zhao@example.org").len(), 1);
+
+    // Another one five minutes later waits for the window's end (15 minutes after the digest).
+    s.report(None).await;
+    let pass = s.drain("2026-03-03T10:05:00+08:00").await;
+    assert_eq!((pass.sent, pass.held), (0, 2), "{pass:?}");
+    let held: Vec<OutboxRow> = s
+        .rows("email")
+        .await
+        .into_iter()
+        .filter(|r| r.status == "queued")
+        .collect();
+    assert!(
+        held.iter()
+            .all(|r| r.not_before == at("2026-03-03T10:15:00+08:00") && r.attempts == 0)
+    );
+    assert_eq!(s.drain("2026-03-03T10:14:59+08:00").await.claimed, 0);
+    let pass = s.drain("2026-03-03T10:15:00+08:00").await;
+    assert_eq!((pass.sent, pass.digests), (2, 0), "{pass:?}");
+    assert_eq!(mailbox.to("urban.li@example.org").len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_report_is_rendered_from_its_own_variables_and_never_merged() {
+    use escalade_rules::jobs::{Named, OverdueDigestVars, OverdueIssue};
+    let (mailbox, port) = smtp_running();
+    let s = setup(&smtp_yaml(port), MORNING).await;
+    // An email of an issue to the same person first: a report does not wait for the digest.
+    s.report(None).await;
+    s.drain(MORNING).await;
+    let vars = OverdueDigestVars {
+        recipient: Named {
+            id: "p-urban-li".into(),
+            name: "李卫东".into(),
+        },
+        unit: Named {
+            id: "d-jinshui".into(),
+            name: "金水区".into(),
+        },
+        issues: vec![OverdueIssue {
+            id: "1".into(),
+            category_name: "垃圾堆放".into(),
+            unit_name: "网格一".into(),
+            department_name: "城市管理局".into(),
+            deadline_kind: "acknowledge".into(),
+            deadline_at: "2026-03-03 09:30".into(),
+            overdue_by: "30m".into(),
+        }],
+        as_of: "2026-03-03 10:01".into(),
+    };
+    let report = escalade::store::ReportMessage {
+        person: "p-urban-li".into(),
+        channel: escalade_rules::Channel::Email,
+        address: "urban.li@example.org".into(),
+        locale: "zh-CN".into(),
+        template: "overdue_digest".into(),
+        vars: serde_json::to_value(&vars).unwrap(),
+    };
+    let run = at("2026-03-03T10:01:00+08:00");
+    assert!(
+        s.engine
+            .store()
+            .record_run("overdue-digest", run, run, &[report])
+            .await
+            .unwrap()
+    );
+    let pass = s.drain("2026-03-03T10:01:00+08:00").await;
+    assert_eq!((pass.sent, pass.held, pass.digests), (1, 0, 0), "{pass:?}");
+    let mails = mailbox.to("urban.li@example.org");
+    assert_eq!(mails.len(), 2);
+    let parsed = parse(&mails[1]);
+    assert_eq!(
+        parsed.headers.get_first_value("Subject").unwrap(),
+        "【超时督办】金水区辖区 1 件问题超时未办结"
+    );
+    let row = s
+        .rows("email")
+        .await
+        .into_iter()
+        .find(|r| r.issue_id.is_none())
+        .unwrap();
+    assert_eq!((row.status.as_str(), row.kind.as_str()), ("sent", "report"));
+}
+
+// ---- SMS ------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sms_goes_through_the_gateway_with_the_configured_body_and_headers() {
+    let (g, base) = start_gateway().await;
+    let s = setup(&sms_yaml(&base, ""), MORNING).await;
+    let id = s.report(None).await;
+    let pass = s.drain(MORNING).await;
+    assert_eq!(pass.sent, 1, "{pass:?}");
+    let got = g.sms();
+    assert_eq!(got.len(), 1);
+    let body = got[0].json();
+    let row = &s.rows("sms").await[0];
+    assert_eq!(body["phone"], "+8613900000011");
+    assert_eq!(body["ref"], row.id.to_string());
+    assert_eq!(body["parts"], "1");
+    let text = body["content"].as_str().unwrap();
+    assert!(
+        text.starts_with("【网格化管理】") && text.contains(&id),
+        "{text}"
+    );
+    assert_eq!(got[0].headers["authorization"], "Bearer k-123");
+    assert_eq!(got[0].headers["x-tenant"], "city");
+    assert_eq!(got[0].headers["content-type"], "application/json");
+    assert_eq!(
+        (row.status.as_str(), row.attempts, row.segments),
+        ("sent", 1, Some(1))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_body_is_sent_as_a_form() {
+    let (g, base) = start_gateway().await;
+    let yaml = format!(
+        "sms:\n  url: {base}/send\n  body_format: form\n  body: {{mobile: \"{{{{ to }}}}\", msg: \"{{{{ text }}}}\"}}\n"
+    );
+    let s = setup(&yaml, MORNING).await;
+    s.report(None).await;
+    assert_eq!(s.drain(MORNING).await.sent, 1);
+    let got = &g.sms()[0];
+    assert_eq!(
+        got.headers["content-type"],
+        "application/x-www-form-urlencoded"
+    );
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&got.body).unwrap();
+    assert_eq!(form[0], ("mobile".into(), "+8613900000011".into()));
+    assert!(form[1].1.starts_with("【网格化管理】"), "{form:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_error_is_retried_and_the_sms_is_delivered_once() {
+    let (g, base) = start_gateway().await;
+    g.answer(&[(500, "upstream down")]);
+    let s = setup(&sms_yaml(&base, ""), MORNING).await;
+    s.report(None).await;
+    let pass = s.drain(MORNING).await;
+    assert_eq!(pass.retried, 1, "{pass:?}");
+    let row = &s.rows("sms").await[0];
+    assert!(
+        row.last_error.as_deref().unwrap().contains("500"),
+        "{row:?}"
+    );
+    let pass = s.drain("2026-03-03T10:00:05+08:00").await;
+    assert_eq!(pass.sent, 1, "{pass:?}");
+    assert_eq!(g.sms().len(), 2);
+    let row = &s.rows("sms").await[0];
+    assert_eq!((row.status.as_str(), row.attempts), ("sent", 2));
+    assert_eq!(s.drain("2026-03-03T12:00:00+08:00").await.claimed, 0);
+    assert_eq!(g.sms().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_error_is_a_dead_letter() {
+    let (g, base) = start_gateway().await;
+    g.answer(&[(400, r#"{"error": "invalid number"}"#)]);
+    let s = setup(&sms_yaml(&base, ""), MORNING).await;
+    s.report(None).await;
+    let pass = s.drain(MORNING).await;
+    assert_eq!(pass.dead, 1, "{pass:?}");
+    let row = &s.rows("sms").await[0];
+    assert_eq!(row.status, "dead");
+    let e = row.last_error.as_deref().unwrap();
+    assert!(e.contains("400") && e.contains("invalid number"), "{e}");
+    assert_eq!(s.drain("2026-03-03T12:00:00+08:00").await.claimed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_field_that_says_failure_is_dead_or_retried_as_configured() {
+    for (refused, status, attempts) in [("dead", "dead", 1), ("retry", "queued", 1)] {
+        let (g, base) = start_gateway().await;
+        g.answer(&[(200, r#"{"code": "7", "msg": "blacklisted"}"#)]);
+        let s = setup(
+            &sms_yaml(&base, &format!("  refused: {refused}\n")),
+            MORNING,
+        )
+        .await;
+        s.report(None).await;
+        s.drain(MORNING).await;
+        let row = &s.rows("sms").await[0];
+        assert_eq!(
+            (row.status.as_str(), row.attempts),
+            (status, attempts),
+            "{refused}"
+        );
+        let e = row.last_error.as_deref().unwrap();
+        assert!(
+            e.contains("`code` is \"7\"") && e.contains("blacklisted"),
+            "{e}"
+        );
+        if refused == "retry" {
+            // The next answer is a success.
+            assert_eq!(s.drain("2026-03-03T10:00:05+08:00").await.sent, 1);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_holds_across_a_batch() {
+    let (g, base) = start_gateway().await;
+    let s = setup(&sms_yaml(&base, "  rate_per_second: 20\n"), MORNING).await;
+    // A first message opens the connection, so the measured ones all reuse it.
+    s.report(None).await;
+    assert_eq!(s.drain(MORNING).await.sent, 1);
+    const N: usize = 6;
+    for _ in 0..N {
+        s.report(None).await;
+    }
+    let pass = s.drain(MORNING).await;
+    assert_eq!(pass.sent, N, "{pass:?}");
+    let got = g.sms();
+    assert_eq!(got.len(), N + 1);
+    let span = got[N].at - got[1].at;
+    // (N - 1) / R: 250 ms. The bucket spaces the sends by 50 ms each (a timer never fires
+    // early); the server's receive times carry each request's own trip over loopback, whose
+    // differences are tens of microseconds: a millisecond allows for them.
+    assert!(
+        span >= std::time::Duration::from_millis(249),
+        "{N} SMS at 20/s arrived within {span:?}"
+    );
+}
+
+// ---- quiet hours ----------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_hours_hold_an_sms_until_morning_and_an_urgent_one_goes_at_once() {
+    let (g, base) = start_gateway().await;
+    let night = "2026-03-03T23:00:00+08:00";
+    let s = setup(&sms_yaml(&base, ""), night).await;
+    let normal = s.report(None).await;
+    let urgent = s.report(Some("urgent")).await;
+    let pass = s.drain(night).await;
+    assert_eq!((pass.sent, pass.held), (1, 1), "{pass:?}");
+    let got = g.sms();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].json()["content"].as_str().unwrap().contains(&urgent));
+    let held = s
+        .rows("sms")
+        .await
+        .into_iter()
+        .find(|r| r.issue_id.as_deref() == Some(normal.as_str()))
+        .unwrap();
+    assert_eq!(held.status, "queued");
+    assert_eq!(held.not_before, at("2026-03-04T07:00:00+08:00"));
+    assert_eq!(held.attempts, 0, "being held is not an attempt");
+
+    assert_eq!(s.drain("2026-03-04T06:59:59+08:00").await.claimed, 0);
+    let pass = s.drain("2026-03-04T07:00:00+08:00").await;
+    assert_eq!(pass.sent, 1, "{pass:?}");
+    let got = g.sms();
+    assert_eq!(got.len(), 2);
+    assert!(got[1].json()["content"].as_str().unwrap().contains(&normal));
+}
+
+// ---- the webhook ----------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_is_posted_to_the_webhook_signed() {
+    use hmac::{Hmac, Mac};
+    let (g, base) = start_gateway().await;
+    let yaml = format!("webhook:\n  url: {base}/hook\n  secret_env: HOOK_KEY\n");
+    let s = setup(&yaml, MORNING).await;
+    let id = s.report(None).await;
+    s.engine
+        .act(&id, Event::Acknowledged, "department:urban#2")
+        .await
+        .unwrap();
+    let pass = s.drain(MORNING).await;
+    assert_eq!(pass.sent, 2, "{pass:?}");
+    let hooks = g.hooks();
+    assert_eq!(hooks.len(), 2);
+    let mut kinds = Vec::new();
+    for h in &hooks {
+        let sig = h.headers["x-escalade-signature"].to_str().unwrap();
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s3cret-key").unwrap();
+        mac.update(&h.body);
+        let hex = sig.strip_prefix("sha256=").unwrap();
+        mac.verify_slice(&hex::decode(hex).unwrap())
+            .expect("the signature verifies with the secret");
+        let mut wrong = Hmac::<sha2::Sha256>::new_from_slice(b"another key").unwrap();
+        wrong.update(&h.body);
+        assert!(wrong.verify_slice(&hex::decode(hex).unwrap()).is_err());
+        let body = h.json();
+        assert_eq!(body["issue_id"], id);
+        assert!(body["seq"].is_i64() && body["at"].is_string(), "{body}");
+        kinds.push((body["kind"].clone(), body["actor"].clone()));
+    }
+    kinds.sort_by_key(|k| k.0.to_string());
+    assert_eq!(
+        kinds,
+        [
+            (json!("acknowledged"), json!("department:urban#2")),
+            (json!("reported"), json!("admin#1"))
+        ]
+    );
+    // The messages are not the webhook's: with no email or SMS configured they stay queued.
+    assert_eq!(s.rows("email").await.len(), 2);
+    assert!(s.rows("email").await.iter().all(|r| r.status == "queued"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_webhook_no_event_is_queued_for_it() {
+    let (_g, base) = start_gateway().await;
+    let s = setup(&sms_yaml(&base, ""), MORNING).await;
+    s.report(None).await;
+    assert!(s.rows("webhook").await.is_empty());
+}
+
+// ---- leases and the CLI ---------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_of_a_worker_that_died_mid_send_go_again_when_the_lease_ends() {
+    let (g, base) = start_gateway().await;
+    let s = setup(&sms_yaml(&base, "delivery: {lease: 60s}\n"), MORNING).await;
+    s.report(None).await;
+    // A worker claims the row and dies before settling it.
+    let claimed = s
+        .engine
+        .store()
+        .claim("sms", at(MORNING), at(MORNING) + Duration::seconds(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(s.drain("2026-03-03T10:00:59+08:00").await.claimed, 0);
+    let pass = s.drain("2026-03-03T10:01:01+08:00").await;
+    assert_eq!(pass.sent, 1, "{pass:?}");
+    assert_eq!(g.sms().len(), 1);
+    let row = &s.rows("sms").await[0];
+    assert_eq!((row.status.as_str(), row.attempts), ("sent", 2));
+    assert_eq!(
+        s.delivery.status().await.unwrap()["channels"]["sms"]["sending"],
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_lists_dead_letters_and_retries_one() {
+    let (g, base) = start_gateway().await;
+    g.answer(&[(400, "no such number")]);
+    let s = setup(&sms_yaml(&base, ""), MORNING).await;
+    s.report(None).await;
+    s.drain(MORNING).await;
+    let dead = s.rows("sms").await[0].id;
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_escalade"))
+            .arg("outbox")
+            .args(args)
+            .env("ESCALADE_STATE_DIR", s.dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["list", "--status", "dead"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{dead}\t")))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains("dead\tsms\t+8613900000011") && line.contains("no such number"),
+        "{line}"
+    );
+    assert_eq!(
+        text.lines().count(),
+        2,
+        "a header and the one dead letter: {text}"
+    );
+
+    let out = cli(&["retry", &dead.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&["retry", &dead.to_string()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is queued, not dead"));
+    let out = cli(&["list", "--status", "lost"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    // Queued again, due at the CLI's (real) time, its attempts counted afresh.
+    let row = &s.rows("sms").await[0];
+    assert_eq!((row.status.as_str(), row.attempts), ("queued", 0));
+}
+
+// ---- the daemon ----------------------------------------------------------------------------
+
+/// The real binary, configured through the environment: its delivery workers post each event
+/// to the webhook, `/readyz` shows the channels, and SIGTERM stops them with the rest.
+#[test]
+fn the_daemon_delivers_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (g, base) = rt.block_on(start_gateway());
+    let dir = tempfile::tempdir().unwrap();
+    let admin = support::admin_token(dir.path(), CITY);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_escalade"))
+        .args(["run", "--rules", CITY])
+        .env("ESCALADE_LISTEN", "127.0.0.1:0")
+        .env("ESCALADE_STATE_DIR", dir.path())
+        .env("ESCALADE_WEBHOOK_URL", format!("{base}/hook"))
+        .env("ESCALADE_WEBHOOK_SECRET_ENV", "HOOK_KEY")
+        .env("HOOK_KEY", "s3cret-key")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let daemon = support::Daemon(child);
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the daemon logs where it listens")
+            .unwrap();
+        if let Some(i) = line.find("listen=") {
+            break line[i + 7..].split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    rt.block_on(async {
+        let c = support::client(&admin);
+        let r = c
+            .post(format!("http://{addr}/api/v1/issues"))
+            .json(&json!({"category": "garbage", "unit": "g-0001", "description": "垃圾堆积"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let started = Instant::now();
+        while g.hooks().is_empty() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "no webhook call"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(g.hooks()[0].json()["kind"], "reported");
+        let ready: Value = c
+            .get(format!("http://{addr}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            ready["delivery"]["channels"]["webhook"]["configured"], true,
+            "{ready}"
+        );
+        assert_eq!(
+            ready["delivery"]["unconfigured"],
+            json!(["email", "sms"]),
+            "{ready}"
+        );
+    });
+    let mut daemon = daemon;
+    Command::new("kill")
+        .args(["-TERM", &daemon.0.id().to_string()])
+        .status()
+        .unwrap();
+    let status = daemon.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
