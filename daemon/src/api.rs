@@ -253,7 +253,7 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError>
     if let Some(d) = &s.delivery {
         // Which channels are configured, and which have rows waiting without one: those stay
         // queued, never dropped. The API itself is ready either way.
-        body["delivery"] = d.status().await.unwrap_or(Value::Null);
+        body["delivery"] = d.readiness().await.unwrap_or(Value::Null);
     }
     if store && scheduler {
         Ok(Json(body))

@@ -10,7 +10,11 @@ use escalade_rules::{Decision, Event, Issue, IssueState, Outcome, Refusal, RuleS
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
-use crate::store::{Meeting, Store, StoreError, StoredIssue, Submitted};
+use std::collections::HashSet;
+
+use futures_util::future::join_all;
+
+use crate::store::{DueTimer, Meeting, Store, StoreError, StoredIssue, Submitted};
 
 /// Where the engine gets the time. The daemon uses the system clock; tests use a manual one,
 /// which nothing in the binary can reach.
@@ -103,6 +107,9 @@ const CONFLICT_RETRIES: usize = 8;
 
 /// Timers fired in one pass at most, so a pass cannot run without end.
 const MAX_FIRINGS: usize = 10_000;
+
+/// Issues whose timers fire together.
+const FIRE_BATCH: i64 = 256;
 
 impl Engine {
     pub fn new(store: Store, rules: RuleSet, clock: Arc<dyn Clock>) -> Engine {
@@ -364,32 +371,48 @@ impl Engine {
         }
     }
 
-    /// Fires every timer due now, earliest first, each as an event of its issue. Returns how
-    /// many fired. Timers that fell due while the daemon was down fire here at start-up.
+    /// Fires every timer due now, each as an event of its issue. Returns how many fired.
+    /// Timers that fell due while the daemon was down fire here, in the scheduler's first pass.
+    ///
+    /// Each pass takes the earliest due timer of each of up to `FIRE_BATCH` issues and fires
+    /// them together: one issue's timers fire one after another in due order, while different
+    /// issues' decisions share the store's group commits instead of paying one each.
     pub async fn fire_due(&self) -> Result<usize> {
         let mut fired = 0;
         while fired < MAX_FIRINGS {
             let now = self.clock.now();
-            let Some(t) = self.store.due(now, 1).await?.into_iter().next() else {
+            let due = self.store.due(now, FIRE_BATCH).await?;
+            if due.is_empty() {
                 break;
-            };
-            match self.act(&t.issue_id, t.event.clone(), "scheduler").await {
-                Ok(_) => {}
-                // A timer is never refused by the rules; should the issue be gone or the
-                // decision fail, the timer is dropped rather than retried forever.
-                Err(
-                    e @ (EngineError::NotFound(_)
-                    | EngineError::Refused(_)
-                    | EngineError::Decide(_)),
-                ) => {
-                    tracing::error!(timer = t.id, issue = %t.issue_id, error = %e, "timer dropped");
-                    self.store.drop_timer(t.id).await?;
-                }
-                Err(e) => return Err(e),
             }
-            fired += 1;
+            let mut issues = HashSet::new();
+            let batch: Vec<DueTimer> = due
+                .into_iter()
+                .filter(|t| issues.insert(t.issue_id.clone()))
+                .collect();
+            let results = join_all(batch.iter().map(|t| self.fire(t))).await;
+            for r in results {
+                r?;
+            }
+            fired += batch.len();
         }
         Ok(fired)
+    }
+
+    /// Fires one timer. A timer is never refused by the rules; should the issue be gone or the
+    /// decision fail, the timer is dropped rather than retried forever.
+    async fn fire(&self, t: &DueTimer) -> Result<()> {
+        match self.act(&t.issue_id, t.event.clone(), "scheduler").await {
+            Ok(_) => Ok(()),
+            Err(
+                e @ (EngineError::NotFound(_) | EngineError::Refused(_) | EngineError::Decide(_)),
+            ) => {
+                tracing::error!(timer = t.id, issue = %t.issue_id, error = %e, "timer dropped");
+                self.store.drop_timer(t.id).await?;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The scheduler: fires due timers, then sleeps until the earliest pending one (or a minute,

@@ -335,8 +335,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-/// Start-up: migrate the store, fire the timers that fell due while down, start the scheduler,
-/// then listen. SIGTERM or SIGINT stops accepting, finishes the requests in flight and exits.
+/// Start-up: migrate the store, start the scheduler (whose first pass fires the timers that fell
+/// due while the daemon was down, in batches) and the workers, then listen at once: a backlog of
+/// due timers does not hold up serving. SIGTERM or SIGINT stops accepting, finishes the requests in flight and exits.
 async fn daemon(cfg: escalade::config::Config, rules: RuleSet) -> Result<(), String> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -365,10 +366,6 @@ async fn daemon(cfg: escalade::config::Config, rules: RuleSet) -> Result<(), Str
         .map_err(|e| format!("{}: {e}", db.display()))?;
     let version = rules.version.clone();
     let engine = Arc::new(Engine::new(store, rules, Arc::new(SystemClock)));
-    let fired = engine
-        .fire_due()
-        .await
-        .map_err(|e| format!("firing due timers: {e}"))?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let running = Arc::new(AtomicBool::new(true));
     let scheduler = tokio::spawn(engine.clone().run_scheduler(stopped.clone()));
@@ -384,7 +381,6 @@ async fn daemon(cfg: escalade::config::Config, rules: RuleSet) -> Result<(), Str
         database = %db.display(),
         rules = %cfg.rules.display(),
         rules_version = %&version[..16],
-        timers_fired_at_start = fired,
         "escalade is serving"
     );
     let state = Arc::new(escalade::api::AppState {

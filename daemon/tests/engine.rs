@@ -323,3 +323,45 @@ async fn assignments_follow_the_issue_and_evaluations_are_kept() {
         )
     );
 }
+
+/// A backlog of due timers across many issues fires in batches: every issue escalates, each
+/// issue's own timers in due order, and the result is the one-by-one result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_of_due_timers_fires_in_batches_each_issue_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(at("2026-03-02T10:00:00+08:00")));
+    let e = engine(&dir.path().join("db.sqlite"), &clock).await;
+    let mut ids = Vec::new();
+    for _ in 0..300 {
+        let id = e.submit(garbage(), "r", None).await.unwrap().issue.issue.id;
+        e.act(&id, Event::Acknowledged, "d").await.unwrap();
+        ids.push(id);
+    }
+    clock.set(at("2026-03-03T10:00:00+08:00"));
+    // Two due timers per issue (the reminder at 09:30, the deadline at 10:00), 300 issues: more
+    // than one batch.
+    assert_eq!(e.fire_due().await.unwrap(), 600);
+    for id in &ids {
+        let s = e.store().issue(id).await.unwrap().unwrap();
+        assert_eq!(s.state.tier.as_deref(), Some("street"), "issue {id}");
+        let kinds: Vec<String> = e
+            .store()
+            .timeline(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "reported",
+                "acknowledged",
+                "reminder_due",
+                "deadline_passed"
+            ],
+            "issue {id}"
+        );
+    }
+    assert_eq!(e.fire_due().await.unwrap(), 0);
+}

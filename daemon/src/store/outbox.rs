@@ -133,6 +133,13 @@ impl Store {
         }
     }
 
+    /// Whether a channel has rows waiting (queued or sending): an index lookup, not a count.
+    pub async fn outbox_waiting(&self, channel: &str) -> Result<bool> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.outbox_waiting(channel).await,
+        }
+    }
+
     /// The earliest `not_before` of a channel's queued rows.
     pub async fn next_not_before(&self, channel: &str) -> Result<Option<DateTime<Utc>>> {
         match &self.backend {

@@ -216,7 +216,7 @@ impl SqliteStore {
     /// The earliest pending timer, if any.
     pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
         let due: Option<i64> = sqlx::query_scalar("SELECT MIN(due) FROM timers")
-            .fetch_one(&self.writer)
+            .fetch_one(&self.reader)
             .await?;
         due.map(instant).transpose()
     }
@@ -228,7 +228,7 @@ impl SqliteStore {
         )
         .bind(millis(now))
         .bind(limit)
-        .fetch_all(&self.writer)
+        .fetch_all(&self.reader)
         .await?;
         rows.into_iter()
             .map(|r| {

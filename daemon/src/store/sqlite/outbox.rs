@@ -238,6 +238,18 @@ impl SqliteStore {
             .collect())
     }
 
+    /// Whether a channel has rows queued or sending.
+    pub async fn outbox_waiting(&self, channel: &str) -> Result<bool> {
+        let waiting: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM outbox WHERE channel = ?1 AND status = 'queued')
+                 OR EXISTS (SELECT 1 FROM outbox WHERE channel = ?1 AND status = 'sending')",
+        )
+        .bind(channel)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(waiting)
+    }
+
     /// The earliest `not_before` of a channel's queued rows.
     pub async fn next_not_before(&self, channel: &str) -> Result<Option<DateTime<Utc>>> {
         let t: Option<i64> = sqlx::query_scalar(
