@@ -3,11 +3,9 @@
 
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use escalade::api::{AppState, serve};
 use escalade::engine::{Engine, ManualClock};
 use escalade::store::Store;
 use escalade_rules::RuleSet;
@@ -50,19 +48,7 @@ async fn start(max_body: usize) -> Server {
         clock.clone(),
     ));
     let admin = token(&engine, "admin", None).await;
-    let state = Arc::new(AppState {
-        engine: engine.clone(),
-        scheduler_running: Arc::new(AtomicBool::new(true)),
-        photos: Arc::new(escalade::photos::PhotoStore::open(dir.path()).unwrap()),
-        photo_limits: Default::default(),
-        delivery: None,
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, state, max_body, async {
-        let _ = stopped.await;
-    }));
+    let (base, stop) = support::serve_api(engine.clone(), dir.path(), max_body).await;
     Server {
         base,
         engine,

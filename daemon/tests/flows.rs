@@ -6,10 +6,8 @@
 //! a flow that passes in memory but not in the daemon fails here.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, Utc};
-use escalade::api::{AppState, serve};
 use escalade::engine::{Clock, Engine, ManualClock};
 use escalade::store::Store;
 use escalade_rules::ruletest::{Replay, Sent, run_with};
@@ -52,19 +50,7 @@ impl<'a> ApiReplay<'a> {
                 .await
                 .unwrap();
             let engine = Arc::new(Engine::with_rules(store, rules.clone(), clock.clone()));
-            let state = Arc::new(AppState {
-                engine: engine.clone(),
-                scheduler_running: Arc::new(AtomicBool::new(true)),
-                photos: Arc::new(escalade::photos::PhotoStore::open(dir.path()).unwrap()),
-                photo_limits: Default::default(),
-                delivery: None,
-            });
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let base = format!("http://{}", listener.local_addr().unwrap());
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            tokio::spawn(serve(listener, state, 1 << 20, async {
-                let _ = stopped.await;
-            }));
+            let (base, stop) = support::serve_api(engine.clone(), dir.path(), 1 << 20).await;
             (engine, base, stop)
         });
         let mut r = ApiReplay {

@@ -3,10 +3,8 @@
 //! a recording repeated or contradicted, bad outcomes that change nothing; and comments.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, FixedOffset, Utc};
-use escalade::api::{AppState, serve};
 use escalade::engine::{Engine, ManualClock};
 use escalade::store::Store;
 use escalade_rules::RuleSet;
@@ -41,19 +39,7 @@ async fn start() -> Server {
         RuleSet::load(CITY).unwrap(),
         clock.clone(),
     ));
-    let state = Arc::new(AppState {
-        engine: engine.clone(),
-        scheduler_running: Arc::new(AtomicBool::new(true)),
-        photos: Arc::new(escalade::photos::PhotoStore::open(dir.path()).unwrap()),
-        photo_limits: Default::default(),
-        delivery: None,
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, state, 1 << 20, async {
-        let _ = stopped.await;
-    }));
+    let (base, stop) = support::serve_api(engine.clone(), dir.path(), 1 << 20).await;
     Server {
         base,
         engine,

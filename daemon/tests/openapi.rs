@@ -11,10 +11,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, Utc};
-use escalade::api::{AppState, serve};
 use escalade::engine::{Engine, ManualClock};
 use escalade::store::Store;
 use escalade_rules::RuleSet;
@@ -283,19 +281,7 @@ async fn start() -> Server {
         .unwrap();
     let clock = Arc::new(ManualClock::new(at("2026-03-03T10:00:00+08:00")));
     let engine = Arc::new(Engine::new(store, RuleSet::load(CITY).unwrap(), clock));
-    let state = Arc::new(AppState {
-        engine: engine.clone(),
-        scheduler_running: Arc::new(AtomicBool::new(true)),
-        photos: Arc::new(escalade::photos::PhotoStore::open(dir.path()).unwrap()),
-        photo_limits: Default::default(),
-        delivery: None,
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, state, 1 << 20, async {
-        let _ = stopped.await;
-    }));
+    let (base, stop) = support::serve_api(engine.clone(), dir.path(), 1 << 20).await;
     Server {
         base,
         engine,

@@ -71,3 +71,27 @@ pub fn client(token: &str) -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// The API of `engine` served in-process on port 0, photos kept under `state_dir`, delivery not
+/// started: its base URL, and the sender that stops it (dropping the sender stops it too).
+pub async fn serve_api(
+    engine: std::sync::Arc<escalade::engine::Engine>,
+    state_dir: &Path,
+    max_body: usize,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    use std::sync::Arc;
+    let state = Arc::new(escalade::api::AppState {
+        engine,
+        scheduler_running: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        photos: Arc::new(escalade::photos::PhotoStore::open(state_dir).unwrap()),
+        photo_limits: Default::default(),
+        delivery: None,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(escalade::api::serve(listener, state, max_body, async {
+        let _ = stopped.await;
+    }));
+    (base, stop)
+}
