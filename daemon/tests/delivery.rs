@@ -430,6 +430,69 @@ async fn a_server_down_at_first_gets_the_email_once_it_is_up() {
     }
 }
 
+/// A relay with STARTTLS and a certificate of a private authority: trusted through `ca_file`,
+/// the email goes encrypted; without it, the certificate is refused and the email waits, retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_to_a_relay_whose_certificate_the_ca_file_vouches_for() {
+    // This test binary links two rustls providers (the test server's and the daemon's): name one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let certs = tempfile::tempdir().unwrap();
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = certs.path().join("relay.pem");
+    let key = certs.path().join("relay.key");
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.key_pair.serialize_pem()).unwrap();
+    let listener = StdListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mailbox = Mailbox::default();
+    let tls_box = mailbox.clone();
+    let (cert_path, key_path) = (cert.display().to_string(), key.display().to_string());
+    std::thread::spawn(move || {
+        let mut server = SmtpServer::new(tls_box);
+        server
+            .with_name("localhost")
+            .with_num_threads(4)
+            .with_ssl(mailin_embedded::SslConfig::SelfSigned {
+                cert_path,
+                key_path,
+            })
+            .unwrap()
+            .with_tcp_listener(listener);
+        let _ = server.serve();
+    });
+    let yaml = |ca: &str| {
+        format!(
+            "smtp:\n  host: localhost\n  port: {port}\n  tls: starttls\n  from: escalade@city.example\n  timeout: 5s\n{ca}"
+        )
+    };
+
+    // Not trusted: refused at the handshake, retried later, nothing delivered.
+    let s = setup(&yaml(""), MORNING).await;
+    s.report(None).await;
+    let pass = s.drain(MORNING).await;
+    assert_eq!((pass.sent, pass.retried), (0, 2), "{pass:?}");
+    for r in s.rows("email").await {
+        assert_eq!(r.status, "queued");
+        assert!(
+            r.last_error
+                .as_deref()
+                .unwrap()
+                .to_lowercase()
+                .contains("certificate"),
+            "{r:?}"
+        );
+    }
+    assert!(mailbox.mails().is_empty());
+
+    // Trusted through `ca_file`: delivered, once each.
+    let s = setup(&yaml(&format!("  ca_file: {}\n", cert.display())), MORNING).await;
+    s.report(None).await;
+    let pass = s.drain(MORNING).await;
+    assert_eq!(pass.sent, 2, "{pass:?}");
+    assert_eq!(mailbox.to("urban.li@example.org").len(), 1);
+    assert_eq!(mailbox.mails().len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_failures_end_as_a_dead_letter_after_the_attempts_allowed() {
     let port = closed_port();

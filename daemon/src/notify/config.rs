@@ -114,6 +114,10 @@ pub struct SmtpConfig {
     pub password_file: Option<PathBuf>,
     #[serde(default, rename = "password", deserialize_with = "no_password")]
     pub password_literal: Option<NoLiteral>,
+    /// A PEM file of certificate authorities to trust besides the system's, for a relay whose
+    /// certificate a private authority signed.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// The sender: `escalade@city.example` or `网格化管理 <escalade@city.example>`.
     pub from: String,
     /// Connections kept open to the relay, and sends at once at most.
@@ -140,6 +144,7 @@ impl Default for SmtpConfig {
             password_env: None,
             password_file: None,
             password_literal: None,
+            ca_file: None,
             from: String::new(),
             pool: default_pool(),
             workers: default_workers(),

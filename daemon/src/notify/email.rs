@@ -16,7 +16,7 @@ use escalade_rules::template::Rendered;
 use lettre::address::Envelope;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use tokio::sync::Semaphore;
 
@@ -40,6 +40,8 @@ pub struct Email {
     idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
     /// Sends at once at most, so connections at most: the pool's size.
     slots: Semaphore,
+    /// Authorities trusted besides the system's (`ca_file`).
+    roots: Vec<Certificate>,
 }
 
 impl Email {
@@ -48,7 +50,21 @@ impl Email {
             .from
             .parse()
             .map_err(|e| format!("smtp.from: `{}`: {e}", c.from))?;
+        let roots = match &c.ca_file {
+            None => Vec::new(),
+            Some(f) => {
+                let pem = std::fs::read(f)
+                    .map_err(|e| format!("smtp.ca_file: cannot read {}: {e}", f.display()))?;
+                vec![Certificate::from_pem(&pem).map_err(|e| {
+                    format!(
+                        "smtp.ca_file: {} is not a PEM certificate: {e}",
+                        f.display()
+                    )
+                })?]
+            }
+        };
         Ok(Email {
+            roots,
             host: c.host.clone(),
             port: c.port(),
             tls: c.tls,
@@ -149,7 +165,15 @@ impl Email {
     async fn connect(&self) -> Result<AsyncSmtpConnection, Failure> {
         let transient = |error: String| Failure::Transient { error, after: None };
         let classify = |e: lettre::transport::smtp::Error| transient(format!("SMTP: {e}"));
-        let tls = || TlsParameters::new(self.host.clone()).map_err(classify);
+        let tls = || {
+            self.roots
+                .iter()
+                .fold(TlsParameters::builder(self.host.clone()), |b, c| {
+                    b.add_root_certificate(c.clone())
+                })
+                .build_rustls()
+                .map_err(classify)
+        };
         let mut conn = match self.tls {
             TlsMode::Tls => AsyncSmtpConnection::connect_tokio1(
                 (self.host.as_str(), self.port),
