@@ -1,4 +1,4 @@
-//! The `escalade` command: rule tools now, the daemon next.
+//! The `escalade` command: the daemon (`run`), its tokens and outbox, and the rule tools.
 //!
 //! Exit codes: 0 success, 1 rule errors or failing rule tests, 2 usage errors (bad flags,
 //! unreadable or malformed input files).
