@@ -466,7 +466,7 @@ async fn run_list(
         from: q.from.map(|t| t.with_timezone(&chrono::Utc)),
         to: q.to.map(|t| t.with_timezone(&chrono::Utc)),
         after: None,
-        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+        limit: page_limit(q.limit),
     };
     if let Some(st) = &f.state
         && ![
@@ -528,9 +528,15 @@ async fn run_list(
     Ok(Json(json!({"issues": issues, "next_cursor": next})))
 }
 
-fn query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
+/// A page's size: 100 unless asked, at most 1,000.
+fn page_limit(asked: Option<i64>) -> i64 {
+    asked.unwrap_or(100).clamp(1, 1000)
+}
+
+/// A query string as `T`; none at all is `T::default()`.
+fn query<T: serde::de::DeserializeOwned + Default>(raw: Option<&str>) -> Result<T, ApiError> {
     match raw {
-        None | Some("") => Ok(ListQuery::default()),
+        None | Some("") => Ok(T::default()),
         Some(q) => serde_urlencoded::from_str(q).map_err(|e| bad_query("query", e.to_string())),
     }
 }
@@ -555,7 +561,7 @@ async fn queue(
     if s.engine.rules().org.department(&id).is_none() {
         return Err(not_found(format!("department {id}")));
     }
-    let mut q = query(uri.query())?;
+    let mut q: ListQuery = query(uri.query())?;
     q.department = Some(id);
     run_list(&s, &actor, q, true).await
 }
@@ -571,7 +577,7 @@ async fn overdue(
     if s.engine.rules().org.unit(&id).is_none() {
         return Err(not_found(format!("unit {id}")));
     }
-    let mut q = query(uri.query())?;
+    let mut q: ListQuery = query(uri.query())?;
     q.unit = Some(id);
     q.overdue = Some(true);
     run_list(&s, &actor, q, true).await

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset, Utc};
-use escalade::engine::{Engine, ManualClock};
+use escalade::engine::{Clock, Engine, ManualClock};
 use escalade::jobs::{Ran, run_due};
 use escalade::store::Store;
 use escalade_rules::{Event, Issue, RuleSet};
@@ -58,7 +58,7 @@ async fn reports_run_at_their_local_times_once_across_restarts() {
     let clock = Arc::new(ManualClock::new(at("2026-03-02T10:00:00+08:00")));
     {
         let e = engine(&db, &clock).await;
-        assert_eq!(run_due(&e, clock_now(&clock)).await.unwrap(), []);
+        assert_eq!(run_due(&e, clock.now()).await.unwrap(), []);
         let garbage = Issue {
             category: "garbage".into(),
             unit: "g-0001".into(),
@@ -89,14 +89,14 @@ async fn reports_run_at_their_local_times_once_across_restarts() {
 
         // Tuesday 07:59: not yet. 08:00: the weekday digest, once.
         clock.set(at("2026-03-03T07:59:00+08:00"));
-        assert_eq!(run_due(&e, clock_now(&clock)).await.unwrap(), []);
+        assert_eq!(run_due(&e, clock.now()).await.unwrap(), []);
         clock.set(at("2026-03-03T08:00:00+08:00"));
-        let r = run_due(&e, clock_now(&clock)).await.unwrap();
+        let r = run_due(&e, clock.now()).await.unwrap();
         assert_eq!(r.len(), 1, "{r:?}");
         assert_eq!(r[0].job, "overdue-digest");
         assert_eq!(r[0].scheduled_at, at("2026-03-03T00:00:00Z"));
         clock.set(at("2026-03-03T08:00:30+08:00"));
-        assert_eq!(run_due(&e, clock_now(&clock)).await.unwrap(), []);
+        assert_eq!(run_due(&e, clock.now()).await.unwrap(), []);
 
         // The street, district and city leaders above g-0001 each get the overdue issue; the
         // grid and community leaders are not on the job's tiers; g-0106's issue is not overdue.
@@ -127,7 +127,7 @@ async fn reports_run_at_their_local_times_once_across_restarts() {
     clock.set(at("2026-03-03T08:01:00+08:00"));
     {
         let e = engine(&db, &clock).await;
-        assert_eq!(run_due(&e, clock_now(&clock)).await.unwrap(), []);
+        assert_eq!(run_due(&e, clock.now()).await.unwrap(), []);
         e.store().close().await;
     }
 
@@ -136,17 +136,17 @@ async fn reports_run_at_their_local_times_once_across_restarts() {
     clock.set(at("2026-03-05T12:00:00+08:00"));
     {
         let e = engine(&db, &clock).await;
-        let r = run_due(&e, clock_now(&clock)).await.unwrap();
+        let r = run_due(&e, clock.now()).await.unwrap();
         assert_eq!(r, [ran("overdue-digest", "2026-03-05T00:00:00Z", 3)]);
-        assert_eq!(run_due(&e, clock_now(&clock)).await.unwrap(), []);
+        assert_eq!(run_due(&e, clock.now()).await.unwrap(), []);
 
         // Monday 03-09 09:00: the scorecard of the week before, to each department's contacts
         // (their own row) and to the mayor (every department's). The digest ran at 08:00.
         clock.set(at("2026-03-09T08:00:00+08:00"));
-        let r = run_due(&e, clock_now(&clock)).await.unwrap();
+        let r = run_due(&e, clock.now()).await.unwrap();
         assert_eq!(r.len(), 1);
         clock.set(at("2026-03-09T09:00:00+08:00"));
-        let r = run_due(&e, clock_now(&clock)).await.unwrap();
+        let r = run_due(&e, clock.now()).await.unwrap();
         assert_eq!(r.len(), 1, "{r:?}");
         assert_eq!(r[0].job, "weekly-scorecard");
         let sent = reports(&db).await;
@@ -180,9 +180,4 @@ async fn reports_run_at_their_local_times_once_across_restarts() {
                 .unwrap_or_else(|e| panic!("{template} for {person}: {e}"));
         }
     }
-}
-
-fn clock_now(c: &ManualClock) -> DateTime<Utc> {
-    use escalade::engine::Clock;
-    c.now()
 }

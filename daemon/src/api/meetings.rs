@@ -10,7 +10,10 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, authenticate, bad_query, body_error, forbidden, not_found, parse};
+use super::{
+    ApiError, AppState, authenticate, bad_query, body_error, forbidden, not_found, page_limit,
+    parse, query,
+};
 use crate::auth::{Actor, Role};
 use crate::engine::{EngineError, OutcomeRecord};
 use crate::store::{Meeting, MeetingFilter};
@@ -41,13 +44,10 @@ pub(super) async fn list(
     uri: axum::http::Uri,
 ) -> Result<Json<Value>, ApiError> {
     let actor = authenticate(&s, &headers).await?;
-    let q: MeetingQuery = match uri.query() {
-        None | Some("") => MeetingQuery::default(),
-        Some(q) => serde_urlencoded::from_str(q).map_err(|e| bad_query("query", e.to_string()))?,
-    };
+    let q: MeetingQuery = query(uri.query())?;
     let mut f = MeetingFilter {
         status: q.status,
-        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+        limit: page_limit(q.limit),
         ..Default::default()
     };
     if let Some(st) = &f.status

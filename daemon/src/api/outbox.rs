@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, authenticate, bad_query, forbidden, not_found};
+use super::{ApiError, AppState, authenticate, bad_query, forbidden, not_found, page_limit, query};
 use crate::auth::Role;
 use crate::engine::EngineError;
 use crate::store::{OutboxFilter, Requeue};
@@ -31,10 +31,7 @@ pub(super) async fn list(
     uri: axum::http::Uri,
 ) -> Result<Json<Value>, ApiError> {
     let actor = authenticate(&s, &headers).await?;
-    let q: OutboxQuery = match uri.query() {
-        None | Some("") => OutboxQuery::default(),
-        Some(q) => serde_urlencoded::from_str(q).map_err(|e| bad_query("query", e.to_string()))?,
-    };
+    let q: OutboxQuery = query(uri.query())?;
     if actor.role != Role::Admin {
         return Err(forbidden(&actor, "read the outbox"));
     }
@@ -56,7 +53,7 @@ pub(super) async fn list(
     let f = OutboxFilter {
         status: q.status,
         after,
-        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+        limit: page_limit(q.limit),
     };
     let rows = s
         .engine

@@ -632,6 +632,7 @@ async fn write_batch(
     let mut replays: Vec<(usize, usize)> = Vec::new();
     let mut creates: Vec<Write> = Vec::new();
     let mut applies: Vec<(Write, i64)> = Vec::new();
+    let mut applying: HashSet<&str> = HashSet::new();
     for (i, job) in batch.iter().enumerate() {
         match job {
             Job::Create {
@@ -695,7 +696,7 @@ async fn write_batch(
                 ..
             } => {
                 // One change per issue and batch: a second one read the same version.
-                if applies.iter().any(|(w, _)| w.issue_id == id) {
+                if !applying.insert(id.as_str()) {
                     out[i] = Some(Done::Applied(Err(StoreError::Conflict(id.clone()))));
                     continue;
                 }
@@ -828,21 +829,13 @@ async fn write_batch(
         })
     };
 
-    // A decision's timers replace the issue's pending set (a new issue has none).
-    let replaced: Vec<&str> = writes
+    // A decision's timers and assignments replace the issue's (a new issue has none).
+    let existing: Vec<&str> = writes
         .iter()
         .filter(|w| *w.event != Event::Reported)
         .map(|w| w.issue_id)
         .collect();
-    for chunk in replaced.chunks(MAX_VARS) {
-        let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM timers WHERE issue_id IN (");
-        let mut list = q.separated(", ");
-        for id in chunk {
-            list.push_bind(*id);
-        }
-        q.push(")");
-        q.build().execute(&mut *tx).await?;
-    }
+    delete_of_issues(tx, "timers", &existing).await?;
     let timers: Vec<(&str, &Timer)> = writes
         .iter()
         .flat_map(|w| w.decision.timers.iter().map(move |t| (w.issue_id, t)))
@@ -931,21 +924,8 @@ async fn write_batch(
         }
     }
 
-    // The current assignments of every issue written, replacing its previous ones.
-    let moved: Vec<&str> = writes
-        .iter()
-        .filter(|w| *w.event != Event::Reported)
-        .map(|w| w.issue_id)
-        .collect();
-    for chunk in moved.chunks(MAX_VARS) {
-        let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM assignments WHERE issue_id IN (");
-        let mut list = q.separated(", ");
-        for id in chunk {
-            list.push_bind(*id);
-        }
-        q.push(")");
-        q.build().execute(&mut *tx).await?;
-    }
+    // The current assignments of every issue written.
+    delete_of_issues(tx, "assignments", &existing).await?;
     let assigned: Vec<(&str, &str, bool)> = writes
         .iter()
         .flat_map(|w| {
@@ -1034,6 +1014,24 @@ async fn write_batch(
         .into_iter()
         .map(|d| d.expect("every job of a batch is answered"))
         .collect())
+}
+
+/// Deletes the rows of `table` that belong to `issues`.
+async fn delete_of_issues(
+    tx: &mut SqliteConnection,
+    table: &str,
+    issues: &[&str],
+) -> std::result::Result<(), sqlx::Error> {
+    for chunk in issues.chunks(MAX_VARS) {
+        let mut q = QueryBuilder::<Sqlite>::new(format!("DELETE FROM {table} WHERE issue_id IN ("));
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        q.push(")");
+        q.build().execute(&mut *tx).await?;
+    }
+    Ok(())
 }
 
 /// Puts an issue on the agenda of the scheduled meeting of its kind at its time, creating the
