@@ -26,6 +26,7 @@ pub use decide::{Decision, Enforcement, MeetingCall, Message, Timer};
 pub use diag::{Diagnostic, Diagnostics};
 pub use issue::{DeadlineKind, Event, Issue, IssueState, Outcome, Refusal, State};
 pub use jobs::{Job, Report};
+pub use load::Source;
 pub use model::RuleSet;
 pub use notify::{Notifications, SmsEncoding, SmsSegments, cap_sms, sms_segments};
 pub use spec::{Channel, Priority};

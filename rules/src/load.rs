@@ -19,11 +19,84 @@ use crate::script::Scripts;
 use crate::spec::{self, Channel, Document, Priority, SECTIONS};
 use crate::template::{KINDS, REPORT_KINDS, Templates};
 
+/// Where a rule set's files come from: a directory, or files held in memory (a stored version,
+/// by path relative to the directory it was loaded from). Both give the same rule set, with the
+/// same version, for the same files.
+#[derive(Clone, Copy)]
+pub enum Source<'a> {
+    Dir(&'a Path),
+    Files(&'a BTreeMap<String, Arc<str>>),
+}
+
+impl Source<'_> {
+    /// What diagnostics call it.
+    fn describe(&self) -> String {
+        match self {
+            Source::Dir(d) => format!("rule directory {}", d.display()),
+            Source::Files(_) => "the stored rule files".into(),
+        }
+    }
+
+    /// The names of the files directly in `sub` (the top when empty) ending with one of `ext`.
+    fn list(&self, sub: &str, ext: &[&str]) -> std::io::Result<Vec<String>> {
+        let wanted = |n: &str| ext.iter().any(|e| n.ends_with(e));
+        let mut names: Vec<String> = match self {
+            Source::Dir(d) => std::fs::read_dir(d.join(sub))?
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().is_file())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| wanted(n))
+                .collect(),
+            Source::Files(f) => {
+                let prefix = if sub.is_empty() {
+                    String::new()
+                } else {
+                    format!("{sub}/")
+                };
+                f.keys()
+                    .filter_map(|k| k.strip_prefix(&prefix))
+                    .filter(|n| !n.contains('/') && wanted(n))
+                    .map(str::to_string)
+                    .collect()
+            }
+        };
+        names.sort();
+        Ok(names)
+    }
+
+    fn read(&self, rel: &str) -> std::io::Result<Arc<str>> {
+        match self {
+            Source::Dir(d) => std::fs::read_to_string(d.join(rel)).map(Arc::from),
+            Source::Files(f) => f.get(rel).cloned().ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, "not among the stored files")
+            }),
+        }
+    }
+
+    fn is_file(&self, rel: &str) -> bool {
+        match self {
+            Source::Dir(d) => d.join(rel).is_file(),
+            Source::Files(f) => f.contains_key(rel),
+        }
+    }
+}
+
 impl RuleSet {
     /// Loads and validates the rule directory `dir`.
     pub fn load(dir: impl AsRef<Path>) -> Result<RuleSet, Diagnostics> {
+        RuleSet::load_from(Source::Dir(dir.as_ref()))
+    }
+
+    /// Loads and validates rule files held in memory, by their path in the rule directory:
+    /// what `files` of a loaded rule set holds, so a stored version can be loaded again.
+    pub fn load_files(files: &BTreeMap<String, Arc<str>>) -> Result<RuleSet, Diagnostics> {
+        RuleSet::load_from(Source::Files(files))
+    }
+
+    /// Loads and validates a rule set from `source`.
+    pub fn load_from(source: Source<'_>) -> Result<RuleSet, Diagnostics> {
         let mut l = Loader {
-            dir: dir.as_ref(),
+            dir: source,
             files: Vec::new(),
             diags: Vec::new(),
             hasher: Sha256::new(),
@@ -45,7 +118,7 @@ impl RuleSet {
 }
 
 struct Loader<'a> {
-    dir: &'a Path,
+    dir: Source<'a>,
     files: Vec<SourceFile>,
     diags: Vec<Diagnostic>,
     hasher: Sha256,
@@ -138,8 +211,14 @@ impl<'a> Loader<'a> {
             return None;
         }
         let version: Arc<str> = format!("{:x}", std::mem::take(&mut self.hasher).finalize()).into();
+        let files = self
+            .files
+            .iter()
+            .map(|f| (f.name.clone(), f.source.inner().clone()))
+            .collect();
         Some(RuleSet {
             version,
+            files: Arc::new(files),
             settings,
             org,
             categories,
@@ -156,8 +235,7 @@ impl<'a> Loader<'a> {
 
     /// Reads a file of the rule directory into `files` and the version hash.
     fn read(&mut self, rel: &str) -> Option<usize> {
-        let path = self.dir.join(rel);
-        match std::fs::read_to_string(&path) {
+        match self.dir.read(rel) {
             Ok(text) => {
                 self.hasher.update(rel.as_bytes());
                 self.hasher.update([0]);
@@ -167,10 +245,12 @@ impl<'a> Loader<'a> {
                 Some(self.files.len() - 1)
             }
             Err(e) => {
-                self.diags.push(Diagnostic::new(format!(
-                    "cannot read {}: {e}",
-                    path.display()
-                )));
+                let path = match self.dir {
+                    Source::Dir(d) => d.join(rel).display().to_string(),
+                    Source::Files(_) => rel.to_string(),
+                };
+                self.diags
+                    .push(Diagnostic::new(format!("cannot read {path}: {e}")));
                 None
             }
         }
@@ -190,7 +270,7 @@ impl<'a> Loader<'a> {
             self.diags.push(d);
             return None;
         }
-        if !self.dir.join(p).is_file() {
+        if !self.dir.is_file(rel) {
             let d = self.files[at.file]
                 .at_path(at.path, format!("no file `{rel}` in the rule directory"));
             self.diags.push(d);
@@ -200,27 +280,20 @@ impl<'a> Loader<'a> {
     }
 
     fn read_documents(&mut self) -> Option<Sections> {
-        let entries = match std::fs::read_dir(self.dir) {
-            Ok(e) => e,
+        let names = match self.dir.list("", &[".yaml", ".yml"]) {
+            Ok(n) => n,
             Err(e) => {
                 self.diags.push(Diagnostic::new(format!(
-                    "cannot read rule directory {}: {e}",
-                    self.dir.display()
+                    "cannot read {}: {e}",
+                    self.dir.describe()
                 )));
                 return None;
             }
         };
-        let mut names: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().is_file())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| n.ends_with(".yaml") || n.ends_with(".yml"))
-            .collect();
-        names.sort();
         if names.is_empty() {
             self.diags.push(Diagnostic::new(format!(
-                "no YAML files in rule directory {}",
-                self.dir.display()
+                "no YAML files in {}",
+                self.dir.describe()
             )));
             return None;
         }
@@ -1142,16 +1215,7 @@ impl<'a> Loader<'a> {
     }
 
     fn scripts(&mut self, org: &Arc<Org>, limits: Option<&spec::HookLimits>) -> Option<Scripts> {
-        let dir = self.dir.join("scripts");
-        let mut names: Vec<String> = match std::fs::read_dir(&dir) {
-            Ok(e) => e
-                .filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|n| n.ends_with(".rhai"))
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        names.sort();
+        let names = self.dir.list("scripts", &[".rhai"]).unwrap_or_default();
         let first = self.files.len();
         for n in &names {
             self.read(&format!("scripts/{n}"));

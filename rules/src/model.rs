@@ -287,6 +287,9 @@ impl Org {
 pub struct RuleSet {
     /// SHA-256 of every file read, hex. Shared: every decision carries it.
     pub version: Arc<str>,
+    /// Every file read, by its path in the rule directory: what `RuleSet::load_files` loads
+    /// again into the same rule set, with the same version.
+    pub files: Arc<std::collections::BTreeMap<String, Arc<str>>>,
     pub settings: Settings,
     pub org: Arc<Org>,
     pub categories: Vec<Category>,
