@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
-use escalade_rules::{Event, Issue, IssueState, Refusal};
+use escalade_rules::{Event, Issue, Refusal};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -89,6 +89,10 @@ impl From<EngineError> for ApiError {
                 ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
             },
             EngineError::NotFound(id) => not_found(format!("issue {id}")),
+            EngineError::Forbidden { message, field } => ApiError {
+                field: Some(field.into()),
+                ..ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+            },
             EngineError::MeetingNotFound(id) => not_found(format!("meeting {id}")),
             EngineError::MeetingHeld { id, outcome } => ApiError {
                 field: Some("outcome".into()),
@@ -168,19 +172,7 @@ async fn authenticate(s: &AppState, headers: &HeaderMap) -> Result<Actor, ApiErr
 }
 
 fn forbidden(actor: &Actor, what: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        "forbidden",
-        format!(
-            "a {} token{} may not {what}",
-            actor.role.as_str(),
-            actor
-                .scope
-                .as_ref()
-                .map(|s| format!(" for {s}"))
-                .unwrap_or_default()
-        ),
-    )
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", actor.may_not(what))
 }
 
 /// Parses a JSON body, naming line and column of a syntax error and the field of a data error.
@@ -291,7 +283,7 @@ async fn submit(
     request: Request,
 ) -> Result<Response, ApiError> {
     let headers = request.headers().clone();
-    let (actor, mut issue, photos, hash) = if is_multipart(&headers) {
+    let (actor, issue, photos, hash) = if is_multipart(&headers) {
         let actor = authenticate(&s, &headers).await?;
         let form = read_form(&s, &actor, request, max_body_bytes).await?;
         (actor, form.issue, Some(form.photos), form.hash)
@@ -301,7 +293,6 @@ async fn submit(
             .map_err(body_error)?;
         let actor = authenticate(&s, &headers).await?;
         let issue: Issue = parse(&body)?;
-        check_unit_scope(&s, &actor, &issue)?;
         (actor, issue, None, format!("{:x}", Sha256::digest(&body)))
     };
     let key = match headers.get("idempotency-key") {
@@ -315,29 +306,17 @@ async fn submit(
         })?),
         None => None,
     };
-    match photos {
-        Some(photos) => {
-            // A retry is answered from the first submission, whose photos are stored, and a
-            // reused key is refused: both before any photo is written.
-            let replay = match key {
-                Some(k) => s
-                    .engine
-                    .store()
-                    .idempotent(k, &hash)
-                    .await
-                    .map_err(EngineError::from)?
-                    .is_some(),
-                None => false,
-            };
-            if !replay {
-                issue.photos = store_photos(&s, &issue, photos).await?;
-            }
-        }
-        None => check_listed_photos(&s, &issue.photos).await?,
+    if photos.is_none() {
+        check_listed_photos(&s, &issue.photos).await?;
     }
     let submitted = s
         .engine
-        .submit(issue, &actor.name(), key.map(|k| (k, hash.as_str())))
+        .submit_with_photos(
+            issue,
+            &actor,
+            key.map(|k| (k, hash.as_str())),
+            photos.map(|p| (&*s.photos, p)),
+        )
         .await?;
     let mut response = (
         StatusCode::CREATED,
@@ -404,20 +383,7 @@ async fn act(
             )
         });
     }
-    let current = s
-        .engine
-        .store()
-        .issue(&id)
-        .await
-        .map_err(EngineError::from)?
-        .ok_or_else(|| not_found(format!("issue {id}")))?;
-    if !actor.may_act(&s.engine.rules(), &current.issue, &current.state, &event) {
-        return Err(ApiError {
-            field: Some("event".into()),
-            ..forbidden(&actor, &format!("post `{}` to issue {id}", event.name()))
-        });
-    }
-    let (stored, decision) = s.engine.act(&id, event, &actor.name()).await?;
+    let (stored, decision) = s.engine.act(&id, event, &actor).await?;
     Ok(Json(
         json!({"id": id, "state": stored.state, "version": stored.version, "trace": decision.trace}),
     ))
@@ -630,19 +596,6 @@ fn internal(message: String) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
 }
 
-/// A reporter or leader reports only in their subtree. An unknown unit is the engine's to refuse
-/// (422); a known one outside the scope is not ours.
-fn check_unit_scope(s: &AppState, actor: &Actor, issue: &Issue) -> Result<(), ApiError> {
-    let rules = s.engine.rules();
-    if rules.org.unit(&issue.unit).is_some() && !actor.may_submit(&rules, &issue.unit) {
-        return Err(ApiError {
-            field: Some("unit".into()),
-            ..forbidden(actor, &format!("report in unit {}", issue.unit))
-        });
-    }
-    Ok(())
-}
-
 /// A multipart submission read and checked in memory: nothing is stored yet.
 struct Form {
     issue: Issue,
@@ -701,6 +654,8 @@ async fn read_form(
                         )
                     })?;
                 let parsed: Issue = parse(&bytes)?;
+                // Refused before any photo is read; the engine asks again when it decides.
+                s.engine.may_submit(actor, &parsed)?;
                 if !parsed.photos.is_empty() {
                     return Err(field_error(
                         StatusCode::UNPROCESSABLE_ENTITY,
@@ -709,7 +664,6 @@ async fn read_form(
                         "a multipart submission sends its photos as `photo` parts, not in `photos`",
                     ));
                 }
-                check_unit_scope(s, actor, &parsed)?;
                 hasher.update((bytes.len() as u64).to_be_bytes());
                 hasher.update(&bytes);
                 issue = Some(parsed);
@@ -822,47 +776,6 @@ async fn read_field(
         bytes.extend_from_slice(&chunk);
     }
     Ok(Some(bytes))
-}
-
-/// Writes the photos of a multipart submission and returns their names. The rules look at the
-/// issue first, so an issue they would refuse (unknown category, unit or reporter) leaves no
-/// photo behind.
-async fn store_photos(
-    s: &AppState,
-    issue: &Issue,
-    photos: Vec<Vec<u8>>,
-) -> Result<Vec<String>, ApiError> {
-    if photos.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rules = s.engine.rules();
-    let now = s.engine.now();
-    let probe = issue.clone();
-    tokio::task::spawn_blocking(move || {
-        rules
-            .decide(&probe, &IssueState::default(), &Event::Reported, now)
-            .map(|_| ())
-    })
-    .await
-    .map_err(|e| internal(format!("checking the issue: {e}")))?
-    .map_err(|r| ApiError::from(EngineError::Refused(r)))?;
-    let store = s.photos.clone();
-    let stored = tokio::task::spawn_blocking(move || {
-        photos
-            .iter()
-            .map(|bytes| store.put(bytes))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await
-    .map_err(|e| internal(format!("storing photos: {e}")))?
-    .map_err(|e| internal(e.to_string()))?;
-    let mut names: Vec<String> = Vec::with_capacity(stored.len());
-    for p in stored {
-        if !names.contains(&p.hash) {
-            names.push(p.hash);
-        }
-    }
-    Ok(names)
 }
 
 /// A JSON submission may name photos already stored (by their SHA-256), up to the limit.

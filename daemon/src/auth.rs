@@ -57,7 +57,20 @@ impl Actor {
         }
     }
 
-    fn in_subtree(&self, rules: &RuleSet, unit: &str) -> bool {
+    /// What a refusal says: `a department token for urban may not {what}`.
+    pub fn may_not(&self, what: &str) -> String {
+        format!(
+            "a {} token{} may not {what}",
+            self.role.as_str(),
+            self.scope
+                .as_ref()
+                .map(|s| format!(" for {s}"))
+                .unwrap_or_default()
+        )
+    }
+
+    /// Whether `unit` lies in the subtree this leader's (or reporter's) scope names.
+    pub fn in_subtree(&self, rules: &RuleSet, unit: &str) -> bool {
         let org = &rules.org;
         match (
             self.scope.as_deref().and_then(|s| org.unit(s)),

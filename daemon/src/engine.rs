@@ -14,7 +14,46 @@ use std::collections::HashSet;
 
 use futures_util::future::join_all;
 
+use crate::auth::Actor;
+use crate::photos::PhotoStore;
 use crate::store::{DueTimer, Meeting, Store, StoreError, StoredIssue, Submitted};
+
+/// Who acts on an issue: a caller of the API, whose permission is checked inside the issue's
+/// turn on the very state the decision uses, or the daemon itself (the scheduler, a reload,
+/// tests and benchmarks driving the engine), which is not checked.
+#[derive(Clone, Copy, Debug)]
+pub enum By<'a> {
+    Caller(&'a Actor),
+    System(&'a str),
+}
+
+impl<'a> From<&'a Actor> for By<'a> {
+    fn from(a: &'a Actor) -> By<'a> {
+        By::Caller(a)
+    }
+}
+
+impl<'a> From<&'a str> for By<'a> {
+    fn from(s: &'a str) -> By<'a> {
+        By::System(s)
+    }
+}
+
+impl<'a> From<&'a String> for By<'a> {
+    fn from(s: &'a String) -> By<'a> {
+        By::System(s)
+    }
+}
+
+impl By<'_> {
+    /// How events record their actor.
+    pub fn name(&self) -> String {
+        match self {
+            By::Caller(a) => a.name(),
+            By::System(s) => s.to_string(),
+        }
+    }
+}
 
 /// Where the engine gets the time. The daemon uses the system clock; tests use a manual one,
 /// which nothing in the binary can reach.
@@ -55,6 +94,16 @@ pub enum EngineError {
     Refused(#[from] Refusal),
     #[error("no issue {0}")]
     NotFound(String),
+    /// The caller may not do this to the issue as it stands.
+    #[error("{message}")]
+    Forbidden {
+        message: String,
+        /// The request's field at fault (`unit` of a submission, `event` of an action).
+        field: &'static str,
+    },
+    /// Photos could not be stored.
+    #[error("storing photos: {0}")]
+    Photos(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the decision could not run: {0}")]
@@ -86,6 +135,57 @@ pub struct OutcomeRecord {
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
+
+/// The unit's branch from the top, `/city/d1/s1/g1/`: what subtree filters search.
+fn branch(rules: &RuleSet, unit: &str) -> String {
+    let org = &rules.org;
+    let Some(u) = org.unit(unit) else {
+        return String::new();
+    };
+    let ids: Vec<&str> = org
+        .branch(u)
+        .map(|u| org.units[u as usize].id.as_str())
+        .collect();
+    let mut b = String::from("/");
+    for id in ids.iter().rev() {
+        b.push_str(id);
+        b.push('/');
+    }
+    b
+}
+
+/// A reporter or leader reports only in their subtree. An unknown unit is the rules' to refuse
+/// (422); a known one outside the caller's scope is not theirs to report in.
+fn may_submit(rules: &RuleSet, actor: &Actor, issue: &Issue) -> Result<()> {
+    if rules.org.unit(&issue.unit).is_some() && !actor.may_submit(rules, &issue.unit) {
+        return Err(EngineError::Forbidden {
+            message: actor.may_not(&format!("report in unit {}", issue.unit)),
+            field: "unit",
+        });
+    }
+    Ok(())
+}
+
+/// Writes photos on a blocking thread and returns their names, each once, in order.
+async fn store_photos(store: &PhotoStore, photos: Vec<Vec<u8>>) -> Result<Vec<String>> {
+    let store = store.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        photos
+            .iter()
+            .map(|bytes| store.put(bytes))
+            .collect::<std::result::Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| EngineError::Photos(e.to_string()))?
+    .map_err(|e| EngineError::Photos(e.to_string()))?;
+    let mut names: Vec<String> = Vec::with_capacity(stored.len());
+    for p in stored {
+        if !names.contains(&p.hash) {
+            names.push(p.hash);
+        }
+    }
+    Ok(names)
+}
 
 pub struct Engine {
     store: Store,
@@ -140,15 +240,21 @@ impl Engine {
         self.clock.now()
     }
 
+    /// Puts a new rule set live: every request from now on takes it; a request under way keeps
+    /// the one it took. Returns the rule set it replaced.
+    pub fn swap_rules(&self, rules: Arc<RuleSet>) -> Arc<RuleSet> {
+        std::mem::replace(&mut *self.rules.write().expect("rules lock"), rules)
+    }
+
     /// Decides on a blocking thread: hooks may run up to their wall-clock limit.
     async fn decide(
-        &self,
+        rules: &Arc<RuleSet>,
         issue: Issue,
         state: IssueState,
         event: Event,
         now: DateTime<Utc>,
     ) -> Result<Decision> {
-        let rules = self.rules();
+        let rules = rules.clone();
         let decide = move || rules.decide(&issue, &state, &event, now);
         // On the multi-threaded runtime, `block_in_place` hands this worker's other tasks to the
         // rest of the runtime and decides here, without a thread switch; a single-threaded
@@ -164,12 +270,33 @@ impl Engine {
 
     /// Takes in a new issue. With an idempotency key (and the hash of the request), a retried
     /// submission returns the first answer; the same key with another request is refused.
-    pub async fn submit(
+    pub async fn submit<'a>(
         &self,
-        mut issue: Issue,
-        actor: &str,
+        issue: Issue,
+        by: impl Into<By<'a>>,
         idempotency: Option<(&str, &str)>,
     ) -> Result<Submitted> {
+        self.submit_with_photos(issue, by, idempotency, None).await
+    }
+
+    /// `submit`, with photos sent in the same request: they are written to `photos` only once
+    /// the caller's permission, the idempotency key and the rules' decision have all admitted
+    /// the issue, so a refused or replayed submission leaves no photo behind.
+    ///
+    /// One rule set serves the whole submission: the permission, the decision and the unit's
+    /// branch all come from the rules live when it began.
+    pub async fn submit_with_photos<'a>(
+        &self,
+        mut issue: Issue,
+        by: impl Into<By<'a>>,
+        idempotency: Option<(&str, &str)>,
+        photos: Option<(&PhotoStore, Vec<Vec<u8>>)>,
+    ) -> Result<Submitted> {
+        let by = by.into();
+        let rules = self.rules();
+        if let By::Caller(actor) = by {
+            may_submit(&rules, actor, &issue)?;
+        }
         if let Some((key, hash)) = idempotency
             && let Some(first) = self.store.idempotent(key, hash).await?
         {
@@ -180,77 +307,89 @@ impl Engine {
         }
         issue.id = self.store.allocate_id();
         let now = self.clock.now();
-        let decision = self
-            .decide(issue.clone(), IssueState::default(), Event::Reported, now)
-            .await?;
-        let branch = self.branch(&issue.unit);
+        let decision = Engine::decide(
+            &rules,
+            issue.clone(),
+            IssueState::default(),
+            Event::Reported,
+            now,
+        )
+        .await?;
+        if let Some((store, bytes)) = photos
+            && !bytes.is_empty()
+        {
+            issue.photos = store_photos(store, bytes).await?;
+        }
+        let branch = branch(&rules, &issue.unit);
         let submitted = self
             .store
-            .create(&issue, &branch, &decision, now, actor, idempotency)
+            .create(&issue, &branch, &decision, now, &by.name(), idempotency)
             .await?;
         self.timers_added(&decision);
         Ok(submitted)
     }
 
-    /// The unit's branch from the top, `/city/d1/s1/g1/`: what subtree filters search.
-    fn branch(&self, unit: &str) -> String {
-        let rules = self.rules();
-        let org = &rules.org;
-        let Some(u) = org.unit(unit) else {
-            return String::new();
-        };
-        let ids: Vec<&str> = org
-            .branch(u)
-            .map(|u| org.units[u as usize].id.as_str())
-            .collect();
-        let mut b = String::from("/");
-        for id in ids.iter().rev() {
-            b.push_str(id);
-            b.push('/');
-        }
-        b
+    /// Whether the caller may report this issue where it says, by the rules live now: what a
+    /// multipart submission asks before it reads the photos. `submit` asks again.
+    pub fn may_submit(&self, actor: &Actor, issue: &Issue) -> Result<()> {
+        may_submit(&self.rules(), actor, issue)
     }
 
     /// Applies a person's (or the scheduler's) event to an issue.
-    pub async fn act(
+    pub async fn act<'a>(
         &self,
         id: &str,
         event: Event,
-        actor: &str,
+        by: impl Into<By<'a>>,
     ) -> Result<(StoredIssue, Decision)> {
-        self.act_with(id, event, actor, None).await
+        self.act_with(id, event, by.into(), None).await
     }
 
     /// `act`, marking the issue's item of meeting `agenda` done in the same transaction.
+    ///
+    /// Inside the issue's turn, on each attempt, the issue is read, the caller's permission is
+    /// checked on that state, the rules decide on it, and the store commits only if the issue
+    /// is still at the version read: an issue reassigned in between cannot be acted on by the
+    /// department that lost it. One rule set serves every attempt of the request.
     async fn act_with(
         &self,
         id: &str,
         event: Event,
-        actor: &str,
+        by: By<'_>,
         agenda: Option<i64>,
     ) -> Result<(StoredIssue, Decision)> {
+        let rules = self.rules();
         let stripe = id
             .bytes()
             .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
         let _turn = self.turns[stripe % self.turns.len()].lock().await;
+        let actor = by.name();
         for _ in 0..CONFLICT_RETRIES {
             let stored = self
                 .store
                 .issue_for_update(id)
                 .await?
                 .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
+            if let By::Caller(a) = by
+                && !a.may_act(&rules, &stored.issue, &stored.state, &event)
+            {
+                return Err(EngineError::Forbidden {
+                    message: a.may_not(&format!("post `{}` to issue {id}", event.name())),
+                    field: "event",
+                });
+            }
             let now = self.clock.now();
-            let decision = self
-                .decide(
-                    stored.issue.clone(),
-                    stored.state.clone(),
-                    event.clone(),
-                    now,
-                )
-                .await?;
+            let decision = Engine::decide(
+                &rules,
+                stored.issue.clone(),
+                stored.state.clone(),
+                event.clone(),
+                now,
+            )
+            .await?;
             match self
                 .store
-                .apply(&stored, &event, &decision, now, actor, agenda)
+                .apply(&stored, &event, &decision, now, &actor, agenda)
                 .await
             {
                 Ok(_) => {
@@ -273,17 +412,25 @@ impl Engine {
     /// on its agenda, each as a `meeting_outcome` event of that issue. An issue closed since it
     /// was put on the agenda is skipped, with the reason kept. Recording the same outcome again
     /// finishes a recording that was cut short; another outcome for a held meeting is refused.
-    pub async fn record_outcome(
+    ///
+    /// A caller records an outcome if it is an admin, or a leader whose subtree holds every
+    /// agenda issue; each issue's outcome event is then checked again inside its turn.
+    pub async fn record_outcome<'a>(
         &self,
         id: i64,
         record: &OutcomeRecord,
-        actor: &str,
+        by: impl Into<By<'a>>,
     ) -> Result<Meeting> {
+        let by = by.into();
+        let actor = by.name();
         let meeting = self
             .store
             .meeting(id)
             .await?
             .ok_or(EngineError::MeetingNotFound(id))?;
+        if let By::Caller(a) = by {
+            self.may_record(a, &meeting).await?;
+        }
         let invalid = |message: String| {
             EngineError::Refused(Refusal::Invalid {
                 field: "departments",
@@ -319,7 +466,7 @@ impl Engine {
             if now < meeting.at {
                 return Err(EngineError::MeetingNotYet { id, at: meeting.at });
             }
-            self.store.hold_meeting(id, &wanted, actor, now).await?;
+            self.store.hold_meeting(id, &wanted, &actor, now).await?;
         }
         let meeting = self
             .store
@@ -342,7 +489,7 @@ impl Engine {
                 departments: record.departments.clone(),
                 resolve: record.resolve,
             };
-            match self.act_with(&item.issue, event, actor, Some(id)).await {
+            match self.act_with(&item.issue, event, by, Some(id)).await {
                 Ok(_) => {}
                 Err(EngineError::Refused(r)) => {
                     self.store
@@ -356,6 +503,33 @@ impl Engine {
             .meeting(id)
             .await?
             .ok_or(EngineError::MeetingNotFound(id))
+    }
+
+    /// Whether a caller may record a meeting's outcome: an admin, or a leader whose subtree
+    /// holds every issue on the agenda.
+    async fn may_record(&self, a: &Actor, meeting: &Meeting) -> Result<()> {
+        use crate::auth::Role;
+        let refuse = |what: String| EngineError::Forbidden {
+            message: a.may_not(&what),
+            field: "outcome",
+        };
+        match a.role {
+            Role::Admin => Ok(()),
+            Role::Leader => {
+                let rules = self.rules();
+                for item in &meeting.agenda {
+                    let unit = self.store.issue(&item.issue).await?.map(|i| i.issue.unit);
+                    if !unit.is_some_and(|u| a.in_subtree(&rules, &u)) {
+                        return Err(refuse(format!(
+                            "record the outcome of meeting {}: issue {} is outside its scope",
+                            meeting.id, item.issue
+                        )));
+                    }
+                }
+                Ok(())
+            }
+            _ => Err(refuse("record meeting outcomes".into())),
+        }
     }
 
     /// Wakes the scheduler if the decision's earliest timer comes before it next looks.
@@ -402,7 +576,10 @@ impl Engine {
     /// Fires one timer. A timer is never refused by the rules; should the issue be gone or the
     /// decision fail, the timer is dropped rather than retried forever.
     async fn fire(&self, t: &DueTimer) -> Result<()> {
-        match self.act(&t.issue_id, t.event.clone(), "scheduler").await {
+        match self
+            .act(&t.issue_id, t.event.clone(), By::System("scheduler"))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(
                 e @ (EngineError::NotFound(_) | EngineError::Refused(_) | EngineError::Decide(_)),

@@ -101,6 +101,7 @@ pub fn is_hash(s: &str) -> bool {
 /// Names unique within the process for temporary files.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+#[derive(Clone)]
 pub struct PhotoStore {
     root: PathBuf,
 }
