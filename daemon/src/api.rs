@@ -24,6 +24,7 @@ use crate::store::{IssueFilter, StoreError};
 
 mod meetings;
 mod outbox;
+mod rules;
 
 /// What the handlers share.
 pub struct AppState {
@@ -33,6 +34,8 @@ pub struct AppState {
     /// The photos attached to issues, and how many and how large they may be.
     pub photos: Arc<PhotoStore>,
     pub photo_limits: PhotoLimits,
+    /// The live rules' steward: reloads, their status, the versions.
+    pub rules: Arc<crate::reload::Rules>,
     /// The delivery workers, if they run: `/readyz` shows each channel's rows and names the
     /// channels with rows waiting but no configuration.
     pub delivery: Option<Arc<crate::notify::Delivery>>,
@@ -84,6 +87,10 @@ impl From<EngineError> for ApiError {
                 field: Some("event".into()),
                 extra: Some(json!({"state": state, "allowed": allowed})),
             },
+            EngineError::Refused(Refusal::Overloaded { hook, message }) => {
+                tracing::error!(alarm = "hook_overloaded", hook, error = %message, "a request's decision was stopped by the wall clock");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
+            }
             EngineError::Refused(Refusal::Invalid { field, message }) => ApiError {
                 field: Some(field.into()),
                 ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
@@ -209,9 +216,20 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/api/v1/units/{id}/overdue", get(overdue))
         .route("/api/v1/issues/{id}", get(issue))
         .route("/api/v1/issues/{id}/events", post(act))
+        .route("/api/v1/issues/{id}/explain", get(rules::explain))
         .route("/api/v1/issues/{id}/photos/{hash}", get(photo))
         .route("/api/v1/outbox", get(outbox::list))
         .route("/api/v1/outbox/{id}/retry", post(outbox::retry))
+        .route("/api/v1/rules", get(rules::status))
+        .route("/api/v1/rules/reload", post(rules::reload))
+        .route("/api/v1/rules/versions", get(rules::versions))
+        .route("/api/v1/rules/replay", post(rules::replay))
+        .route(
+            "/api/v1/rules/shadow",
+            get(rules::shadow)
+                .put(rules::start_shadow)
+                .delete(rules::stop_shadow),
+        )
         .route("/api/v1/meetings", get(meetings::list))
         .route("/api/v1/meetings/{id}", get(meetings::get))
         .route("/api/v1/meetings/{id}/outcome", post(meetings::outcome))
@@ -338,14 +356,7 @@ async fn issue(
 ) -> Result<Json<Value>, ApiError> {
     let actor = authenticate(&s, &headers).await?;
     let store = s.engine.store();
-    let stored = store
-        .issue(&id)
-        .await
-        .map_err(EngineError::from)?
-        .ok_or_else(|| not_found(format!("issue {id}")))?;
-    if !actor.may_see(&s.engine.rules(), &stored.issue, &stored.state) {
-        return Err(forbidden(&actor, &format!("see issue {id}")));
-    }
+    let stored = s.engine.issue_for(&actor, &id).await?;
     let timeline = store.timeline(&id).await.map_err(EngineError::from)?;
     Ok(Json(
         json!({"id": id, "issue": stored.issue, "state": stored.state, "version": stored.version, "timeline": timeline}),
@@ -373,7 +384,7 @@ async fn act(
             )
         });
     }
-    if event.is_timer() || event == Event::Reported {
+    if event.is_timer() || matches!(event, Event::Reported | Event::SentToTriage { .. }) {
         return Err(ApiError {
             field: Some("event".into()),
             ..ApiError::new(
@@ -828,16 +839,7 @@ async fn photo(
     Path((id, hash)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let actor = authenticate(&s, &headers).await?;
-    let stored = s
-        .engine
-        .store()
-        .issue(&id)
-        .await
-        .map_err(EngineError::from)?
-        .ok_or_else(|| not_found(format!("issue {id}")))?;
-    if !actor.may_see(&s.engine.rules(), &stored.issue, &stored.state) {
-        return Err(forbidden(&actor, &format!("see issue {id}")));
-    }
+    let stored = s.engine.issue_for(&actor, &id).await?;
     if !stored.issue.photos.contains(&hash) {
         return Err(not_found(format!("photo {hash} on issue {id}")));
     }

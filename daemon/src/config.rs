@@ -14,6 +14,15 @@ pub struct Config {
     pub listen: String,
     /// The rule directory.
     pub rules: PathBuf,
+    /// Reload the rules when the files of the rule directory change (debounced), through the
+    /// same path as SIGHUP and `POST /api/v1/rules/reload`.
+    pub rules_watch: bool,
+    /// The directory under which candidate rule directories may be named over the API (replay,
+    /// shadow); no other path is read. Without it, those calls are refused.
+    pub candidates_dir: Option<PathBuf>,
+    /// A candidate rule directory run beside the live rules from start-up: it decides every
+    /// live event with no effect, and where it differs the difference is stored.
+    pub shadow_rules: Option<PathBuf>,
     /// Where the daemon keeps its data: `$STATE_DIRECTORY` (systemd) or `./data`.
     pub state_dir: PathBuf,
     /// The SQLite database file; default `state_dir/escalade.sqlite`.
@@ -39,6 +48,9 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:8080".into(),
             rules: PathBuf::from("examples/city"),
+            rules_watch: false,
+            candidates_dir: None,
+            shadow_rules: None,
             state_dir: std::env::var_os("STATE_DIRECTORY")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("data")),
@@ -56,6 +68,7 @@ impl Default for Config {
 
 impl Config {
     /// Reads `file` if given, then applies `ESCALADE_LISTEN`, `ESCALADE_RULES`,
+    /// `ESCALADE_RULES_WATCH`, `ESCALADE_CANDIDATES_DIR`, `ESCALADE_SHADOW_RULES`,
     /// `ESCALADE_STATE_DIR`, `ESCALADE_DATABASE`, `ESCALADE_MAX_BODY_BYTES`,
     /// `ESCALADE_MAX_PHOTO_BYTES` and `ESCALADE_MAX_PHOTOS`.
     pub fn load(
@@ -78,6 +91,19 @@ impl Config {
         }
         if let Some(v) = env("ESCALADE_RULES") {
             c.rules = v.into();
+        }
+        if let Some(v) = env("ESCALADE_RULES_WATCH") {
+            c.rules_watch = match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => return Err(format!("ESCALADE_RULES_WATCH: `{v}` is not true or false")),
+            };
+        }
+        if let Some(v) = env("ESCALADE_CANDIDATES_DIR") {
+            c.candidates_dir = Some(v.into());
+        }
+        if let Some(v) = env("ESCALADE_SHADOW_RULES") {
+            c.shadow_rules = Some(v.into());
         }
         if let Some(v) = env("ESCALADE_STATE_DIR") {
             c.state_dir = v.into();

@@ -199,6 +199,9 @@ pub struct Engine {
     /// Actions on one issue take turns within this process (by a stripe of its id), so they
     /// do not race to the store; the store's version check still catches other processes.
     turns: Vec<tokio::sync::Mutex<()>>,
+    /// Shadow rules, when a candidate runs beside the live rules: each committed event is
+    /// offered to them, off the request's path.
+    shadow: RwLock<Option<Arc<crate::shadow::Shadow>>>,
 }
 
 /// How many times an action is decided again when another action on the same issue committed
@@ -207,6 +210,9 @@ const CONFLICT_RETRIES: usize = 8;
 
 /// Timers fired in one pass at most, so a pass cannot run without end.
 const MAX_FIRINGS: usize = 10_000;
+
+/// How long a timer whose decision the wall clock stopped waits before it is tried again.
+const OVERLOAD_RETRY: Duration = Duration::from_secs(30);
 
 /// Issues whose timers fire together.
 const FIRE_BATCH: i64 = 256;
@@ -225,6 +231,7 @@ impl Engine {
             wake: Notify::new(),
             next_look: AtomicI64::new(i64::MAX),
             turns: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+            shadow: RwLock::new(None),
         }
     }
 
@@ -236,14 +243,50 @@ impl Engine {
         self.rules.read().expect("rules lock").clone()
     }
 
+    /// The time, to the millisecond: what the store keeps, so that a decision re-made from
+    /// the stored event (`explain`, replay) sees exactly the instant the first one saw.
     pub fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
+        let t = self.clock.now();
+        DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
     }
 
     /// Puts a new rule set live: every request from now on takes it; a request under way keeps
     /// the one it took. Returns the rule set it replaced.
     pub fn swap_rules(&self, rules: Arc<RuleSet>) -> Arc<RuleSet> {
         std::mem::replace(&mut *self.rules.write().expect("rules lock"), rules)
+    }
+
+    /// Puts shadow rules beside the live ones (or stops them, with `None`); returns the ones
+    /// they replace, whose worker finishes what it was offered and ends.
+    pub fn set_shadow(
+        &self,
+        shadow: Option<Arc<crate::shadow::Shadow>>,
+    ) -> Option<Arc<crate::shadow::Shadow>> {
+        std::mem::replace(&mut *self.shadow.write().expect("shadow lock"), shadow)
+    }
+
+    pub fn shadow(&self) -> Option<Arc<crate::shadow::Shadow>> {
+        self.shadow.read().expect("shadow lock").clone()
+    }
+
+    /// Offers a committed event to the shadow rules, if they run.
+    fn offer_shadow(
+        &self,
+        issue: &Issue,
+        state: &IssueState,
+        event: &Event,
+        at: DateTime<Utc>,
+        live: &Decision,
+    ) {
+        if let Some(s) = self.shadow() {
+            s.offer(crate::shadow::Offer {
+                issue: issue.clone(),
+                state: state.clone(),
+                event: event.clone(),
+                at,
+                live: live.clone(),
+            });
+        }
     }
 
     /// Decides on a blocking thread: hooks may run up to their wall-clock limit.
@@ -306,7 +349,7 @@ impl Engine {
             });
         }
         issue.id = self.store.allocate_id();
-        let now = self.clock.now();
+        let now = self.now();
         let decision = Engine::decide(
             &rules,
             issue.clone(),
@@ -326,6 +369,15 @@ impl Engine {
             .create(&issue, &branch, &decision, now, &by.name(), idempotency)
             .await?;
         self.timers_added(&decision);
+        if !submitted.replayed {
+            self.offer_shadow(
+                &issue,
+                &IssueState::default(),
+                &Event::Reported,
+                now,
+                &decision,
+            );
+        }
         Ok(submitted)
     }
 
@@ -333,6 +385,22 @@ impl Engine {
     /// multipart submission asks before it reads the photos. `submit` asks again.
     pub fn may_submit(&self, actor: &Actor, issue: &Issue) -> Result<()> {
         may_submit(&self.rules(), actor, issue)
+    }
+
+    /// An issue, if the caller may see it: 404 before 403, both on the state read.
+    pub async fn issue_for(&self, actor: &Actor, id: &str) -> Result<StoredIssue> {
+        let stored = self
+            .store
+            .issue(id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
+        if !actor.may_see(&self.rules(), &stored.issue, &stored.state) {
+            return Err(EngineError::Forbidden {
+                message: actor.may_not(&format!("see issue {id}")),
+                field: "id",
+            });
+        }
+        Ok(stored)
     }
 
     /// Applies a person's (or the scheduler's) event to an issue.
@@ -378,7 +446,7 @@ impl Engine {
                     field: "event",
                 });
             }
-            let now = self.clock.now();
+            let now = self.now();
             let decision = Engine::decide(
                 &rules,
                 stored.issue.clone(),
@@ -394,6 +462,7 @@ impl Engine {
             {
                 Ok(_) => {
                     self.timers_added(&decision);
+                    self.offer_shadow(&stored.issue, &stored.state, &event, now, &decision);
                     let next = StoredIssue {
                         state: decision.next.clone(),
                         version: stored.version + 1,
@@ -460,7 +529,7 @@ impl Engine {
             }
             _ => {}
         }
-        let now = self.clock.now();
+        let now = self.now();
         let wanted = serde_json::to_value(record).expect("plain data serialises");
         if meeting.status == "scheduled" {
             if now < meeting.at {
@@ -554,7 +623,7 @@ impl Engine {
     pub async fn fire_due(&self) -> Result<usize> {
         let mut fired = 0;
         while fired < MAX_FIRINGS {
-            let now = self.clock.now();
+            let now = self.now();
             let due = self.store.due(now, FIRE_BATCH).await?;
             if due.is_empty() {
                 break;
@@ -581,6 +650,24 @@ impl Engine {
             .await
         {
             Ok(_) => Ok(()),
+            // Not a routing outcome: how far a hook got before the wall clock stopped it
+            // depends on the machine's load. The timer is kept and tried again a little later;
+            // the operator is alarmed.
+            Err(EngineError::Refused(Refusal::Overloaded { hook, message })) => {
+                tracing::error!(
+                    alarm = "hook_overloaded",
+                    timer = t.id,
+                    issue = %t.issue_id,
+                    hook,
+                    error = %message,
+                    "a timer's decision was stopped by the wall clock; trying again in {} s",
+                    OVERLOAD_RETRY.as_secs()
+                );
+                let later =
+                    self.now() + chrono::Duration::from_std(OVERLOAD_RETRY).unwrap_or_default();
+                self.store.postpone_timer(t.id, later).await?;
+                Ok(())
+            }
             Err(
                 e @ (EngineError::NotFound(_) | EngineError::Refused(_) | EngineError::Decide(_)),
             ) => {
@@ -603,7 +690,7 @@ impl Engine {
             if let Err(e) = self.fire_due().await {
                 tracing::error!(error = %e, "firing timers failed; retrying shortly");
             }
-            let now = self.clock.now();
+            let now = self.now();
             let wait = match self.store.next_due().await {
                 Ok(Some(due)) => (due - now)
                     .to_std()

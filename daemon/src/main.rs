@@ -39,14 +39,27 @@ enum Command {
         #[arg(long, global = true)]
         config: Option<PathBuf>,
     },
+    /// The rule versions that went live, their files, and how shadow rules differed.
+    Rules {
+        #[command(subcommand)]
+        action: store::RulesAction,
+        /// The daemon's configuration, for the location of its store.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
     /// Validate a rule directory and summarise it.
     Check(author::CheckArgs),
     /// Run the rule tests in DIR/tests/*.yaml.
     Test(author::TestArgs),
     /// Show the decision for a new issue, its trace and the escalations projected forward.
     Explain(author::ExplainArgs),
+    /// Write a store holding a plausible past of generated issues, for replay's tests and
+    /// benchmarks.
+    GenerateHistory(cli::replay::GenerateHistoryArgs),
     /// Write a synthetic organisation of the given size, for benchmarks.
     GenerateCity(author::GenerateArgs),
+    /// Replay past issues of the store through candidate rules and show what differs.
+    Replay(cli::replay::ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,10 +67,13 @@ fn main() -> ExitCode {
         Command::Run(a) => cli::run::run(a),
         Command::Token { action, config } => store::token(action, config.as_deref()),
         Command::Outbox { action, config } => store::outbox(action, config.as_deref()),
+        Command::Rules { action, config } => store::rules(action, config.as_deref()),
         Command::Check(a) => author::check(a),
         Command::Test(a) => author::test(a),
         Command::Explain(a) => author::explain(a),
         Command::GenerateCity(a) => author::generate_city(a),
+        Command::GenerateHistory(a) => cli::replay::generate_history(a),
+        Command::Replay(a) => cli::replay::replay(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

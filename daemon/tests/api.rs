@@ -48,7 +48,7 @@ async fn start(max_body: usize) -> Server {
         clock.clone(),
     ));
     let admin = token(&engine, "admin", None).await;
-    let (base, stop) = support::serve_api(engine.clone(), dir.path(), max_body).await;
+    let (base, stop) = support::serve_api(engine.clone(), MINI, dir.path(), max_body).await;
     Server {
         base,
         engine,

@@ -246,3 +246,169 @@ fn a_generated_city_checks_clean() {
     ]);
     expect_code(&again, 2, "generate into a non-empty directory");
 }
+
+#[test]
+fn check_prints_warnings_with_their_location_and_still_exits_0() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rules");
+    copy(
+        Path::new(&format!("{ROOT}/rules/tests/fixtures/mini")),
+        &dir,
+    );
+    let p = dir.join("policy.yaml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let text = text
+        .replacen(
+            "    co_assign: [urban]\n",
+            "    co_assign: [urban]\n  - name: street-fights\n    when: {text_any: [street fight]}\n    department: urban\n",
+            1,
+        )
+        .replacen(
+            "meetings:\n",
+            "  - id: spare\n    steps:\n      - on: resolve_overdue\n        actions: [{notify: leader}]\nmeetings:\n",
+            1,
+        );
+    std::fs::write(&p, text).unwrap();
+    let out = escalade(&["check", dir.to_str().unwrap()]);
+    expect_code(&out, 0, "check with warnings");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("  --> policy.yaml:51:5: warning: route `street-fights` can never match: route `fights` (line 47) comes first and matches every issue it would"),
+        "{err}"
+    );
+    assert!(
+        err.contains("  --> policy.yaml:64:9: warning: ladder `spare` is used by no category: its steps never run"),
+        "{err}"
+    );
+    // The rendered form: marked as a warning, with the line itself.
+    assert!(
+        err.contains("⚠ route `street-fights` can never match"),
+        "{err}"
+    );
+    assert!(err.contains("  - name: street-fights"), "{err}");
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        s.starts_with("ok: ") && s.lines().next().unwrap().ends_with("; 2 warnings"),
+        "{s}"
+    );
+}
+
+#[test]
+fn the_example_checks_without_warnings() {
+    let out = escalade(&["check", &example()]);
+    expect_code(&out, 0, "check examples/city");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("warning"), "{err}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("warning"),
+        "no warning count"
+    );
+}
+
+#[test]
+fn test_update_rewrites_only_the_wrong_expectation_and_the_suite_then_passes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("city");
+    copy(Path::new(&example()), &dir);
+    let file = dir.join("tests/routing.yaml");
+    let original = std::fs::read_to_string(&file).unwrap();
+    let right = "      departments: [utilities, fire]\n";
+    let wrong = "      departments: [utilities, police]\n";
+    assert_eq!(original.matches(right).count(), 1);
+    std::fs::write(&file, original.replacen(right, wrong, 1)).unwrap();
+    let d = dir.to_str().unwrap();
+    let before = escalade(&["test", d]);
+    expect_code(&before, 1, "test with a wrong expectation");
+    assert!(
+        String::from_utf8_lossy(&before.stdout).contains(
+            r#"departments: expected ["utilities", "police"], got ["utilities", "fire"]"#
+        )
+    );
+
+    let out = escalade(&["test", "--update", d]);
+    expect_code(&out, 0, "test --update");
+    let s = String::from_utf8_lossy(&out.stdout);
+    let updated: Vec<&str> = s.lines().filter(|l| l.starts_with("updated ")).collect();
+    assert_eq!(
+        updated,
+        [
+            "updated tests/routing.yaml:44:20 :: a gas leak goes to utilities with fire and rescue standing by: expect.departments: [utilities, police] -> [utilities, fire]"
+        ]
+    );
+    assert!(s.ends_with(" passed, 0 failed\n"), "{s}");
+    // Byte for byte the file it was before the wrong expectation, comments and all.
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
+    expect_code(&escalade(&["test", d]), 0, "test after the update");
+    // Nothing to update: nothing printed, nothing written.
+    let again = escalade(&["test", "--update", d]);
+    expect_code(&again, 0, "test --update with nothing failing");
+    assert!(!String::from_utf8_lossy(&again.stdout).contains("updated "));
+}
+
+#[test]
+fn explain_renders_messages_and_cuts_a_ladder_repeating_at_the_top() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("issue.json");
+    std::fs::write(
+        &f,
+        r#"{"category": "gas_leak", "unit": "g-0001", "description": "燃气泄漏，闻到很重的煤气味", "reporter": "p-g-0001"}"#,
+    )
+    .unwrap();
+    let args = [
+        "explain",
+        &example(),
+        "--issue",
+        f.to_str().unwrap(),
+        "--at",
+        "2026-03-02T09:00:00+08:00",
+    ];
+    let out = escalade(&args);
+    expect_code(&out, 0, "explain a gas leak");
+    let s = String::from_utf8_lossy(&out.stdout);
+    // The urgent ladder repeats every 15 minutes and every 2 hours at the city for ever; the
+    // projection shows each a few times and says so.
+    assert!(s.lines().count() < 300, "{} lines", s.lines().count());
+    assert!(
+        s.contains("  cut: resolve_overdue: ladder `urgent` step 4 repeats every 2h at the top tier (city) with nothing else changing: shown 3 times, then the projection stops"),
+        "{s}"
+    );
+    // Each message as its recipient reads it: an SMS's text, an email's subject and body.
+    assert!(
+        s.contains("  - p-uti-yu by sms (zh-CN), template assigned:\n      【网格化管理】农科社区第1网格燃气泄漏问题已派遣公用事业局，请及时签收。\n"),
+        "{s}"
+    );
+    assert!(
+        s.contains("  - p-uti-bai by email (en), template assigned:\n      subject: [New assignment] Gas leak"),
+        "{s}"
+    );
+
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let out = escalade(&json_args);
+    expect_code(&out, 0, "explain --json");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sms = v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["to"] == "p-uti-yu" && m["channel"] == "sms")
+        .unwrap();
+    assert_eq!(
+        *sms,
+        serde_json::json!({
+            "to": "p-uti-yu",
+            "channel": "sms",
+            "template": "assigned",
+            "locale": "zh-CN",
+            "text": "【网格化管理】农科社区第1网格燃气泄漏问题已派遣公用事业局，请及时签收。"
+        })
+    );
+    let email = v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["channel"] == "email")
+        .unwrap();
+    assert!(email["subject"].is_string(), "{email}");
+    assert_eq!(v["cut"].as_array().unwrap().len(), 3, "{}", v["cut"]);
+}

@@ -517,6 +517,7 @@ async fn transient_failures_end_as_a_dead_letter_after_the_attempts_allowed() {
 /// The API in-process over the same engine and delivery, and an admin client.
 async fn api(s: &Setup) -> (String, reqwest::Client, tokio::sync::oneshot::Sender<()>) {
     let state = Arc::new(AppState {
+        rules: support::steward(&s.engine, CITY).await,
         engine: s.engine.clone(),
         scheduler_running: Arc::new(AtomicBool::new(true)),
         photos: Arc::new(escalade::photos::PhotoStore::open(s.dir.path()).unwrap()),

@@ -35,6 +35,15 @@ struct ApiReplay<'a> {
 
 impl Drop for ApiReplay<'_> {
     fn drop(&mut self) {
+        // Every decision of the flow, made again by the version that made it, is the decision
+        // stored: `decide` is pure.
+        if let Some((id, _)) = &self.issue
+            && !std::thread::panicking()
+        {
+            let x = self.get(&format!("/api/v1/issues/{id}/explain"));
+            assert_eq!(x["all_match"], true, "issue {id}: {x:#}");
+            assert!(!x["events"].as_array().unwrap().is_empty());
+        }
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
@@ -50,7 +59,7 @@ impl<'a> ApiReplay<'a> {
                 .await
                 .unwrap();
             let engine = Arc::new(Engine::with_rules(store, rules.clone(), clock.clone()));
-            let (base, stop) = support::serve_api(engine.clone(), dir.path(), 1 << 20).await;
+            let (base, stop) = support::serve_api(engine.clone(), CITY, dir.path(), 1 << 20).await;
             (engine, base, stop)
         });
         let mut r = ApiReplay {
@@ -234,6 +243,32 @@ impl Replay for ApiReplay<'_> {
                 kind: m["kind"].as_str().unwrap().into(),
             })
             .collect()
+    }
+
+    /// When each message was queued: the outbox row's `created_at`, the time of the decision
+    /// that made it.
+    fn timed_messages(&self) -> Option<Vec<(DateTime<Utc>, Sent)>> {
+        let body = self.get("/api/v1/outbox?limit=1000");
+        Some(
+            body["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["issue_id"] == self.id())
+                .map(|m| {
+                    (
+                        m["created_at"].as_str().unwrap().parse().unwrap(),
+                        Sent {
+                            to: m["person"].as_str().unwrap().into(),
+                            channel: serde_json::from_value::<Channel>(m["channel"].clone())
+                                .unwrap(),
+                            template: m["template"].as_str().unwrap().into(),
+                            kind: m["kind"].as_str().unwrap().into(),
+                        },
+                    )
+                })
+                .collect(),
+        )
     }
 
     fn triage_reason(&self) -> Option<String> {

@@ -39,7 +39,7 @@ async fn start() -> Server {
         RuleSet::load(CITY).unwrap(),
         clock.clone(),
     ));
-    let (base, stop) = support::serve_api(engine.clone(), dir.path(), 1 << 20).await;
+    let (base, stop) = support::serve_api(engine.clone(), CITY, dir.path(), 1 << 20).await;
     Server {
         base,
         engine,

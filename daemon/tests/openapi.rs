@@ -23,8 +23,9 @@ mod support;
 const CITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/city");
 
 /// The router's sources, where every route is declared.
-const SOURCES: [(&str, &str); 2] = [
+const SOURCES: [(&str, &str); 3] = [
     ("src/api.rs", include_str!("../src/api.rs")),
+    ("src/api/rules.rs", include_str!("../src/api/rules.rs")),
     (
         "src/api/meetings.rs",
         include_str!("../src/api/meetings.rs"),
@@ -281,7 +282,7 @@ async fn start() -> Server {
         .unwrap();
     let clock = Arc::new(ManualClock::new(at("2026-03-03T10:00:00+08:00")));
     let engine = Arc::new(Engine::new(store, RuleSet::load(CITY).unwrap(), clock));
-    let (base, stop) = support::serve_api(engine.clone(), dir.path(), 1 << 20).await;
+    let (base, stop) = support::serve_api(engine.clone(), CITY, dir.path(), 1 << 20).await;
     Server {
         base,
         engine,

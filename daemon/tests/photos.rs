@@ -81,6 +81,7 @@ async fn start() -> Server {
     ));
     let admin = token(&engine, "admin", None).await;
     let state = Arc::new(AppState {
+        rules: support::steward(&engine, MINI).await,
         engine: engine.clone(),
         scheduler_running: Arc::new(AtomicBool::new(true)),
         photos: Arc::new(PhotoStore::open(dir.path()).unwrap()),

@@ -16,7 +16,7 @@ use crate::issue::{
     DeadlineKind, Event, Issue, IssueState, Outcome, Refusal, State, allowed_actions,
 };
 use crate::model::{Action, Category, Ix, Raise, RouteTarget, RuleSet, Target};
-use crate::script::{HookError, map, string};
+use crate::script::{CallError, HookError, map, string};
 use crate::spec::{Channel, Priority, Trigger};
 
 /// The longest comment taken, in characters.
@@ -160,7 +160,8 @@ impl RuleSet {
     ///
     /// Refuses (changing nothing) an event the state does not allow or input that names
     /// something the rules do not know. A failing Rhai hook is not a refusal: the decision sends
-    /// the issue to triage and says why.
+    /// the issue to triage and says why. A hook stopped by the wall clock is: how far it got
+    /// depends on the machine's load, so nothing is decided (`Refusal::Overloaded`).
     pub fn decide(
         &self,
         issue: &Issue,
@@ -174,6 +175,10 @@ impl RuleSet {
                 state: state.state.as_str(),
                 allowed: allowed_actions(state.state),
             });
+        }
+        if let Event::SentToTriage { reason } = event {
+            // Decided without the category or unit: the new rules may not know them.
+            return Ok(self.sent_to_triage(issue, state, reason, now));
         }
         let category = self
             .category(&issue.category)
@@ -223,10 +228,12 @@ impl RuleSet {
                 Failure::Hook(h) => cx.triage(h),
             }
         }
-        if event.may_convene()
-            && let Err(Failure::Hook(h)) = cx.meeting_triggers()
-        {
-            cx.triage(h);
+        if event.may_convene() {
+            match cx.meeting_triggers() {
+                Err(Failure::Hook(h)) => cx.triage(h),
+                Err(Failure::Refused(r)) => return Err(r),
+                Ok(()) => {}
+            }
         }
         cx.timers();
         cx.d.next = cx.next;
@@ -330,6 +337,17 @@ enum Failure {
 impl From<HookError> for Failure {
     fn from(h: HookError) -> Self {
         Failure::Hook(h)
+    }
+}
+
+impl From<CallError> for Failure {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Failed(h) => Failure::Hook(h),
+            CallError::Overloaded { hook, message } => {
+                Failure::Refused(Refusal::Overloaded { hook, message })
+            }
+        }
     }
 }
 
@@ -439,6 +457,8 @@ impl<'a> Cx<'a> {
                 self.trace(format!("evaluated by the reporter: {rating}/5"));
                 Ok(())
             }
+            // Decided before a context is built: see `RuleSet::sent_to_triage`.
+            Event::SentToTriage { .. } => Ok(()),
             Event::Commented { text } => {
                 if text.trim().is_empty() {
                     return Err(Refusal::Invalid {
@@ -1289,13 +1309,13 @@ impl<'a> Cx<'a> {
 
     /// Calls a hook with the issue as a map. The map is built once per decision and cloned for
     /// each call (a clone shares its strings); only the priority may differ between calls.
-    fn call(&self, hook: &str, priority: Priority) -> Result<Dynamic, HookError> {
+    fn call(&self, hook: &str, priority: Priority) -> Result<Dynamic, Failure> {
         let mut cached = self.hook_map.borrow_mut();
         let base = cached.get_or_insert_with(|| self.issue_map());
         base.insert("priority".into(), string(priority.as_str()));
         let issue = base.clone();
         drop(cached);
-        self.rs.scripts.call(hook, issue)
+        Ok(self.rs.scripts.call(hook, issue)?)
     }
 
     fn issue_map(&self) -> rhai::Map {

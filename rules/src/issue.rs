@@ -192,6 +192,12 @@ pub enum Event {
     Commented {
         text: String,
     },
+    /// The daemon's own: new rules no longer know something this open issue uses (its
+    /// category, unit, department, tier, ladder or meeting), and they were put live anyway;
+    /// the issue goes to the triage department with the reason, so it is not stranded.
+    SentToTriage {
+        reason: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +227,7 @@ impl Event {
             Event::MeetingOutcome { .. } => "meeting_outcome",
             Event::Evaluated { .. } => "evaluated",
             Event::Commented { .. } => "commented",
+            Event::SentToTriage { .. } => "sent_to_triage",
         }
     }
 
@@ -261,6 +268,7 @@ impl Event {
             Event::Reassigned { .. } | Event::MeetingOutcome { .. } => state.is_open(),
             Event::Evaluated { .. } => matches!(state, Resolved | Closed | ClosedAtGrid),
             Event::Commented { .. } => true,
+            Event::SentToTriage { .. } => !matches!(state, Closed | ClosedAtGrid),
         }
     }
 }
@@ -320,4 +328,11 @@ pub enum Refusal {
         field: &'static str,
         message: String,
     },
+    /// A hook was stopped by the wall-clock limit, which depends on the machine's load rather
+    /// than on the rules and the issue: no decision rests on it. The same event may be tried
+    /// again later.
+    #[error(
+        "hook `{hook}` {message}: the machine is too busy to decide now; nothing changed, try again later"
+    )]
+    Overloaded { hook: String, message: String },
 }

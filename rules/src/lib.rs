@@ -12,14 +12,17 @@ pub mod diag;
 pub mod explain;
 pub mod issue;
 pub mod jobs;
+mod lint;
 mod load;
 pub mod model;
 pub mod notify;
+pub mod replay;
 pub mod ruletest;
 pub mod script;
 pub mod spec;
 pub mod template;
 pub mod timeline;
+mod triage;
 
 pub use calendar::{Calendar, WorkDuration};
 pub use decide::{Decision, Enforcement, MeetingCall, Message, Timer};

@@ -314,7 +314,7 @@ pub(crate) struct Index {
 }
 
 /// What `escalade check` prints about a clean rule set.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Summary {
     pub units: usize,
     pub people: usize,

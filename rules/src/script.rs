@@ -24,6 +24,7 @@ pub struct Scripts {
     /// Hook name -> (file, parameter count), for the load-time checks.
     functions: BTreeMap<String, (String, usize)>,
     files: usize,
+    /// The wall-clock limit of one call: a last resort, see `CallError::Overloaded`.
     timeout: Duration,
 }
 
@@ -43,6 +44,20 @@ pub struct HookError {
     pub kind: String,
 }
 
+/// Why a hook call gave no value.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum CallError {
+    /// The hook failed in a way that depends only on the hook and what it was given: a script
+    /// error, the operation limit, a size or depth limit. The same call fails the same way on
+    /// any machine, so the decision may rest on it (the issue goes to triage).
+    #[error(transparent)]
+    Failed(HookError),
+    /// The wall-clock limit stopped the hook. How far a hook gets in a given time depends on the
+    /// machine and its load, so no decision may rest on it: the event is to be tried again.
+    #[error("hook `{hook}` {message}")]
+    Overloaded { hook: String, message: String },
+}
+
 thread_local! {
     /// When the running hook must stop. Rhai calls the progress callback on the thread that
     /// evaluates, so a thread-local deadline needs no locking.
@@ -59,7 +74,9 @@ pub fn harden(engine: &mut Engine, limits: &HookLimits) {
     engine.set_max_array_size(limits.max_array_size);
     engine.set_max_map_size(limits.max_map_size);
     engine.set_strict_variables(true);
-    // Checking the clock on every operation would cost more than the scripts themselves.
+    // The wall clock, a last resort behind the operation limit: what it stops depends on the
+    // machine's load, so `call` reports it as `CallError::Overloaded`, never as a failure of the
+    // hook. Checking the clock on every operation would cost more than the scripts themselves.
     engine.on_progress(|ops| {
         if ops % 1024 != 0 {
             return None;
@@ -222,12 +239,15 @@ impl Scripts {
         self.functions.get(name).map(|(_, n)| *n)
     }
 
-    /// Calls hook `name` with the issue map. Errors, limits and the watchdog become a
-    /// `HookError`; nothing panics and nothing outlives the call.
-    pub fn call(&self, name: &str, issue: Map) -> Result<Dynamic, HookError> {
-        let fail = |kind: String| HookError {
-            hook: name.to_string(),
-            kind,
+    /// Calls hook `name` with the issue map. Errors and limits become a `CallError`: `Failed`
+    /// for everything the hook and its input decide, `Overloaded` when the wall clock stopped
+    /// it. Nothing panics and nothing outlives the call.
+    pub fn call(&self, name: &str, issue: Map) -> Result<Dynamic, CallError> {
+        let fail = |kind: String| {
+            CallError::Failed(HookError {
+                hook: name.to_string(),
+                kind,
+            })
         };
         if !self.functions.contains_key(name) {
             return Err(fail("is not defined".into()));
@@ -245,18 +265,42 @@ impl Scripts {
             (Dynamic::from_map(issue),),
         );
         WATCHDOG.set(None);
-        result.map_err(|e| fail(describe(&e)))
+        result.map_err(|e| {
+            if terminated(&e) {
+                CallError::Overloaded {
+                    hook: name.to_string(),
+                    message: format!(
+                        "was stopped by the wall-clock limit ({} ms) before reaching its operation limit",
+                        self.timeout.as_millis()
+                    ),
+                }
+            } else {
+                fail(describe(&e, self.engine.max_operations()))
+            }
+        })
+    }
+}
+
+/// Whether the watchdog stopped the script, in the hook or in a function it called.
+fn terminated(e: &EvalAltResult) -> bool {
+    match e {
+        EvalAltResult::ErrorTerminated(..) => true,
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => terminated(inner),
+        _ => false,
     }
 }
 
 /// A short account of a script failure, with the script position when Rhai knows it.
-fn describe(e: &EvalAltResult) -> String {
+fn describe(e: &EvalAltResult, max_operations: u64) -> String {
     let what = match e {
-        EvalAltResult::ErrorTooManyOperations(_) => "ran too long (operation limit)".to_string(),
-        EvalAltResult::ErrorTerminated(..) => "ran too long (wall-clock limit)".to_string(),
+        EvalAltResult::ErrorTooManyOperations(_) => {
+            format!("ran too long (operation limit: {max_operations} operations)")
+        }
         EvalAltResult::ErrorStackOverflow(_) => "recursed too deep".to_string(),
         EvalAltResult::ErrorDataTooLarge(what, _) => format!("built too large a value: {what}"),
-        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => return describe(inner),
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => {
+            return describe(inner, max_operations);
+        }
         other => format!("failed: {}", other.unwrap_inner()),
     };
     let (line, col) = position(e.position());

@@ -63,7 +63,11 @@ pub struct Settings {
 }
 
 /// Sandbox limits of Rhai hooks. The defaults let a routing function of a few dozen lines run
-/// comfortably while an endless loop is cut off within milliseconds.
+/// comfortably while an endless loop is cut off within milliseconds by the operation limit.
+/// Every limit but `timeout_ms` counts what the script does, so it stops a hook at the same
+/// point on any machine; `timeout_ms`, wall-clock time, is a last resort against a hook that
+/// is slow without being long (a helper called on huge input), and a hook it stops decides
+/// nothing (see `Refusal::Overloaded`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HookLimits {
@@ -85,7 +89,7 @@ impl Default for HookLimits {
             max_string_size: 4096,
             max_array_size: 1024,
             max_map_size: 256,
-            timeout_ms: 50,
+            timeout_ms: 2000,
         }
     }
 }

@@ -12,6 +12,7 @@ use escalade_rules::{Diagnostics, RuleSet};
 use miette::{GraphicalReportHandler, GraphicalTheme};
 
 pub mod author;
+pub mod replay;
 pub mod run;
 pub mod store;
 

@@ -9,11 +9,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use chrono::Utc;
 use clap::Args;
 
 use super::{Failure, load, runtime};
 use crate::config::Config;
 use crate::engine::{Engine, SystemClock};
+use crate::reload::{ReloadError, Rules};
 use crate::store::Store;
 
 #[derive(Args)]
@@ -24,6 +26,10 @@ pub struct RunArgs {
     /// The rule directory (overrides the configuration).
     #[arg(long)]
     pub rules: Option<PathBuf>,
+    /// Start even if the rules no longer know things open issues use; those issues go to
+    /// triage at once.
+    #[arg(long)]
+    pub force_rules: bool,
 }
 
 pub fn run(a: RunArgs) -> Result<(), Failure> {
@@ -39,13 +45,54 @@ pub fn run(a: RunArgs) -> Result<(), Failure> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let rules = load(&cfg.rules)?;
+    // Diagnostics print as `escalade check` prints them; start-up loads again through the
+    // reload path, which also checks the rules against the store's open issues.
+    load(&cfg.rules)?;
     runtime()?
-        .block_on(daemon(cfg, rules))
+        .block_on(daemon(cfg, a.force_rules))
         .map_err(Failure::Usage)
 }
 
-async fn daemon(cfg: Config, rules: escalade_rules::RuleSet) -> Result<(), String> {
+/// Holds an exclusive lock on `<database>.lock` for as long as the daemon runs: only one
+/// daemon may own an SQLite store. The lock file names the process that holds it.
+fn own_store(db: &std::path::Path) -> Result<std::fs::File, String> {
+    use std::io::{Read, Seek, Write};
+    let path = PathBuf::from(format!("{}.lock", db.display()));
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = f.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(format!(
+                "another escalade ({}) owns the store {}: stop it first, or give this one another state_dir or database",
+                if holder.is_empty() {
+                    "a running daemon"
+                } else {
+                    holder
+                },
+                db.display()
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(format!("cannot lock {}: {e}", path.display()));
+        }
+    }
+    f.set_len(0)
+        .and_then(|_| f.rewind())
+        .and_then(|_| writeln!(f, "pid {}", std::process::id()))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(f)
+}
+
+async fn daemon(cfg: Config, force_rules: bool) -> Result<(), String> {
     std::fs::create_dir_all(&cfg.state_dir).map_err(|e| {
         format!(
             "cannot create state directory {}: {e}",
@@ -59,21 +106,81 @@ async fn daemon(cfg: Config, rules: escalade_rules::RuleSet) -> Result<(), Strin
         )
     })?;
     let db = cfg.database_path();
+    let _owned = own_store(&db)?;
     let options = crate::store::StoreOptions {
         webhook_events: cfg.webhook.is_some(),
     };
     let store = Store::open_sqlite_with(&db, options)
         .await
         .map_err(|e| format!("{}: {e}", db.display()))?;
+    // Start-up is the first reload: checked against open issues, recorded as a version.
+    // To the millisecond, as the engine keeps time.
+    let now = Utc::now();
+    let now = chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
+    let (rules, in_use, live) = Rules::first(&store, &cfg.rules, force_rules, now)
+        .await
+        .map_err(|e| match e {
+            ReloadError::InUse(_) => format!(
+                "{e}; start with --force-rules to send those issues to triage, or restore what the rules removed"
+            ),
+            e => format!("{}: {e}", cfg.rules.display()),
+        })?;
     let version = rules.version.clone();
     let engine = Arc::new(Engine::new(store, rules, Arc::new(SystemClock)));
+    let steward = Arc::new(
+        Rules::new(engine.clone(), cfg.rules.clone(), live)
+            .with_candidates(cfg.candidates_dir.clone())
+            .with_database(db.clone()),
+    );
+    if let Some(dir) = &cfg.shadow_rules {
+        let rules = steward.load_candidate(dir).await.map_err(|e| match e {
+            ReloadError::Invalid(d) => format!(
+                "shadow_rules {}: {}",
+                dir.display(),
+                d.iter()
+                    .map(|d| match (&d.file, d.line, d.column) {
+                        (Some(f), Some(l), Some(c)) => format!("{f}:{l}:{c}: {}", d.message),
+                        _ => d.message.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            e => format!("shadow_rules {}: {e}", dir.display()),
+        })?;
+        let shadow = crate::shadow::Shadow::start(
+            engine.clone(),
+            Arc::new(rules),
+            dir.display().to_string(),
+            "configuration",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        tracing::info!(dir = %dir.display(), version = %&shadow.rules.version[..16], "shadow rules run beside the live rules");
+        engine.set_shadow(Some(Arc::new(shadow)));
+    }
+    if !in_use.is_empty() {
+        let all = crate::reload::removed_in_use(engine.store(), None, &engine.rules(), i64::MAX)
+            .await
+            .map_err(|e| e.to_string())?;
+        let sent = steward.send_to_triage(&all, &version).await;
+        tracing::warn!(
+            issues = sent.len(),
+            "open issues sent to triage: the rules removed what they used"
+        );
+    }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let running = Arc::new(AtomicBool::new(true));
     let scheduler = tokio::spawn(engine.clone().run_scheduler(stopped.clone()));
     // Scheduled reports: a run missed while the daemon was down happens now, once.
     let jobs = tokio::spawn(crate::jobs::run_jobs(engine.clone(), stopped.clone()));
     let delivery = Arc::new(crate::notify::Delivery::new(engine.clone(), &cfg)?);
-    let workers = delivery.clone().spawn(stopped);
+    let workers = delivery.clone().spawn(stopped.clone());
+    let reloads = tokio::spawn(reload_on_signal(steward.clone(), stopped.clone()));
+    let watcher = if cfg.rules_watch {
+        Some(watch_rules(steward.clone(), stopped)?)
+    } else {
+        None
+    };
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
@@ -89,6 +196,7 @@ async fn daemon(cfg: Config, rules: escalade_rules::RuleSet) -> Result<(), Strin
         scheduler_running: running.clone(),
         photos: Arc::new(photos),
         photo_limits: cfg.photo_limits(),
+        rules: steward,
         delivery: Some(delivery),
     });
     crate::api::serve(listener, state, cfg.max_body_bytes, shutdown_signal())
@@ -98,11 +206,77 @@ async fn daemon(cfg: Config, rules: escalade_rules::RuleSet) -> Result<(), Strin
     let _ = stop.send(true);
     let _ = scheduler.await;
     let _ = jobs.await;
+    let _ = reloads.await;
+    drop(watcher);
     // Delivery workers finish the sends in flight and settle them before the store closes.
     let _ = workers.await;
+    if let Some(shadow) = engine.set_shadow(None) {
+        let _ = engine.store().stop_shadow(shadow.run, engine.now()).await;
+    }
     engine.store().close().await;
     tracing::info!("escalade stopped");
     Ok(())
+}
+
+/// Reloads the rules on every SIGHUP; a failed reload is logged and the old rules stay live:
+/// a SIGHUP never stops the daemon.
+async fn reload_on_signal(rules: Arc<Rules>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot handle SIGHUP; reload through the API");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let _ = rules.reload("signal", false).await;
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Reloads the rules after their files change: events are debounced for 500 ms, so an editor's
+/// save (or a `git checkout`) is one reload. Returns the watcher, which stops when dropped.
+fn watch_rules(
+    rules: Arc<Rules>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<
+    notify_debouncer_mini::Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>,
+    String,
+> {
+    use notify_debouncer_mini::notify::RecursiveMode;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut debouncer = notify_debouncer_mini::new_debouncer(
+        std::time::Duration::from_millis(500),
+        move |r: notify_debouncer_mini::DebounceEventResult| {
+            let _ = tx.send(r);
+        },
+    )
+    .map_err(|e| format!("cannot watch the rule directory: {e}"))?;
+    debouncer
+        .watcher()
+        .watch(rules.dir(), RecursiveMode::Recursive)
+        .map_err(|e| format!("cannot watch {}: {e}", rules.dir().display()))?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Some(Ok(_)) => {
+                        // Changes that came while this reload ran are in the next batch.
+                        let _ = rules.reload("watch", false).await;
+                    }
+                    Some(Err(e)) => tracing::error!(error = %e, "watching the rule directory"),
+                    None => return,
+                },
+                _ = stop.changed() => return,
+            }
+        }
+    });
+    Ok(debouncer)
 }
 
 async fn shutdown_signal() {

@@ -183,3 +183,97 @@ pub fn outbox(action: OutboxAction, config_file: Option<&Path>) -> Result<(), Fa
         }
     }
 }
+
+#[derive(Subcommand)]
+pub enum RulesAction {
+    /// List every rule version that went live, newest first.
+    Versions {
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Write the files of a version that went live (its hash, or a unique prefix) to DIR.
+    Show {
+        version: String,
+        /// The directory to write (created; must be empty or absent).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Summarise how shadow rules decided differently from the live rules.
+    Shadow,
+}
+
+/// `escalade rules versions|show|shadow`.
+pub fn rules(action: RulesAction, config_file: Option<&Path>) -> Result<(), Failure> {
+    let cfg = config(config_file)?;
+    match action {
+        RulesAction::Versions { limit } => {
+            let rows = with_store(&cfg, false, async |store| {
+                store
+                    .rule_versions(None, limit.clamp(1, 100_000))
+                    .await
+                    .map_err(|e| e.to_string())
+            })?;
+            println!("version\tloaded_at\tloaded_by\tfiles\tdir");
+            for r in rows {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    r.version,
+                    r.loaded_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    r.loaded_by,
+                    r.files,
+                    r.dir
+                );
+            }
+            Ok(())
+        }
+        RulesAction::Show { version, out } => {
+            if out.exists()
+                && std::fs::read_dir(&out)
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(true)
+            {
+                return Err(Failure::Usage(format!(
+                    "{} exists and is not an empty directory",
+                    out.display()
+                )));
+            }
+            let found = with_store(&cfg, false, async |store| {
+                store
+                    .rule_version_files(&version)
+                    .await
+                    .map_err(|e| e.to_string())
+            })?;
+            let Some((full, files)) = found else {
+                return Err(Failure::Usage(format!(
+                    "no rule version `{version}` in the store (or the prefix names several): see `escalade rules versions`"
+                )));
+            };
+            for (path, content) in &files {
+                let target = out.join(path);
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+                }
+                std::fs::write(&target, content.as_bytes())
+                    .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+            }
+            println!(
+                "version {full}: {} files written to {}",
+                files.len(),
+                out.display()
+            );
+            Ok(())
+        }
+        RulesAction::Shadow => {
+            let summary = with_store(&cfg, false, async |store| {
+                store.shadow_summary(5).await.map_err(|e| e.to_string())
+            })?;
+            match summary {
+                None => println!("no shadow rules have run"),
+                Some(s) => print!("{}", crate::shadow::render_summary(&s)),
+            }
+            Ok(())
+        }
+    }
+}

@@ -16,9 +16,11 @@ use chrono::{DateTime, Utc};
 use escalade_rules::{Decision, Event, Issue, IssueState};
 
 mod outbox;
+mod rules;
 mod sqlite;
 
 pub use outbox::{Claimed, OutboxFilter, Requeue, Settlement, StoreOptions};
+pub use rules::{OpenUses, Recorded, RuleVersionRow, ShadowDiff, ShadowKind, ShadowSummary, Use};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -298,6 +300,11 @@ impl Store {
     /// Removes a timer that fired but could not be applied.
     pub async fn drop_timer(&self, id: i64) -> Result<()> {
         on!(self, s => s.drop_timer(id).await)
+    }
+
+    /// Moves a timer that could not be decided now (the machine was too busy) to `due`.
+    pub async fn postpone_timer(&self, id: i64, due: DateTime<Utc>) -> Result<()> {
+        on!(self, s => s.postpone_timer(id, due).await)
     }
 
     pub async fn issue(&self, id: &str) -> Result<Option<StoredIssue>> {

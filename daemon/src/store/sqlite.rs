@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 mod outbox;
 mod reports;
+mod rules;
 
 use super::{
     AgendaItem, DueTimer, IssueFilter, Listed, Meeting, MeetingFilter, OutboxRow, Result,
@@ -170,6 +171,15 @@ impl SqliteStore {
     /// Removes a timer that fired but whose event changed nothing (it was stale).
     pub async fn drop_timer(&self, id: i64) -> Result<()> {
         sqlx::query("DELETE FROM timers WHERE id = ?")
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn postpone_timer(&self, id: i64, due: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE timers SET due = ? WHERE id = ?")
+            .bind(millis(due))
             .bind(id)
             .execute(&self.writer)
             .await?;

@@ -38,7 +38,12 @@ pub fn admin_token(state: &Path, rules: &str) -> String {
 
 /// Starts `escalade run` on port 0 and returns it with the address it logged.
 pub fn start(state: &Path, rules: &str) -> (Daemon, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_escalade"))
+    start_with(state, rules, Command::new(env!("CARGO_BIN_EXE_escalade")))
+}
+
+/// `start`, from a command the caller has prepared (more variables, say).
+pub fn start_with(state: &Path, rules: &str, mut command: Command) -> (Daemon, String) {
+    let mut child = command
         .args(["run", "--rules", rules])
         .env("ESCALADE_LISTEN", "127.0.0.1:0")
         .env("ESCALADE_STATE_DIR", state)
@@ -72,15 +77,42 @@ pub fn client(token: &str) -> reqwest::Client {
         .unwrap()
 }
 
-/// The API of `engine` served in-process on port 0, photos kept under `state_dir`, delivery not
-/// started: its base URL, and the sender that stops it (dropping the sender stops it too).
+/// The steward of `engine`'s rules, loaded from `rules_dir`, recorded as a version as start-up
+/// records them.
+pub async fn steward(
+    engine: &std::sync::Arc<escalade::engine::Engine>,
+    rules_dir: &str,
+) -> std::sync::Arc<escalade::reload::Rules> {
+    std::sync::Arc::new(
+        escalade::reload::Rules::adopt(engine.clone(), rules_dir.into())
+            .await
+            .unwrap(),
+    )
+}
+
+/// The API of `engine` (its rules loaded from `rules_dir`) served in-process on port 0, photos
+/// kept under `state_dir`, delivery not started: its base URL, and the sender that stops it
+/// (dropping the sender stops it too).
 pub async fn serve_api(
     engine: std::sync::Arc<escalade::engine::Engine>,
+    rules_dir: &str,
+    state_dir: &Path,
+    max_body: usize,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let rules = steward(&engine, rules_dir).await;
+    serve_steward(engine, rules, state_dir, max_body).await
+}
+
+/// `serve_api` with a steward of the rules the caller built (with a candidates directory, say).
+pub async fn serve_steward(
+    engine: std::sync::Arc<escalade::engine::Engine>,
+    rules: std::sync::Arc<escalade::reload::Rules>,
     state_dir: &Path,
     max_body: usize,
 ) -> (String, tokio::sync::oneshot::Sender<()>) {
     use std::sync::Arc;
     let state = Arc::new(escalade::api::AppState {
+        rules,
         engine,
         scheduler_running: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         photos: Arc::new(escalade::photos::PhotoStore::open(state_dir).unwrap()),
@@ -94,4 +126,39 @@ pub async fn serve_api(
         let _ = stopped.await;
     }));
     (base, stop)
+}
+
+/// A token of `role` (and `scope`) in `engine`'s store.
+pub async fn token(engine: &escalade::engine::Engine, role: &str, scope: Option<&str>) -> String {
+    let (token, hash) = escalade::auth::new_token();
+    engine
+        .store()
+        .create_token(&hash, role, scope, chrono::Utc::now())
+        .await
+        .unwrap();
+    token
+}
+
+/// A copy of the rule directory `from` at `to` (created), to edit in a test.
+pub fn copy_rules(from: &str, to: &Path) {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let target = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), &target).unwrap();
+            }
+        }
+    }
+    copy(Path::new(from), to);
+}
+
+/// Replaces `old` (which must be there) by `new` in the file `path`.
+pub fn edit(path: &Path, old: &str, new: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(old), "{} has no `{old}`", path.display());
+    std::fs::write(path, text.replacen(old, new, 1)).unwrap();
 }

@@ -1,0 +1,337 @@
+//! The rules as administrators steer them: what is live and how the last reload went, a reload
+//! that answers when it has finished, and every version that went live. Admins only.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState, authenticate, bad_query, forbidden, page_limit, query};
+use crate::auth::{Actor, Role};
+use crate::engine::EngineError;
+use crate::reload::ReloadError;
+
+fn admin(actor: &Actor, what: &str) -> Result<(), ApiError> {
+    if actor.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(forbidden(actor, what))
+    }
+}
+
+/// `GET /api/v1/rules`: the live version, when, by whom and from where it was loaded, its
+/// summary, and the last reload attempt with its outcome and diagnostics.
+pub(super) async fn status(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let actor = authenticate(&s, &headers).await?;
+    admin(&actor, "read the rules' status")?;
+    let st = s.rules.status();
+    Ok(Json(json!({
+        "version": st.live.version,
+        "loaded_at": st.live.loaded_at,
+        "loaded_by": st.live.loaded_by,
+        "dir": st.live.dir,
+        "summary": st.live.summary,
+        "last_attempt": st.last_attempt,
+    })))
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReloadQuery {
+    force: Option<bool>,
+}
+
+/// `POST /api/v1/rules/reload[?force=true]`: answers when the reload has finished: 200 with
+/// the new version, 422 with the diagnostics, 409 with the removed things open issues use; on
+/// any refusal the old rules stay live.
+pub(super) async fn reload(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Result<Json<Value>, ApiError> {
+    let actor = authenticate(&s, &headers).await?;
+    let q: ReloadQuery = query(uri.query())?;
+    admin(&actor, "reload the rules")?;
+    match s
+        .rules
+        .reload(&actor.name(), q.force.unwrap_or(false))
+        .await
+    {
+        Ok(r) => Ok(Json(
+            serde_json::to_value(r).expect("plain data serialises"),
+        )),
+        Err(ReloadError::Invalid(diagnostics)) => Err(ApiError {
+            extra: Some(json!({ "diagnostics": diagnostics })),
+            ..ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_rules",
+                format!(
+                    "the rule directory {} has {} error(s); the old rules stay live",
+                    s.rules.dir().display(),
+                    diagnostics.len()
+                ),
+            )
+        }),
+        Err(ReloadError::InUse(in_use)) => Err(ApiError {
+            extra: Some(json!({ "in_use": in_use })),
+            ..ApiError::new(
+                StatusCode::CONFLICT,
+                "rules_in_use",
+                format!(
+                    "{}; the old rules stay live (reload with ?force=true to send those issues to triage)",
+                    in_use
+                        .iter()
+                        .map(|u| u.message.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            )
+        }),
+        Err(ReloadError::Failed(m)) => Err(super::internal(m)),
+    }
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VersionsQuery {
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/rules/versions`: every version that went live, newest first.
+pub(super) async fn versions(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Result<Json<Value>, ApiError> {
+    let actor = authenticate(&s, &headers).await?;
+    let q: VersionsQuery = query(uri.query())?;
+    admin(&actor, "list the rule versions")?;
+    let before = match &q.cursor {
+        Some(c) => Some(
+            c.parse::<i64>()
+                .map_err(|_| bad_query("cursor", format!("invalid cursor `{c}`")))?,
+        ),
+        None => None,
+    };
+    let limit = page_limit(q.limit);
+    let rows = s
+        .engine
+        .store()
+        .rule_versions(before, limit)
+        .await
+        .map_err(EngineError::from)?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.id.to_string()))
+        .flatten();
+    Ok(Json(json!({ "versions": rows, "next_cursor": next })))
+}
+
+/// `GET /api/v1/issues/{id}/explain`: every event of the issue decided again by the rules
+/// version that decided it, with its trace, and checked against the stored decision.
+pub(super) async fn explain(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let actor = authenticate(&s, &headers).await?;
+    admin(&actor, &format!("explain issue {id}"))?;
+    match crate::explain::explain_issue(s.engine.store(), &s.rules, &id).await {
+        Ok(x) => Ok(Json(
+            serde_json::to_value(x).expect("plain data serialises"),
+        )),
+        Err(crate::explain::ExplainError::NotFound(id)) => {
+            Err(super::not_found(format!("issue {id}")))
+        }
+        Err(crate::explain::ExplainError::Store(e)) => Err(EngineError::from(e).into()),
+    }
+}
+
+fn bad_candidate(message: String) -> ApiError {
+    ApiError {
+        field: Some("dir".into()),
+        ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+    }
+}
+
+fn invalid_rules(dir: &str, diagnostics: Vec<crate::reload::DiagnosticJson>) -> ApiError {
+    ApiError {
+        extra: Some(json!({ "diagnostics": diagnostics })),
+        field: Some("dir".into()),
+        ..ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_rules",
+            format!("the candidate {dir} has {} error(s)", diagnostics.len()),
+        )
+    }
+}
+
+/// A candidate directory under `candidates_dir`, loaded.
+async fn candidate(s: &AppState, dir: &str) -> Result<escalade_rules::RuleSet, ApiError> {
+    let path = s.rules.candidate(dir).map_err(bad_candidate)?;
+    s.rules.load_candidate(&path).await.map_err(|e| match e {
+        ReloadError::Invalid(d) => invalid_rules(dir, d),
+        other => super::internal(other.to_string()),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CandidateBody {
+    /// A directory under `candidates_dir`.
+    dir: String,
+}
+
+/// `GET /api/v1/rules/shadow`: whether shadow rules run, and the differences of the latest
+/// run since it started: counts by kind, example issues, the latest differences.
+pub(super) async fn shadow(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let actor = authenticate(&s, &headers).await?;
+    admin(&actor, "read the shadow rules")?;
+    let running = s.engine.shadow();
+    let summary = s
+        .engine
+        .store()
+        .shadow_summary(5)
+        .await
+        .map_err(EngineError::from)?;
+    Ok(Json(json!({
+        "active": running.is_some(),
+        "version": running.as_ref().map(|r| r.rules.version.to_string()),
+        "dir": running.as_ref().map(|r| r.dir.clone()),
+        "summary": summary,
+    })))
+}
+
+/// `PUT /api/v1/rules/shadow` with `{"dir": NAME}`: runs the candidate under `candidates_dir`
+/// beside the live rules (replacing shadow rules that ran).
+pub(super) async fn start_shadow(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(super::body_error)?;
+    let actor = authenticate(&s, &headers).await?;
+    admin(&actor, "run shadow rules")?;
+    let b: CandidateBody = super::parse(&body)?;
+    let rules = Arc::new(candidate(&s, &b.dir).await?);
+    let started = crate::shadow::Shadow::start(
+        s.engine.clone(),
+        rules,
+        s.rules
+            .candidate(&b.dir)
+            .map_err(bad_candidate)?
+            .display()
+            .to_string(),
+        &actor.name(),
+    )
+    .await
+    .map_err(EngineError::from)?;
+    let version = started.rules.version.to_string();
+    let run = started.run;
+    if let Some(old) = s.engine.set_shadow(Some(Arc::new(started))) {
+        s.engine
+            .store()
+            .stop_shadow(old.run, s.engine.now())
+            .await
+            .map_err(EngineError::from)?;
+    }
+    tracing::info!(version = %&version[..16], run, "shadow rules started");
+    Ok(Json(
+        json!({"active": true, "version": version, "run": run}),
+    ))
+}
+
+/// `DELETE /api/v1/rules/shadow`: stops the shadow rules; their differences stay readable.
+pub(super) async fn stop_shadow(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let actor = authenticate(&s, &headers).await?;
+    admin(&actor, "stop shadow rules")?;
+    let stopped = s.engine.set_shadow(None);
+    if let Some(old) = &stopped {
+        s.engine
+            .store()
+            .stop_shadow(old.run, s.engine.now())
+            .await
+            .map_err(EngineError::from)?;
+    }
+    Ok(Json(
+        json!({"active": false, "stopped": stopped.map(|o| o.run)}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayBody {
+    /// A directory under `candidates_dir`.
+    dir: String,
+    #[serde(default)]
+    from: Option<chrono::DateTime<chrono::FixedOffset>>,
+    #[serde(default)]
+    to: Option<chrono::DateTime<chrono::FixedOffset>>,
+    #[serde(default)]
+    category: Option<String>,
+    #[serde(default)]
+    unit: Option<String>,
+    /// Changed issues shown in detail at most (the summary counts them all).
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `POST /api/v1/rules/replay`: past issues of the store lived again through a candidate under
+/// `candidates_dir` and through the versions that decided them; what differs.
+pub(super) async fn replay(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(super::body_error)?;
+    let actor = authenticate(&s, &headers).await?;
+    admin(&actor, "replay candidate rules")?;
+    let b: ReplayBody = super::parse(&body)?;
+    let rules = Arc::new(candidate(&s, &b.dir).await?);
+    let Some(db) = s.rules.database() else {
+        return Err(super::internal(
+            "this daemon's store is not a file replay can read".into(),
+        ));
+    };
+    let filter = crate::replay::ReplayFilter {
+        from: b.from.map(|t| t.with_timezone(&chrono::Utc)),
+        // Lives run to now on the daemon's clock, unless asked otherwise (an issue reported
+        // this millisecond is in).
+        to: Some(
+            b.to.map(|t| t.with_timezone(&chrono::Utc))
+                .unwrap_or_else(|| s.engine.now() + chrono::Duration::milliseconds(1)),
+        ),
+        category: b.category,
+        unit: b.unit,
+    };
+    let limit = b.limit.unwrap_or(crate::replay::DEFAULT_LIMIT).min(1000);
+    // A second replay waits for the first: each lives issues on every core.
+    let _one = s
+        .rules
+        .replays
+        .acquire()
+        .await
+        .map_err(|e| super::internal(e.to_string()))?;
+    match crate::replay::replay(db, rules, filter, Some(limit)).await {
+        Ok(r) => Ok(Json(
+            serde_json::to_value(r).expect("plain data serialises"),
+        )),
+        Err(crate::replay::ReplayError::Invalid { field, message }) => Err(ApiError {
+            field: Some(field.into()),
+            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+        }),
+        Err(e) => Err(super::internal(e.to_string())),
+    }
+}

@@ -1,0 +1,804 @@
+//! Replay of past issues through candidate rules, on the store, read-only.
+//!
+//! Issues are read page by page in the order they were reported, each page one query on a
+//! read-only connection of its own (a short read: the daemon goes on writing, and nothing held
+//! here blocks it), its events gathered per issue by SQLite into one JSON array. Each issue is
+//! lived again through the candidate and through the rule version that decided its report,
+//! loaded from `rule_versions` and `rule_files` the first time an issue needs it; the pure part
+//! is `escalade_rules::replay`. A reader task runs a few pages ahead; each page is lived by one
+//! thread of rayon's pool, a few pages at a time, and their results are added up in report
+//! order. Memory holds those pages, SQLite's page cache (64 MiB at most), the summary's groups
+//! and at most `limit` issues shown in detail, whatever the size of the history.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use escalade_rules::replay::{Action, Group, History, IssueReplay, Summary, replay_issue};
+use escalade_rules::{Event, Issue, IssueState, RuleSet};
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use crate::auth::{Actor, Role};
+
+/// Issues shown in detail when the caller names no limit.
+pub const DEFAULT_LIMIT: usize = 100;
+
+/// Issues read per page.
+const PAGE: i64 = 500;
+
+/// Pages read ahead of those being lived.
+const READ_AHEAD: usize = 8;
+
+/// Which past issues to replay: reported in `[from, to)`, of a category, in a unit's subtree.
+/// Their lives run to `to`, or to now.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+}
+
+/// Why a replay could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The filter is wrong: the field at fault and why.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// The store cannot be read.
+    #[error("{0}")]
+    Store(String),
+}
+
+/// How many issues were read and what became of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Issues read from the store.
+    pub read: u64,
+    /// Lived through both rule sets.
+    pub replayed: u64,
+    pub unchanged: u64,
+    /// Something differs (diverged and refused ones included).
+    pub changed: u64,
+    /// The candidate's life left the recorded one at a recorded action.
+    pub diverged: u64,
+    /// The candidate refuses the report itself.
+    pub refused: u64,
+    /// Not replayed; `skipped` in the report says why.
+    pub skipped: u64,
+}
+
+/// Issues passed over for one reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub reason: String,
+    pub issues: u64,
+}
+
+/// Issues whose report's rule version is not stored (or no longer loads), lived through the
+/// version of their later decisions instead.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Fallback {
+    pub missing: String,
+    pub used: String,
+    pub issues: u64,
+}
+
+/// Issues lived through one recorded rule version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VersionUse {
+    pub version: String,
+    pub issues: u64,
+}
+
+/// What a replay found.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReplayReport {
+    /// The candidate's version.
+    pub candidate: String,
+    /// Lives ran to this instant.
+    pub horizon: DateTime<Utc>,
+    pub filter: ReplayFilter,
+    pub issues: Counts,
+    /// Recorded actions the candidate's lives took (before any divergence).
+    pub actions: u64,
+    /// The recorded rule versions lived through.
+    pub recorded: Vec<VersionUse>,
+    pub fallbacks: Vec<Fallback>,
+    pub skipped: Vec<Skipped>,
+    /// What differs, grouped by kind of change.
+    pub summary: Vec<Group>,
+    /// The first changed issues in report order, at most the limit.
+    pub changed: Vec<IssueReplay>,
+    /// Changed issues beyond the limit.
+    pub changed_not_shown: u64,
+}
+
+impl ReplayReport {
+    /// Whether anything differs.
+    pub fn differs(&self) -> bool {
+        self.issues.changed > 0
+    }
+}
+
+/// Replays the issues of the store at `db_path` that `filter` selects through `candidate`,
+/// showing at most `limit` changed issues in detail (default [`DEFAULT_LIMIT`]; the summary
+/// counts them all). Opens the store read-only; the daemon may be running on it.
+pub async fn replay(
+    db_path: &Path,
+    candidate: Arc<RuleSet>,
+    filter: ReplayFilter,
+    limit: Option<usize>,
+) -> Result<ReplayReport, ReplayError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    let horizon = filter.to.unwrap_or_else(Utc::now);
+    if let (Some(f), Some(t)) = (filter.from, filter.to)
+        && f >= t
+    {
+        return Err(ReplayError::Invalid {
+            field: "from",
+            message: format!("from ({f}) is not before to ({t})"),
+        });
+    }
+    let db = open(db_path).await?;
+    let result = run(&db, candidate, filter, limit, horizon).await;
+    db.close().await;
+    result
+}
+
+async fn run(
+    db: &SqlitePool,
+    candidate: Arc<RuleSet>,
+    filter: ReplayFilter,
+    limit: usize,
+    horizon: DateTime<Utc>,
+) -> Result<ReplayReport, ReplayError> {
+    check_filter(db, &candidate, &filter).await?;
+    let versions = Arc::new(Versions::read(db).await?);
+    // The reader runs ahead of the pages being lived, by a few pages at most.
+    let (pages, mut next) = tokio::sync::mpsc::channel::<Vec<RawIssue>>(READ_AHEAD);
+    let reader = tokio::spawn(read_all(db.clone(), filter.clone(), horizon, pages));
+    let version = candidate.version.to_string();
+    let mut report = Tally::new(limit);
+    // Pages being lived, each by one thread of the pool, a few per thread so that none waits;
+    // their results are taken in order.
+    let in_flight = 4 * rayon::current_num_threads();
+    let mut living = std::collections::VecDeque::new();
+    let lost = |_| ReplayError::Store("a page of issues could not be lived".into());
+    while let Some(page) = next.recv().await {
+        let job = Job {
+            candidate: candidate.clone(),
+            versions: versions.clone(),
+            horizon,
+        };
+        let (done, result) = tokio::sync::oneshot::channel();
+        rayon::spawn(move || {
+            let _ = done.send(job.live(page));
+        });
+        living.push_back(result);
+        if living.len() >= in_flight
+            && let Some(p) = living.pop_front()
+        {
+            report.add(p.await.map_err(lost)?);
+        }
+    }
+    while let Some(p) = living.pop_front() {
+        report.add(p.await.map_err(lost)?);
+    }
+    reader
+        .await
+        .map_err(|e| ReplayError::Store(format!("reading the store: {e}")))??;
+    Ok(report.finish(version, horizon, filter))
+}
+
+/// Reads every page the filter selects into `pages`, in report order; stops early when the
+/// pages are no longer wanted.
+async fn read_all(
+    db: SqlitePool,
+    filter: ReplayFilter,
+    horizon: DateTime<Utc>,
+    pages: tokio::sync::mpsc::Sender<Vec<RawIssue>>,
+) -> Result<(), ReplayError> {
+    let mut after: Option<(i64, String)> = None;
+    loop {
+        let page = read_page(&db, &filter, horizon, after.as_ref()).await?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = Some((last.reported_at, last.id.clone()));
+        if pages.send(page).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Opens the store read-only and checks that it is one.
+async fn open(path: &Path) -> Result<SqlitePool, ReplayError> {
+    if !path.is_file() {
+        return Err(ReplayError::Store(format!(
+            "no store at {}",
+            path.display()
+        )));
+    }
+    // A page of issues reads their events from pages written around the same days: a larger
+    // page cache (64 MiB, bounded) reads each of them once.
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .busy_timeout(Duration::from_secs(10))
+        .pragma("cache_size", "-65536");
+    let db = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .map_err(|e| ReplayError::Store(format!("{}: {e}", path.display())))?;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('issues', 'events')",
+    )
+    .fetch_all(&db)
+    .await
+    .map_err(|e| ReplayError::Store(format!("{}: {e}", path.display())))?;
+    if tables.len() < 2 {
+        db.close().await;
+        return Err(ReplayError::Store(format!(
+            "{} is not an escalade store (it has no issues and events)",
+            path.display()
+        )));
+    }
+    Ok(db)
+}
+
+fn store_error(e: sqlx::Error) -> ReplayError {
+    ReplayError::Store(format!("reading the store: {e}"))
+}
+
+/// The `LIKE` pattern of a unit's subtree in `issues.branch`.
+fn subtree(unit: &str) -> String {
+    let escaped = unit
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%/{escaped}/%")
+}
+
+/// A category or unit must be known to the candidate or to some stored issue (a candidate
+/// may drop one that past issues have).
+async fn check_filter(
+    db: &SqlitePool,
+    candidate: &RuleSet,
+    f: &ReplayFilter,
+) -> Result<(), ReplayError> {
+    if let Some(c) = &f.category
+        && candidate.category(c).is_none()
+    {
+        let stored: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM issues WHERE category = ? LIMIT 1")
+                .bind(c)
+                .fetch_optional(db)
+                .await
+                .map_err(store_error)?;
+        if stored.is_none() {
+            return Err(ReplayError::Invalid {
+                field: "category",
+                message: format!(
+                    "unknown category `{c}`: neither the candidate rules nor any stored issue have it"
+                ),
+            });
+        }
+    }
+    if let Some(u) = &f.unit
+        && candidate.org.unit(u).is_none()
+    {
+        let stored: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM issues WHERE unit = ? OR branch LIKE ? ESCAPE '\\' LIMIT 1",
+        )
+        .bind(u)
+        .bind(subtree(u))
+        .fetch_optional(db)
+        .await
+        .map_err(store_error)?;
+        if stored.is_none() {
+            return Err(ReplayError::Invalid {
+                field: "unit",
+                message: format!(
+                    "unknown unit `{u}`: neither the candidate rules nor any stored issue have it"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// An issue as read, its JSON not parsed yet (that happens in parallel): its events are one
+/// JSON array of `[seq, at, actor, kind, payload, rules_version]`, built by SQLite, so that a
+/// page of issues comes back as one row per issue.
+struct RawIssue {
+    id: String,
+    body: String,
+    reported_at: i64,
+    events: String,
+}
+
+/// One recorded event as the page's JSON carries it, borrowed from it where it can be.
+#[derive(Deserialize)]
+struct RawEvent<'a>(
+    i64,
+    i64,
+    #[serde(borrow)] Cow<'a, str>,
+    &'a str,
+    #[serde(borrow)] Cow<'a, str>,
+    &'a str,
+);
+
+/// The next page of issues after `after` in report order, with their events up to `horizon`.
+async fn read_page(
+    db: &SqlitePool,
+    f: &ReplayFilter,
+    horizon: DateTime<Utc>,
+    after: Option<&(i64, String)>,
+) -> Result<Vec<RawIssue>, ReplayError> {
+    let h = horizon.timestamp_millis();
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "SELECT i.id, i.body, i.reported_at, \
+         (SELECT json_group_array(json_array(seq, at, actor, kind, payload, rules_version)) \
+          FROM (SELECT seq, at, actor, kind, payload, rules_version FROM events \
+                WHERE issue_id = i.id AND at <= ",
+    );
+    q.push_bind(h)
+        .push(" ORDER BY seq)) FROM issues i WHERE i.reported_at <= ")
+        .push_bind(h);
+    if let Some((at, id)) = after {
+        q.push(" AND (i.reported_at, i.id) > (")
+            .push_bind(*at)
+            .push(", ")
+            .push_bind(id.clone())
+            .push(")");
+    }
+    if let Some(from) = f.from {
+        q.push(" AND i.reported_at >= ")
+            .push_bind(from.timestamp_millis());
+    }
+    if let Some(to) = f.to {
+        q.push(" AND i.reported_at < ")
+            .push_bind(to.timestamp_millis());
+    }
+    if let Some(c) = &f.category {
+        q.push(" AND i.category = ").push_bind(c.clone());
+    }
+    if let Some(u) = &f.unit {
+        q.push(" AND (i.unit = ")
+            .push_bind(u.clone())
+            .push(" OR i.branch LIKE ")
+            .push_bind(subtree(u))
+            .push(" ESCAPE '\\')");
+    }
+    q.push(" ORDER BY i.reported_at, i.id LIMIT ")
+        .push_bind(PAGE);
+    let rows = q.build().fetch_all(db).await.map_err(store_error)?;
+    Ok(rows
+        .iter()
+        .map(|r| RawIssue {
+            id: r.get(0),
+            body: r.get(1),
+            reported_at: r.get(2),
+            events: r.get::<Option<String>, _>(3).unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// A stored rule version: loaded, or why it cannot be.
+type Loaded = Result<Arc<RuleSet>, String>;
+
+/// A version the store holds: its files, and the rule set once someone needed it.
+struct Stored {
+    files: Result<BTreeMap<String, Arc<str>>, String>,
+    rules: OnceLock<Loaded>,
+}
+
+/// The rule versions the store holds, read once at the start (their files are small and
+/// shared between versions); each is loaded the first time an issue needs it.
+struct Versions {
+    stored: HashMap<String, Stored>,
+    /// Why a version not in `stored` is missing.
+    missing: &'static str,
+}
+
+impl Versions {
+    async fn read(db: &SqlitePool) -> Result<Versions, ReplayError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('rule_versions', 'rule_files')",
+        )
+        .fetch_one(db)
+        .await
+        .map_err(store_error)?;
+        if n < 2 {
+            return Ok(Versions {
+                stored: HashMap::new(),
+                missing: " (the store keeps no rule versions)",
+            });
+        }
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT version, files FROM rule_versions ORDER BY id")
+                .fetch_all(db)
+                .await
+                .map_err(store_error)?;
+        let contents: HashMap<String, Arc<str>> =
+            sqlx::query_as::<_, (String, String)>("SELECT hash, content FROM rule_files")
+                .fetch_all(db)
+                .await
+                .map_err(store_error)?
+                .into_iter()
+                .map(|(h, c)| (h, Arc::from(c)))
+                .collect();
+        let mut stored = HashMap::new();
+        for (version, files) in rows {
+            let name = short(&version).to_string();
+            let files = serde_json::from_str::<BTreeMap<String, String>>(&files)
+                .map_err(|e| format!("rules version {name}: its list of files is unreadable: {e}"))
+                .and_then(|paths| {
+                    paths
+                        .into_iter()
+                        .map(|(path, hash)| match contents.get(&hash) {
+                            Some(c) => Ok((path, c.clone())),
+                            None => Err(format!(
+                                "rules version {name}: its file {path} ({}) is not stored",
+                                short(&hash)
+                            )),
+                        })
+                        .collect()
+                });
+            stored.insert(
+                version,
+                Stored {
+                    files,
+                    rules: OnceLock::new(),
+                },
+            );
+        }
+        Ok(Versions {
+            stored,
+            missing: "",
+        })
+    }
+
+    /// The rule set of `version`, or why there is none.
+    fn get(&self, version: &str) -> Loaded {
+        let Some(s) = self.stored.get(version) else {
+            return Err(format!(
+                "rules version {} is not stored{}",
+                short(version),
+                self.missing
+            ));
+        };
+        s.rules
+            .get_or_init(|| {
+                let files = s.files.as_ref().map_err(Clone::clone)?;
+                match RuleSet::load_files(files) {
+                    Ok(rules) if *rules.version == *version => Ok(Arc::new(rules)),
+                    Ok(rules) => Err(format!(
+                        "rules version {}: its stored files load as version {}",
+                        short(version),
+                        short(&rules.version)
+                    )),
+                    Err(d) => Err(format!(
+                        "rules version {} no longer loads: {}",
+                        short(version),
+                        d.iter()
+                            .next()
+                            .map(|d| d.to_string())
+                            .unwrap_or_else(|| "an error".into())
+                    )),
+                }
+            })
+            .clone()
+    }
+}
+
+/// A version (or a file's hash) as lines show it.
+fn short(version: &str) -> &str {
+    version.get(..12).unwrap_or(version)
+}
+
+/// What a page is lived with.
+struct Job {
+    candidate: Arc<RuleSet>,
+    versions: Arc<Versions>,
+    horizon: DateTime<Utc>,
+}
+
+/// What became of one issue.
+enum Outcome {
+    Replayed {
+        replay: Box<IssueReplay>,
+        actions: u64,
+        /// The report's version was missing: (missing, used).
+        fallback: Option<(String, String)>,
+    },
+    Skipped(String),
+}
+
+/// What a page added up to.
+#[derive(Default)]
+struct PageResult {
+    outcomes: Vec<Outcome>,
+    summary: Summary,
+}
+
+impl Job {
+    /// Lives a page's issues one after another (pages, not issues, are spread over threads).
+    fn live(&self, page: Vec<RawIssue>) -> PageResult {
+        let mut summary = Summary::default();
+        let outcomes: Vec<Outcome> = page
+            .into_iter()
+            .map(|i| {
+                let o = self.issue(i);
+                if let Outcome::Replayed { replay, .. } = &o {
+                    summary.add(replay);
+                }
+                o
+            })
+            .collect();
+        PageResult { outcomes, summary }
+    }
+
+    fn issue(&self, raw: RawIssue) -> Outcome {
+        let mut issue: Issue = match serde_json::from_str(&raw.body) {
+            Ok(i) => i,
+            Err(e) => return Outcome::Skipped(format!("its stored body is unreadable: {e}")),
+        };
+        if issue.id.is_empty() {
+            issue.id = raw.id.clone();
+        }
+        let Some(reported_at) = DateTime::<Utc>::from_timestamp_millis(raw.reported_at) else {
+            return Outcome::Skipped("its report time is out of range".into());
+        };
+        let mut events: Vec<RawEvent> = match serde_json::from_str(&raw.events) {
+            Ok(e) => e,
+            Err(e) => return Outcome::Skipped(format!("its events are unreadable: {e}")),
+        };
+        events.sort_unstable_by_key(|e| e.0);
+        let Some(first) = events.first() else {
+            return Outcome::Skipped("it has no recorded events".into());
+        };
+        let report_version = events.iter().find(|e| e.3 == "reported").unwrap_or(first).5;
+        let (recorded, fallback) = match self.versions.get(report_version) {
+            Ok(r) => (r, None),
+            Err(why) => {
+                let later = events
+                    .iter()
+                    .filter(|e| e.5 != report_version)
+                    .find_map(|e| self.versions.get(e.5).ok());
+                match later {
+                    Some(r) => {
+                        let used = r.version.to_string();
+                        (r, Some((report_version.to_string(), used)))
+                    }
+                    None => return Outcome::Skipped(why),
+                }
+            }
+        };
+        let mut actions = Vec::with_capacity(events.len());
+        for RawEvent(seq, at, actor, kind, payload, _) in events {
+            // The report is lived anew, timers fire in each life, and an issue sent to triage
+            // by a reload of the live rules is the daemon's doing, not a person's.
+            if matches!(
+                kind,
+                "reported" | "deadline_passed" | "reminder_due" | "sent_to_triage"
+            ) {
+                continue;
+            }
+            let event: Event = match serde_json::from_str(&payload) {
+                Ok(ev) => ev,
+                Err(err) => {
+                    return Outcome::Skipped(format!(
+                        "its event {seq} (`{kind}`) is unreadable: {err}"
+                    ));
+                }
+            };
+            let Some(at) = DateTime::<Utc>::from_timestamp_millis(at) else {
+                return Outcome::Skipped(format!("its event {seq} has a time out of range"));
+            };
+            actions.push(Action {
+                seq,
+                at,
+                actor: actor.into_owned(),
+                event,
+            });
+        }
+        let n = actions.len() as u64;
+        let history = History {
+            issue,
+            reported_at,
+            actions,
+        };
+        match replay_issue(
+            &recorded,
+            &self.candidate,
+            &history,
+            self.horizon,
+            &permission,
+        ) {
+            Ok(r) => {
+                let taken = match &r.diverged {
+                    Some(d) => history.actions.iter().filter(|a| a.seq < d.seq).count() as u64,
+                    None => n,
+                };
+                Outcome::Replayed {
+                    replay: Box::new(r),
+                    actions: taken,
+                    fallback,
+                }
+            }
+            Err(why) => Outcome::Skipped(why),
+        }
+    }
+}
+
+/// The token an event's actor names (`department:urban#3`, `admin#1`); `None` for the
+/// daemon's own actors (`scheduler`), whose events are not checked.
+pub fn actor_of(name: &str) -> Option<Actor> {
+    let (head, token) = name.rsplit_once('#')?;
+    let token: i64 = token.parse().ok()?;
+    let (role, scope) = match head.split_once(':') {
+        Some((r, s)) => (r, Some(s.to_string())),
+        None => (head, None),
+    };
+    Some(Actor {
+        token,
+        role: Role::parse(role)?,
+        scope,
+    })
+}
+
+/// Whether the recorded actor may post `event` to the issue as `rules` left it: what the API
+/// would have answered.
+fn permission(
+    rules: &RuleSet,
+    actor: &str,
+    issue: &Issue,
+    state: &IssueState,
+    event: &Event,
+) -> Option<String> {
+    let a = actor_of(actor)?;
+    if a.may_act(rules, issue, state, event) {
+        return None;
+    }
+    Some(format!(
+        "{actor} may not post `{}` to the issue (its departments: {})",
+        event.name(),
+        if state.departments.is_empty() {
+            "none".to_string()
+        } else {
+            state.departments.join(", ")
+        }
+    ))
+}
+
+/// The report in the making.
+struct Tally {
+    limit: usize,
+    counts: Counts,
+    actions: u64,
+    recorded: HashMap<String, u64>,
+    fallbacks: HashMap<(String, String), u64>,
+    skipped: HashMap<String, u64>,
+    summary: Summary,
+    changed: Vec<IssueReplay>,
+    not_shown: u64,
+}
+
+impl Tally {
+    fn new(limit: usize) -> Tally {
+        Tally {
+            limit,
+            counts: Counts::default(),
+            actions: 0,
+            recorded: HashMap::new(),
+            fallbacks: HashMap::new(),
+            skipped: HashMap::new(),
+            summary: Summary::default(),
+            changed: Vec::new(),
+            not_shown: 0,
+        }
+    }
+
+    fn add(&mut self, page: PageResult) {
+        self.summary.merge(page.summary);
+        for o in page.outcomes {
+            self.counts.read += 1;
+            match o {
+                Outcome::Skipped(why) => {
+                    self.counts.skipped += 1;
+                    *self.skipped.entry(why).or_default() += 1;
+                }
+                Outcome::Replayed {
+                    replay,
+                    actions,
+                    fallback,
+                } => {
+                    self.counts.replayed += 1;
+                    self.actions += actions;
+                    *self
+                        .recorded
+                        .entry(replay.rules_version.to_string())
+                        .or_default() += 1;
+                    if let Some(f) = fallback {
+                        *self.fallbacks.entry(f).or_default() += 1;
+                    }
+                    if !replay.changed() {
+                        self.counts.unchanged += 1;
+                        continue;
+                    }
+                    self.counts.changed += 1;
+                    if replay.diverged.is_some() {
+                        self.counts.diverged += 1;
+                    }
+                    if replay.refused.is_some() {
+                        self.counts.refused += 1;
+                    }
+                    if self.changed.len() < self.limit {
+                        self.changed.push(*replay);
+                    } else {
+                        self.not_shown += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(
+        self,
+        candidate: String,
+        horizon: DateTime<Utc>,
+        filter: ReplayFilter,
+    ) -> ReplayReport {
+        let mut recorded: Vec<VersionUse> = self
+            .recorded
+            .into_iter()
+            .map(|(version, issues)| VersionUse { version, issues })
+            .collect();
+        recorded.sort_by(|a, b| b.issues.cmp(&a.issues).then(a.version.cmp(&b.version)));
+        let mut fallbacks: Vec<Fallback> = self
+            .fallbacks
+            .into_iter()
+            .map(|((missing, used), issues)| Fallback {
+                missing,
+                used,
+                issues,
+            })
+            .collect();
+        fallbacks.sort_by(|a, b| b.issues.cmp(&a.issues).then(a.missing.cmp(&b.missing)));
+        let mut skipped: Vec<Skipped> = self
+            .skipped
+            .into_iter()
+            .map(|(reason, issues)| Skipped { reason, issues })
+            .collect();
+        skipped.sort_by(|a, b| b.issues.cmp(&a.issues).then(a.reason.cmp(&b.reason)));
+        ReplayReport {
+            candidate,
+            horizon,
+            filter,
+            issues: self.counts,
+            actions: self.actions,
+            recorded,
+            fallbacks,
+            skipped,
+            summary: self.summary.groups(),
+            changed: self.changed,
+            changed_not_shown: self.not_shown,
+        }
+    }
+}
