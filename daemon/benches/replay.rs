@@ -24,25 +24,15 @@ use escalade::generate::{HistoryOptions, history};
 use escalade::replay::{ReplayFilter, replay};
 use escalade_rules::RuleSet;
 
-const CITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/city");
+#[path = "../tests/support/mod.rs"]
+mod support;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
+const CITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/city");
 
 /// A copy of the example city with `edit` applied to `file`.
 fn candidate(tmp: &Path, name: &str, file: &str, edit: impl Fn(&str) -> String) -> Arc<RuleSet> {
     let dir = tmp.join(name);
-    copy_dir(Path::new(CITY), &dir);
+    support::copy_rules(CITY, &dir);
     let p = dir.join(file);
     let text = std::fs::read_to_string(&p).unwrap();
     let edited = edit(&text);

@@ -486,8 +486,11 @@ async fn a_watched_rule_directory_reloads_when_its_files_change() {
     let state = dir.path().join("state");
     let r = rules.to_str().unwrap();
     let admin = client(&support::admin_token(&state, r));
+    // Shadow rules from the configuration too: the same rules, so they never differ.
     let mut command = Command::new(env!("CARGO_BIN_EXE_escalade"));
-    command.env("ESCALADE_RULES_WATCH", "true");
+    command
+        .env("ESCALADE_RULES_WATCH", "true")
+        .env("ESCALADE_SHADOW_RULES", MINI);
     let (daemon, base) = support::start_with(&state, r, command);
     let first = get_rules(&admin, &base).await["version"]
         .as_str()
@@ -496,6 +499,20 @@ async fn a_watched_rule_directory_reloads_when_its_files_change() {
     acknowledge_in(&rules, 3);
     wait_for("the watched reload", || async {
         get_rules(&admin, &base).await["version"] != first.as_str()
+    })
+    .await;
+    let (status, _) = call(
+        admin
+            .post(format!("http://{base}/api/v1/issues"))
+            .json(&json!({
+                "category": "garbage", "unit": "g1", "description": "bins", "reporter": "p-g1"
+            })),
+    )
+    .await;
+    assert_eq!(status, 201);
+    wait_for("the shadow to compare", || async {
+        let (_, body) = call(admin.get(format!("http://{base}/api/v1/rules/shadow"))).await;
+        body["active"] == true && body["summary"]["compared"] == 1
     })
     .await;
     assert_eq!(

@@ -28,35 +28,11 @@ const MOVE_VENDORS: (&str, &str, &str) = (
 /// The example city's rules with a comment added: another version, the same behaviour.
 const COMMENT: (&str, &str, &str) = ("routes.yaml", "", "\n# reviewed, nothing changed\n");
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
 /// A copy of the example city under `tmp/name` with `edits` applied (`(file, from, to)`, an
 /// empty `from` appends).
 fn rules_dir(tmp: &Path, name: &str, edits: &[(&str, &str, &str)]) -> PathBuf {
     let dir = tmp.join(name);
-    copy_dir(Path::new(CITY), &dir);
-    for (file, from, to) in edits {
-        let p = dir.join(file);
-        let text = std::fs::read_to_string(&p).unwrap();
-        let new = if from.is_empty() {
-            format!("{text}{to}")
-        } else {
-            assert!(text.contains(from), "{file} does not contain {from:?}");
-            text.replacen(from, to, 1)
-        };
-        std::fs::write(&p, new).unwrap();
-    }
+    support::copy_rules_edited(CITY, &dir, edits);
     dir
 }
 

@@ -4,43 +4,18 @@
 //! text in a file, or append to it), loads it, and expects a diagnostic whose one-line form
 //! contains the expected text.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use escalade_rules::RuleSet;
 
-const MINI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mini");
+mod common;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
+const MINI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mini");
 
 /// A copy of the fixture with `edits` applied: `(file, from, to)` replaces the first
 /// occurrence of `from` (which must exist); an empty `from` appends `to`.
 fn edited(edits: &[(&str, &str, &str)]) -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rules");
-    copy_dir(Path::new(MINI), &dir);
-    for (file, from, to) in edits {
-        let p = dir.join(file);
-        let text = std::fs::read_to_string(&p).unwrap_or_default();
-        let new = if from.is_empty() {
-            format!("{text}{to}")
-        } else {
-            assert!(text.contains(from), "{file} does not contain {from:?}");
-            text.replacen(from, to, 1)
-        };
-        std::fs::write(&p, new).unwrap();
-    }
-    (tmp, dir)
+    common::edited(MINI, edits)
 }
 
 /// Loads the edited fixture and expects every `expected` text in some diagnostic.

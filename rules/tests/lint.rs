@@ -1,39 +1,20 @@
 //! Warnings of a rule set that loads: routes an earlier route always takes first, ladders no
 //! category uses, a `repeat` a later step overrides. Each case edits a copy of `fixtures/mini`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use escalade_rules::RuleSet;
+
+mod common;
 
 const MINI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mini");
 const CITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/city");
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
 /// A copy of the fixture with `(from, to)` replaced in policy.yaml (each `from` must occur).
 fn edited(edits: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rules");
-    copy_dir(Path::new(MINI), &dir);
-    let p = dir.join("policy.yaml");
-    let mut text = std::fs::read_to_string(&p).unwrap();
-    for (from, to) in edits {
-        assert!(text.contains(from), "policy.yaml does not contain {from:?}");
-        text = text.replacen(from, to, 1);
-    }
-    std::fs::write(&p, text).unwrap();
-    (tmp, dir)
+    let edits: Vec<(&str, &str, &str)> =
+        edits.iter().map(|(f, t)| ("policy.yaml", *f, *t)).collect();
+    common::edited(MINI, &edits)
 }
 
 /// The warnings of the edited fixture, in their one-line form; the rules must load.

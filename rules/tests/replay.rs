@@ -1,44 +1,18 @@
 //! Replay on the example city: issues lived through the rules and through edited copies of
 //! them, and what the comparison and the summary say.
 
-use std::path::{Path, PathBuf};
-
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use escalade_rules::replay::{Action, Cause, Change, History, IssueReplay, Summary, replay_issue};
 use escalade_rules::{DeadlineKind, Event, Issue, IssueState, Priority, RuleSet};
 
-const CITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/city");
+mod common;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
+const CITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/city");
 
 /// The example city with `edits` applied: `(file, from, to)` replaces the first occurrence of
 /// `from` (which must exist); an empty `from` appends `to`.
 fn edited(edits: &[(&str, &str, &str)]) -> (tempfile::TempDir, RuleSet) {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir: PathBuf = tmp.path().join("rules");
-    copy_dir(Path::new(CITY), &dir);
-    for (file, from, to) in edits {
-        let p = dir.join(file);
-        let text = std::fs::read_to_string(&p).unwrap();
-        let new = if from.is_empty() {
-            format!("{text}{to}")
-        } else {
-            assert!(text.contains(from), "{file} does not contain {from:?}");
-            text.replacen(from, to, 1)
-        };
-        std::fs::write(&p, new).unwrap();
-    }
+    let (tmp, dir) = common::edited(CITY, edits);
     let rules = RuleSet::load(&dir).unwrap_or_else(|d| panic!("edited rules: {d:?}"));
     (tmp, rules)
 }

@@ -162,3 +162,18 @@ pub fn edit(path: &Path, old: &str, new: &str) {
     assert!(text.contains(old), "{} has no `{old}`", path.display());
     std::fs::write(path, text.replacen(old, new, 1)).unwrap();
 }
+
+/// A copy of the rule directory `from` at `to` with `edits` applied: `(file, old, new)`
+/// replaces the first `old` (which must be there); an empty `old` appends `new`.
+pub fn copy_rules_edited(from: &str, to: &Path, edits: &[(&str, &str, &str)]) {
+    copy_rules(from, to);
+    for (file, old, new) in edits {
+        let p = to.join(file);
+        if old.is_empty() {
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            std::fs::write(&p, format!("{text}{new}")).unwrap();
+        } else {
+            edit(&p, old, new);
+        }
+    }
+}
