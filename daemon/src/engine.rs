@@ -137,7 +137,7 @@ pub struct OutcomeRecord {
 pub type Result<T> = std::result::Result<T, EngineError>;
 
 /// The unit's branch from the top, `/city/d1/s1/g1/`: what subtree filters search.
-fn branch(rules: &RuleSet, unit: &str) -> String {
+pub fn branch(rules: &RuleSet, unit: &str) -> String {
     let org = &rules.org;
     let Some(u) = org.unit(unit) else {
         return String::new();

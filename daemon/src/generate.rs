@@ -738,18 +738,7 @@ fn live_one(
         })
         .collect();
     let s = &t.state;
-    let branch = {
-        let ids: Vec<&str> = org
-            .branch(gi as u32)
-            .map(|u| org.units[u as usize].id.as_str())
-            .collect();
-        let mut b = String::from("/");
-        for id in ids.iter().rev() {
-            b.push_str(id);
-            b.push('/');
-        }
-        b
-    };
+    let branch = crate::engine::branch(rules, &grid.id);
     Lived {
         id: i as u64 + 1,
         body: serde_json::to_string(&issue).expect("plain data"),
