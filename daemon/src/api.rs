@@ -464,6 +464,16 @@ async fn run_list(
     {
         return Err(bad_query("unit", format!("unknown unit `{u}`")));
     }
+    if let Some(d) = &f.department
+        && org.department(d).is_none()
+    {
+        return Err(bad_query("department", format!("unknown department `{d}`")));
+    }
+    if let Some(t) = &f.tier
+        && org.tier(t).is_none()
+    {
+        return Err(bad_query("tier", format!("unknown tier `{t}`")));
+    }
     if let Some(c) = q.cursor {
         let parsed = c
             .split_once(':')

@@ -266,6 +266,22 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         (status, body["error"]["code"].as_str()),
         (422, Some("invalid"))
     );
+    // A progress note that says nothing is refused, naming the field; the issue is unchanged.
+    let events = format!("{}/api/v1/issues/{id}/events", s.base);
+    assert_eq!(
+        post(&c, &events, r#"{"event": "acknowledged"}"#).await.0,
+        200
+    );
+    for body in [
+        r#"{"event": "progress"}"#,
+        r#"{"event": "progress", "note": " "}"#,
+    ] {
+        let (status, answer) = post(&c, &events, body).await;
+        assert_eq!(status, 422, "{body}: {answer}");
+        assert_eq!(answer["error"]["field"], "note", "{answer}");
+    }
+    let st = s.engine.store().issue(&id).await.unwrap().unwrap();
+    assert_eq!(st.state.state, escalade_rules::State::Acknowledged);
     let r = c
         .get(format!("{}/api/v1/issues/77", s.base))
         .send()
@@ -540,4 +556,20 @@ async fn lists_queues_and_overdue_boards_with_cursors_and_scopes() {
     );
     let (status, _) = get(&admin, format!("{issues}?colour=red")).await;
     assert_eq!(status, 400);
+    // Unknown departments and tiers are named, not answered with an empty list.
+    let (status, e) = get(&admin, format!("{issues}?department=parks")).await;
+    assert_eq!(
+        (status, e["error"]["field"].as_str()),
+        (400, Some("department")),
+        "{e}"
+    );
+    assert!(e["error"]["message"].as_str().unwrap().contains("parks"));
+    let (status, e) = get(&admin, format!("{issues}?tier=province")).await;
+    assert_eq!(
+        (status, e["error"]["field"].as_str()),
+        (400, Some("tier")),
+        "{e}"
+    );
+    let (status, _) = get(&admin, format!("{issues}?tier=street")).await;
+    assert_eq!(status, 200);
 }

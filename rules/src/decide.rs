@@ -131,6 +131,24 @@ impl MessageVars {
     }
 }
 
+/// A text a person must write (a progress note, a rejection's reason): not blank, and at most
+/// `MAX_COMMENT_CHARS` characters.
+fn said(field: &'static str, text: &str, blank: &str) -> Result<(), Refusal> {
+    if text.trim().is_empty() {
+        return Err(Refusal::Invalid {
+            field,
+            message: blank.to_string(),
+        });
+    }
+    if text.chars().count() > MAX_COMMENT_CHARS {
+        return Err(Refusal::Invalid {
+            field,
+            message: format!("`{field}` has at most {MAX_COMMENT_CHARS} characters"),
+        });
+    }
+    Ok(())
+}
+
 /// The people of a recipient, without allocating.
 enum People<'a> {
     One(Option<Ix>),
@@ -384,7 +402,8 @@ impl<'a> Cx<'a> {
                 self.trace("acknowledged: the acknowledge deadline is cleared");
                 Ok(())
             }
-            Event::Progress { .. } => {
+            Event::Progress { note } => {
+                said("note", note, "a progress note must say what is being done")?;
                 self.next.state = State::InProgress;
                 self.trace("handling opinion noted: in progress");
                 Ok(())
@@ -409,7 +428,14 @@ impl<'a> Cx<'a> {
                 self.trace("closed at grid level: a small matter the reporter handled");
                 Ok(())
             }
-            Event::Rejected { reason } => self.rejected(reason),
+            Event::Rejected { reason } => {
+                said(
+                    "reason",
+                    reason,
+                    "a rejection must say why the fix is not accepted",
+                )?;
+                self.rejected(reason)
+            }
             Event::DeadlinePassed { deadline } => self.deadline_passed(*deadline),
             Event::ReminderDue { deadline } => {
                 match self.next.deadline(*deadline) {
@@ -865,7 +891,9 @@ impl<'a> Cx<'a> {
             .map(|u| org.units[u as usize].tier)
             .find(|&t| match raise {
                 Raise::Next => t > current,
-                Raise::To(want) => t >= want && t > current,
+                // An issue at or above the wanted tier stays where it is: the tier rises to
+                // `want`, never past it.
+                Raise::To(want) => current < want && t >= want,
             });
         match target {
             Some(t) => {
@@ -880,9 +908,15 @@ impl<'a> Cx<'a> {
             }
             None => {
                 let at = &org.tiers[current as usize].id;
-                self.trace(format!(
-                    "tier stays {at}: no higher tier in the issue's branch"
-                ));
+                match raise {
+                    Raise::To(want) if current >= want => self.trace(format!(
+                        "tier stays {at}: already at or above {}",
+                        org.tiers[want as usize].id
+                    )),
+                    _ => self.trace(format!(
+                        "tier stays {at}: no higher tier in the issue's branch"
+                    )),
+                }
             }
         }
     }

@@ -617,3 +617,107 @@ fn a_late_reminder_keeps_the_deadline_timer_and_a_handled_deadline_does_not_fire
             deadline: DeadlineKind::Acknowledge
         }));
 }
+
+/// `raise: street` on an issue already at the street tier leaves it there: the tier rises to
+/// the one named, never past it.
+#[test]
+fn raising_to_a_tier_never_goes_past_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rules");
+    std::fs::create_dir_all(dir.join("calendars")).unwrap();
+    std::fs::create_dir_all(dir.join("scripts")).unwrap();
+    let rs0 = rules();
+    for (path, text) in rs0.files.iter() {
+        let text = if path == "policy.yaml" {
+            let old = "actions: [{raise: next}, {notify: leader}, {extend: 1d}]";
+            assert!(text.contains(old));
+            text.replace(
+                old,
+                "actions: [{raise: street}, {notify: leader}, {extend: 1d}]",
+            )
+        } else {
+            text.to_string()
+        };
+        std::fs::write(dir.join(path), text).unwrap();
+    }
+    let rs = RuleSet::load(&dir).unwrap_or_else(|d| panic!("{d}"));
+    let mut t = Timeline::report(
+        &rs,
+        issue("garbage", "bins"),
+        at("2026-03-02T10:00:00+08:00"),
+    )
+    .unwrap();
+    t.apply(at("2026-03-02T10:30:00+08:00"), Event::Acknowledged)
+        .unwrap();
+    t.advance_to(at("2026-03-03T10:00:00+08:00"));
+    assert_eq!(t.tier(), "street");
+    // The step repeats at each passing; the issue stays at the street.
+    t.advance_to(at("2026-03-10T10:00:00+08:00"));
+    assert_eq!(t.tier(), "street");
+    let last = t
+        .log
+        .iter()
+        .rev()
+        .find(|e| e.event.name() == "deadline_passed")
+        .unwrap();
+    assert!(
+        last.decision
+            .trace
+            .iter()
+            .any(|l| l.contains("tier stays street")),
+        "{:?}",
+        last.decision.trace
+    );
+}
+
+/// A progress note must say something and a rejection must say why: refused, naming the field,
+/// changing nothing.
+#[test]
+fn a_blank_progress_note_or_rejection_reason_is_refused() {
+    let rs = rules();
+    let mut t = Timeline::report(
+        &rs,
+        issue("garbage", "bins"),
+        at("2026-03-02T10:00:00+08:00"),
+    )
+    .unwrap();
+    t.apply(at("2026-03-02T10:30:00+08:00"), Event::Acknowledged)
+        .unwrap();
+    let before = t.state.clone();
+    for (event, field) in [
+        (Event::Progress { note: "   ".into() }, "note"),
+        (
+            Event::Progress {
+                note: "x".repeat(5000),
+            },
+            "note",
+        ),
+    ] {
+        match rs.decide(&t.issue, &t.state, &event, at("2026-03-02T11:00:00+08:00")) {
+            Err(Refusal::Invalid { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(t.state, before);
+    t.apply(
+        at("2026-03-02T15:00:00+08:00"),
+        Event::Resolved {
+            note: String::new(),
+        },
+    )
+    .unwrap();
+    match rs.decide(
+        &t.issue,
+        &t.state,
+        &Event::Rejected {
+            reason: String::new(),
+        },
+        at("2026-03-02T16:00:00+08:00"),
+    ) {
+        Err(Refusal::Invalid { field, message }) => {
+            assert_eq!(field, "reason");
+            assert!(message.contains("why"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
