@@ -570,6 +570,11 @@ async fn lists_queues_and_overdue_boards_with_cursors_and_scopes() {
         (400, Some("tier")),
         "{e}"
     );
-    let (status, _) = get(&admin, format!("{issues}?tier=street")).await;
+    // Every issue has a tier from its report: the grid's, until the ladder raises it.
+    let (status, grid) = get(&admin, format!("{issues}?tier=grid")).await;
     assert_eq!(status, 200);
+    assert_eq!(ids(&grid), ["1", "2", "3", "4", "5", "6"]);
+    let (status, street) = get(&admin, format!("{issues}?tier=street")).await;
+    assert_eq!(status, 200);
+    assert!(ids(&street).is_empty());
 }

@@ -511,6 +511,15 @@ impl<'a> Cx<'a> {
     fn reported(&mut self) -> Result<(), Failure> {
         let cat = self.category;
         self.next.reported_at = Some(self.now);
+        // An issue's tier is never empty: it starts at its own unit's tier.
+        if self.next.tier.is_none() {
+            let org = &self.rs.org;
+            self.next.tier = Some(
+                org.tiers[org.units[self.unit as usize].tier as usize]
+                    .id
+                    .clone(),
+            );
+        }
         let mut priority = self.issue.priority.unwrap_or(cat.priority);
         if let Some(h) = &cat.priority_hook {
             let v = self.call(h, priority)?;

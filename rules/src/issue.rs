@@ -109,7 +109,7 @@ pub struct IssueState {
     pub priority: Option<Priority>,
     /// Primary department first, then the co-assigned ones.
     pub departments: Vec<String>,
-    /// The escalation tier, once raised above the issue's own unit.
+    /// The tier the issue is at: its own unit's from the report, then as the ladder raises it.
     pub tier: Option<String>,
     pub acknowledge_by: Option<DateTime<Utc>>,
     pub resolve_by: Option<DateTime<Utc>>,
