@@ -414,6 +414,9 @@ struct ListQuery {
     to: Option<chrono::DateTime<chrono::FixedOffset>>,
     cursor: Option<String>,
     limit: Option<i64>,
+    /// `reported` (report order) or `deadline` (the nearest deadline first); a department's
+    /// queue defaults to `deadline`, other lists to `reported`.
+    order: Option<String>,
 }
 
 fn bad_query(field: &str, message: String) -> ApiError {
@@ -430,6 +433,7 @@ async fn run_list(
     actor: &Actor,
     q: ListQuery,
     open: bool,
+    queue: bool,
 ) -> Result<Json<Value>, ApiError> {
     let rules = s.engine.rules();
     let org = &rules.org;
@@ -444,6 +448,17 @@ async fn run_list(
         to: q.to.map(|t| t.with_timezone(&chrono::Utc)),
         after: None,
         limit: page_limit(q.limit),
+        by_deadline: match q.order.as_deref() {
+            None => queue,
+            Some("deadline") => true,
+            Some("reported") => false,
+            Some(o) => {
+                return Err(bad_query(
+                    "order",
+                    format!("unknown order `{o}`: deadline or reported"),
+                ));
+            }
+        },
     };
     if let Some(st) = &f.state
         && ![
@@ -534,7 +549,7 @@ async fn list(
     uri: axum::http::Uri,
 ) -> Result<Json<Value>, ApiError> {
     let actor = authenticate(&s, &headers).await?;
-    run_list(&s, &actor, query(uri.query())?, false).await
+    run_list(&s, &actor, query(uri.query())?, false, false).await
 }
 
 /// A department's queue: its open issues.
@@ -550,7 +565,7 @@ async fn queue(
     }
     let mut q: ListQuery = query(uri.query())?;
     q.department = Some(id);
-    run_list(&s, &actor, q, true).await
+    run_list(&s, &actor, q, true, true).await
 }
 
 /// A leader's overdue board: the open issues of a subtree with a deadline passed.
@@ -567,7 +582,7 @@ async fn overdue(
     let mut q: ListQuery = query(uri.query())?;
     q.unit = Some(id);
     q.overdue = Some(true);
-    run_list(&s, &actor, q, true).await
+    run_list(&s, &actor, q, true, false).await
 }
 
 // Photos: multipart submissions and reading a photo back.

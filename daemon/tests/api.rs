@@ -546,6 +546,28 @@ async fn lists_queues_and_overdue_boards_with_cursors_and_scopes() {
     assert_eq!(r.status(), 200);
     s.clock.set("2026-03-02T05:00:00Z".parse().unwrap());
     assert_eq!(ids(&get(&admin, board).await.1), ["2", "3", "4", "5", "6"]);
+    // A department's queue is ordered by the nearest deadline: issue 1, acknowledged, now waits
+    // only for its resolve deadline, the others for their acknowledgement (due first). Pages of
+    // two continue in that order; `order=reported` gives report order.
+    let urban_queue = format!("{}/api/v1/departments/urban/queue", s.base);
+    let (status, q) = get(&admin, urban_queue.clone()).await;
+    assert_eq!(status, 200, "{q}");
+    assert_eq!(ids(&q), ["2", "3", "4", "5", "6", "1"]);
+    let mut paged = Vec::new();
+    let mut url = format!("{urban_queue}?limit=2");
+    loop {
+        let (_, page) = get(&admin, url.clone()).await;
+        paged.extend(ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(c) => url = format!("{urban_queue}?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, ["2", "3", "4", "5", "6", "1"]);
+    let (_, q) = get(&admin, format!("{urban_queue}?order=reported")).await;
+    assert_eq!(ids(&q), ["1", "2", "3", "4", "5", "6"]);
+    let (status, e) = get(&admin, format!("{urban_queue}?order=random")).await;
+    assert_eq!((status, e["error"]["field"].as_str()), (400, Some("order")));
     // Bad queries: 400 naming the parameter.
     let (status, e) = get(&admin, format!("{issues}?state=lost")).await;
     assert_eq!((status, e["error"]["field"].as_str()), (400, Some("state")));

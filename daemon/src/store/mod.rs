@@ -65,9 +65,12 @@ pub struct IssueFilter {
     pub overdue_at: Option<DateTime<Utc>>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
-    /// Continue after this `(reported_at ms, id)`.
+    /// Continue after this `(key, id)`: the key is `reported_at` (ms), or the nearest deadline
+    /// (ms) with `by_deadline`.
     pub after: Option<(i64, String)>,
     pub limit: i64,
+    /// By the nearest deadline (acknowledge or resolve) instead of report order.
+    pub by_deadline: bool,
 }
 
 /// A listed issue and the cursor that continues after it.

@@ -260,11 +260,21 @@ impl SqliteStore {
         .await
     }
 
-    /// Issues matching `f`, in report order, from after its cursor.
+    /// Issues matching `f`, in report order (or by their nearest deadline), from after its
+    /// cursor.
     pub async fn list(&self, f: &IssueFilter) -> Result<Vec<Listed>> {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT id, body, state, version, reported_at FROM issues WHERE 1 = 1",
-        );
+        // The key issues are listed by: when reported, or the nearest deadline (an issue with
+        // none last).
+        let key = if f.by_deadline {
+            "(CASE WHEN acknowledge_by IS NULL THEN COALESCE(resolve_by, 9223372036854775807) \
+             WHEN resolve_by IS NULL THEN acknowledge_by \
+             ELSE MIN(acknowledge_by, resolve_by) END)"
+        } else {
+            "reported_at"
+        };
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT id, body, state, version, {key} FROM issues WHERE 1 = 1"
+        ));
         if let Some(v) = &f.state {
             q.push(" AND status = ").push_bind(v.clone());
         }
@@ -298,15 +308,15 @@ impl SqliteStore {
             q.push(" AND reported_at < ").push_bind(millis(t));
         }
         if let Some((at, id)) = &f.after {
-            q.push(" AND (reported_at > ")
+            q.push(format!(" AND ({key} > "))
                 .push_bind(*at)
-                .push(" OR (reported_at = ")
+                .push(format!(" OR ({key} = "))
                 .push_bind(*at)
                 .push(" AND id > ")
                 .push_bind(id.clone())
                 .push("))");
         }
-        q.push(" ORDER BY reported_at, id LIMIT ")
+        q.push(format!(" ORDER BY {key}, id LIMIT "))
             .push_bind(f.limit);
         let rows = q.build().fetch_all(&self.reader).await?;
         rows.into_iter()
