@@ -600,3 +600,44 @@ async fn lists_queues_and_overdue_boards_with_cursors_and_scopes() {
     assert_eq!(status, 200);
     assert!(ids(&street).is_empty());
 }
+
+/// While the ladder escalates an issue and extends its next escalation, the issue stays on the
+/// overdue list and the leader's board, until it is resolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_escalated_issue_stays_overdue_until_resolved() {
+    let s = start(1 << 20).await;
+    let c = client(&s.admin);
+    let issues = format!("{}/api/v1/issues", s.base);
+    let (status, body) = post(&c, &issues, &garbage().to_string()).await;
+    assert_eq!(status, 201);
+    let id = body["id"].as_str().unwrap().to_string();
+    let events = format!("{issues}/{id}/events");
+    assert_eq!(
+        post(&c, &events, r#"{"event": "acknowledged"}"#).await.0,
+        200
+    );
+    let overdue = |c: reqwest::Client, url: String| async move {
+        let body: Value = c.get(url).send().await.unwrap().json().await.unwrap();
+        body["issues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let list = format!("{issues}?overdue=true");
+    let board = format!("{}/api/v1/units/s1/overdue", s.base);
+    assert!(overdue(c.clone(), list.clone()).await.is_empty());
+    // The resolve deadline (Tue 10:00) passes: raised to the street, extended by a day.
+    s.clock.set("2026-03-03T02:30:00Z".parse().unwrap());
+    s.engine.fire_due().await.unwrap();
+    let st = s.engine.store().issue(&id).await.unwrap().unwrap();
+    assert_eq!(st.state.tier.as_deref(), Some("street"));
+    assert!(st.state.resolve_by.unwrap() > s.engine.now());
+    assert_eq!(overdue(c.clone(), list.clone()).await, vec![id.clone()]);
+    assert_eq!(overdue(c.clone(), board.clone()).await, vec![id.clone()]);
+    // Resolved: off the lists.
+    assert_eq!(post(&c, &events, r#"{"event": "resolved"}"#).await.0, 200);
+    assert!(overdue(c.clone(), list).await.is_empty());
+    assert!(overdue(c, board).await.is_empty());
+}

@@ -253,6 +253,15 @@ impl RuleSet {
                 Ok(()) => {}
             }
         }
+        // Acknowledged (or further), the issue has met its acknowledgement; resolved or closed,
+        // it owes nothing more.
+        match cx.next.state {
+            State::Reported | State::Assigned => {}
+            State::Acknowledged | State::InProgress => cx.next.overdue.acknowledge = None,
+            State::Resolved | State::Closed | State::ClosedAtGrid => {
+                cx.next.overdue = Default::default()
+            }
+        }
         cx.timers();
         cx.d.next = cx.next;
         Ok(cx.d)
@@ -757,6 +766,12 @@ impl<'a> Cx<'a> {
                 return Ok(());
             }
         };
+        // Overdue from the first deadline missed, until the issue catches up.
+        let missed = match kind {
+            DeadlineKind::Acknowledge => &mut self.next.overdue.acknowledge,
+            DeadlineKind::Resolve => &mut self.next.overdue.resolve,
+        };
+        missed.get_or_insert(due);
         let (trigger, count) = match kind {
             DeadlineKind::Acknowledge => {
                 self.next.counts.acknowledge_overdue += 1;

@@ -123,6 +123,26 @@ pub struct IssueState {
     /// deadline itself is set anew.
     #[serde(default)]
     pub passed: Vec<DeadlineKind>,
+    /// The deadlines promised that passed unmet, each the first that passed: overdue is a fact,
+    /// kept until the issue is acknowledged (acknowledge) or resolved (both), whatever a ladder's
+    /// `extend` does to the next escalation.
+    #[serde(default, skip_serializing_if = "Overdue::is_empty")]
+    pub overdue: Overdue,
+}
+
+/// When each kind of deadline was missed, if it was and the issue has not caught up since.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overdue {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledge: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolve: Option<DateTime<Utc>>,
+}
+
+impl Overdue {
+    pub fn is_empty(&self) -> bool {
+        self.acknowledge.is_none() && self.resolve.is_none()
+    }
 }
 
 impl IssueState {
@@ -131,6 +151,24 @@ impl IssueState {
             DeadlineKind::Acknowledge => self.acknowledge_by,
             DeadlineKind::Resolve => self.resolve_by,
         }
+    }
+
+    /// The deadline the issue is held to for being overdue: the first one promised that passed
+    /// unmet, else the one pending. An issue is overdue at `now` when either is at or before it.
+    pub fn promised(&self, kind: DeadlineKind) -> Option<DateTime<Utc>> {
+        match kind {
+            DeadlineKind::Acknowledge => self.overdue.acknowledge.or(self.acknowledge_by),
+            DeadlineKind::Resolve => self.overdue.resolve.or(self.resolve_by),
+        }
+    }
+
+    /// Whether the issue is overdue at `now`: still someone's work, with a deadline promised at
+    /// or before `now`.
+    pub fn is_overdue(&self, now: DateTime<Utc>) -> bool {
+        self.state.is_open()
+            && [DeadlineKind::Acknowledge, DeadlineKind::Resolve]
+                .into_iter()
+                .any(|k| self.promised(k).is_some_and(|at| at <= now))
     }
 
     /// Sets (or clears) a deadline; a new deadline has not passed yet.

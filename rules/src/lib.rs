@@ -27,7 +27,7 @@ mod triage;
 pub use calendar::{Calendar, WorkDuration};
 pub use decide::{Decision, Enforcement, MeetingCall, Message, Timer};
 pub use diag::{Diagnostic, Diagnostics};
-pub use issue::{DeadlineKind, Event, Issue, IssueState, Outcome, Refusal, State};
+pub use issue::{DeadlineKind, Event, Issue, IssueState, Outcome, Overdue, Refusal, State};
 pub use jobs::{Job, Report};
 pub use load::Source;
 pub use model::RuleSet;

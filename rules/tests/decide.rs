@@ -721,3 +721,56 @@ fn a_blank_progress_note_or_rejection_reason_is_refused() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Overdue is a fact: an issue whose resolve deadline passed stays overdue while the ladder
+/// extends the next escalation, until it is resolved; a missed acknowledgement until it is
+/// acknowledged.
+#[test]
+fn a_missed_deadline_stays_overdue_until_the_issue_catches_up() {
+    let rs = rules();
+    let mut t = Timeline::report(
+        &rs,
+        issue("garbage", "bins"),
+        at("2026-03-02T10:00:00+08:00"),
+    )
+    .unwrap();
+    // The acknowledge deadline (12:00) passes; the ladder reminds and extends it by 1h.
+    t.advance_to(at("2026-03-02T12:00:00+08:00"));
+    assert_eq!(
+        t.state.acknowledge_by,
+        Some(at("2026-03-02T14:00:00+08:00"))
+    );
+    assert_eq!(
+        t.state.overdue.acknowledge,
+        Some(at("2026-03-02T12:00:00+08:00"))
+    );
+    assert!(t.state.is_overdue(at("2026-03-02T12:30:00+08:00")));
+    t.apply(at("2026-03-02T12:30:00+08:00"), Event::Acknowledged)
+        .unwrap();
+    assert!(t.state.overdue.is_empty());
+    assert!(!t.state.is_overdue(at("2026-03-02T12:30:00+08:00")));
+    // The resolve deadline (Tue 10:00) passes: raised and extended by a day, still overdue.
+    t.advance_to(at("2026-03-03T10:00:00+08:00"));
+    assert_eq!(t.tier(), "street");
+    assert_eq!(t.state.resolve_by, Some(at("2026-03-04T10:00:00+08:00")));
+    assert!(t.state.is_overdue(at("2026-03-03T11:00:00+08:00")));
+    assert_eq!(
+        t.state.promised(DeadlineKind::Resolve),
+        Some(at("2026-03-03T10:00:00+08:00"))
+    );
+    // The second passing keeps the first as the promise missed.
+    t.advance_to(at("2026-03-04T10:00:00+08:00"));
+    assert_eq!(
+        t.state.overdue.resolve,
+        Some(at("2026-03-03T10:00:00+08:00"))
+    );
+    t.apply(
+        at("2026-03-04T11:00:00+08:00"),
+        Event::Resolved {
+            note: String::new(),
+        },
+    )
+    .unwrap();
+    assert!(!t.state.is_overdue(at("2026-03-05T11:00:00+08:00")));
+    assert!(t.state.overdue.is_empty());
+}

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use escalade_rules::{Decision, Event, Issue, MeetingCall, Timer};
+use escalade_rules::{DeadlineKind, Decision, Event, Issue, MeetingCall, Timer};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -758,8 +758,8 @@ async fn write_batch(
                 .push_bind(millis(w.at))
                 .push_bind(millis(w.at))
                 .push_bind(branch)
-                .push_bind(s.acknowledge_by.map(millis))
-                .push_bind(s.resolve_by.map(millis));
+                .push_bind(s.promised(DeadlineKind::Acknowledge).map(millis))
+                .push_bind(s.promised(DeadlineKind::Resolve).map(millis));
         });
         q.build().execute(&mut *tx).await?;
     }
@@ -804,8 +804,8 @@ async fn write_batch(
                 .push_bind(s.departments.first())
                 .push_bind(&s.tier)
                 .push_bind(millis(w.at))
-                .push_bind(s.acknowledge_by.map(millis))
-                .push_bind(s.resolve_by.map(millis));
+                .push_bind(s.promised(DeadlineKind::Acknowledge).map(millis))
+                .push_bind(s.promised(DeadlineKind::Resolve).map(millis));
         });
         q.push(") AS v WHERE issues.id = v.column1 AND issues.version = v.column2 RETURNING id");
         for r in q.build().fetch_all(&mut *tx).await? {
