@@ -87,8 +87,18 @@ async fn reports_run_at_their_local_times_once_across_restarts() {
             e.act(&other, ev, "x").await.unwrap();
         }
 
-        // Tuesday 07:59: not yet. 08:00: the weekday digest, once.
+        // Tuesday 07:59: not yet. 08:00: the weekday digest, once. By then the ladder has
+        // extended the missed acknowledgement into Tuesday's working hours: the issue is still
+        // overdue, from the deadline it missed.
         clock.set(at("2026-03-03T07:59:00+08:00"));
+        e.fire_due().await.unwrap();
+        let st = e.store().issue(&id).await.unwrap().unwrap();
+        assert!(
+            st.state.acknowledge_by.unwrap() > clock.now(),
+            "{:?}",
+            st.state
+        );
+        assert!(st.state.is_overdue(clock.now()));
         assert_eq!(run_due(&e, clock.now()).await.unwrap(), []);
         clock.set(at("2026-03-03T08:00:00+08:00"));
         let r = run_due(&e, clock.now()).await.unwrap();
