@@ -1148,11 +1148,28 @@ impl<'a> Cx<'a> {
 
     // ---- failure ----
 
-    /// A rule failed: the issue goes to the triage queue, nothing else of this decision stands
-    /// but the counters and the state the event itself set.
+    /// A rule failed. At the report, the issue goes to the triage queue and nothing else of this
+    /// decision stands but the counters and the state the event itself set; on a later event,
+    /// what was decided before the failure stands and the triage department is told.
     fn triage(&mut self, e: HookError) {
         let rs = self.rs;
         let triage = &rs.org.departments[rs.settings.triage as usize];
+        // A later event of an issue already routed: the issue keeps its departments and
+        // deadlines (and so keeps escalating); the failure is recorded and the triage department
+        // is told. Only an issue that was never routed goes to triage.
+        if self.d.event != "reported" && !self.next.departments.is_empty() && !self.next.triage {
+            self.trace(format!(
+                "rule failure: {e}; the issue keeps its departments and deadlines, and the triage department ({}) is told",
+                triage.id
+            ));
+            self.d.triage = Some(e.to_string());
+            let vars = MessageVars {
+                reason: Some(e.to_string()),
+                ..Default::default()
+            };
+            self.tell(To::Department(rs.settings.triage), "triage", "triage", vars);
+            return;
+        }
         self.trace(format!(
             "rule failure: {e}; the issue goes to triage ({})",
             triage.id

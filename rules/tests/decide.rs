@@ -774,3 +774,57 @@ fn a_missed_deadline_stays_overdue_until_the_issue_catches_up() {
     assert!(!t.state.is_overdue(at("2026-03-05T11:00:00+08:00")));
     assert!(t.state.overdue.is_empty());
 }
+
+/// A hook that fails on a later event does not strand a routed issue: it keeps its departments
+/// and deadlines (and keeps escalating), the failure is recorded and the triage department told.
+#[test]
+fn a_hook_failing_on_a_later_event_keeps_the_issue_routed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rules");
+    std::fs::create_dir_all(dir.join("calendars")).unwrap();
+    std::fs::create_dir_all(dir.join("scripts")).unwrap();
+    for (path, text) in rules().files.iter() {
+        let text = match path.as_str() {
+            "policy.yaml" => format!(
+                "{text}\n  - id: noon\n    when: {{hook: fails_after_noon}}\n    schedule: {{working_days_later: 1, at: \"09:00\"}}\n    invite: [departments]\n"
+            ),
+            "scripts/hooks.rhai" => format!(
+                "{text}\nfn fails_after_noon(issue) {{ if issue.hour >= 12 {{ throw \"no meetings after noon\"; }} false }}\n"
+            ),
+            _ => text.to_string(),
+        };
+        std::fs::write(dir.join(path), text).unwrap();
+    }
+    let rs = RuleSet::load(&dir).unwrap_or_else(|d| panic!("{d}"));
+    let mut t = Timeline::report(
+        &rs,
+        issue("garbage", "bins"),
+        at("2026-03-02T10:00:00+08:00"),
+    )
+    .unwrap();
+    assert_eq!(t.state.departments, ["urban"]);
+    // The acknowledge deadline passes at 12:00; the meeting hook then fails.
+    t.advance_to(at("2026-03-02T12:00:00+08:00"));
+    let last = t.log.last().unwrap();
+    assert_eq!(last.event.name(), "deadline_passed");
+    let why = last
+        .decision
+        .triage
+        .clone()
+        .expect("the failure is recorded");
+    assert!(why.contains("no meetings after noon"), "{why}");
+    assert!(
+        last.decision
+            .messages
+            .iter()
+            .any(|m| &*m.to == "p-triage" && m.kind == "triage")
+    );
+    // Still urban's, with the extended deadline and its timers: it keeps escalating.
+    assert_eq!(t.state.departments, ["urban"]);
+    assert!(!t.state.triage);
+    assert_eq!(
+        t.state.acknowledge_by,
+        Some(at("2026-03-02T14:00:00+08:00"))
+    );
+    assert!(!t.timers.is_empty());
+}
