@@ -11,6 +11,16 @@ fn rules() -> RuleSet {
     RuleSet::load(MINI).unwrap_or_else(|d| panic!("{d}"))
 }
 
+/// The fixture's rules with each file passed through `edit(path, text)`, loaded from memory.
+fn mini_with(edit: impl Fn(&str, &str) -> String) -> RuleSet {
+    let files = rules()
+        .files
+        .iter()
+        .map(|(path, text)| (path.clone(), edit(path, text).into()))
+        .collect();
+    RuleSet::load_files(&files).unwrap_or_else(|d| panic!("{d}"))
+}
+
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::<FixedOffset>::parse_from_rfc3339(s)
         .unwrap()
@@ -622,25 +632,17 @@ fn a_late_reminder_keeps_the_deadline_timer_and_a_handled_deadline_does_not_fire
 /// the one named, never past it.
 #[test]
 fn raising_to_a_tier_never_goes_past_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rules");
-    std::fs::create_dir_all(dir.join("calendars")).unwrap();
-    std::fs::create_dir_all(dir.join("scripts")).unwrap();
-    let rs0 = rules();
-    for (path, text) in rs0.files.iter() {
-        let text = if path == "policy.yaml" {
+    let rs = mini_with(|path, text| match path {
+        "policy.yaml" => {
             let old = "actions: [{raise: next}, {notify: leader}, {extend: 1d}]";
             assert!(text.contains(old));
             text.replace(
                 old,
                 "actions: [{raise: street}, {notify: leader}, {extend: 1d}]",
             )
-        } else {
-            text.to_string()
-        };
-        std::fs::write(dir.join(path), text).unwrap();
-    }
-    let rs = RuleSet::load(&dir).unwrap_or_else(|d| panic!("{d}"));
+        }
+        _ => text.to_string(),
+    });
     let mut t = Timeline::report(
         &rs,
         issue("garbage", "bins"),
@@ -779,23 +781,15 @@ fn a_missed_deadline_stays_overdue_until_the_issue_catches_up() {
 /// and deadlines (and keeps escalating), the failure is recorded and the triage department told.
 #[test]
 fn a_hook_failing_on_a_later_event_keeps_the_issue_routed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rules");
-    std::fs::create_dir_all(dir.join("calendars")).unwrap();
-    std::fs::create_dir_all(dir.join("scripts")).unwrap();
-    for (path, text) in rules().files.iter() {
-        let text = match path.as_str() {
-            "policy.yaml" => format!(
-                "{text}\n  - id: noon\n    when: {{hook: fails_after_noon}}\n    schedule: {{working_days_later: 1, at: \"09:00\"}}\n    invite: [departments]\n"
-            ),
-            "scripts/hooks.rhai" => format!(
-                "{text}\nfn fails_after_noon(issue) {{ if issue.hour >= 12 {{ throw \"no meetings after noon\"; }} false }}\n"
-            ),
-            _ => text.to_string(),
-        };
-        std::fs::write(dir.join(path), text).unwrap();
-    }
-    let rs = RuleSet::load(&dir).unwrap_or_else(|d| panic!("{d}"));
+    let rs = mini_with(|path, text| match path {
+        "policy.yaml" => format!(
+            "{text}\n  - id: noon\n    when: {{hook: fails_after_noon}}\n    schedule: {{working_days_later: 1, at: \"09:00\"}}\n    invite: [departments]\n"
+        ),
+        "scripts/hooks.rhai" => format!(
+            "{text}\nfn fails_after_noon(issue) {{ if issue.hour >= 12 {{ throw \"no meetings after noon\"; }} false }}\n"
+        ),
+        _ => text.to_string(),
+    });
     let mut t = Timeline::report(
         &rs,
         issue("garbage", "bins"),
