@@ -36,6 +36,20 @@ pub struct DiagnosticJson {
     pub help: Option<String>,
 }
 
+/// `file:line:column: message (help)`, the one-line form `escalade check` prints.
+impl std::fmt::Display for DiagnosticJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let (Some(file), Some(line), Some(column)) = (&self.file, self.line, self.column) {
+            write!(f, "{file}:{line}:{column}: ")?;
+        }
+        f.write_str(&self.message)?;
+        if let Some(h) = &self.help {
+            write!(f, " ({h})")?;
+        }
+        Ok(())
+    }
+}
+
 pub fn diagnostics_json(d: &Diagnostics) -> Vec<DiagnosticJson> {
     d.iter()
         .map(|d| DiagnosticJson {
@@ -89,6 +103,41 @@ pub struct LiveRules {
     pub loaded_by: String,
     pub dir: String,
     pub summary: escalade_rules::model::Summary,
+}
+
+impl LiveRules {
+    fn of(rules: &RuleSet, at: DateTime<Utc>, by: &str, dir: String) -> LiveRules {
+        LiveRules {
+            version: rules.version.to_string(),
+            loaded_at: at,
+            loaded_by: by.to_string(),
+            dir,
+            summary: rules.summary(),
+        }
+    }
+}
+
+/// Records `rules` as a version that went live, unless the store's newest version is already
+/// it (a restart on the same rules adds no row); returns that newest version as it was.
+async fn record_if_new(
+    store: &Store,
+    rules: &RuleSet,
+    at: DateTime<Utc>,
+    by: &str,
+    dir: &str,
+) -> Result<Option<String>, StoreError> {
+    let newest = store
+        .rule_versions(None, 1)
+        .await?
+        .into_iter()
+        .next()
+        .map(|r| r.version);
+    if newest.as_deref() != Some(&*rules.version) {
+        store
+            .record_rule_version(&rules.version, at, by, dir, &rules.files)
+            .await?;
+    }
+    Ok(newest)
 }
 
 /// A reload that went through.
@@ -263,8 +312,8 @@ pub async fn removed_in_use(
 impl Rules {
     /// Start-up, the first reload: loads `dir`, checks it against the store's open issues (the
     /// rules they were decided by are the newest stored version), records it as a version if
-    /// it is new, and returns it to build the engine on. With `force`, the issues that use
-    /// something removed are returned to be sent to triage once the engine runs.
+    /// it is new, and returns it to build the engine on. With `force`, every issue that uses
+    /// something removed is returned, to be sent to triage once the engine runs.
     pub async fn first(
         store: &Store,
         dir: &Path,
@@ -272,39 +321,30 @@ impl Rules {
         now: DateTime<Utc>,
     ) -> Result<(RuleSet, Vec<InUse>, LiveRules), ReloadError> {
         let candidate = load(dir).await?;
-        let previous = match store.rule_versions(None, 1).await?.first() {
+        let newest = store.rule_versions(None, 1).await?.into_iter().next();
+        let previous = match newest {
             Some(row) if row.version != *candidate.version => {
                 match store.rule_version_files(&row.version).await? {
-                    Some((_, files)) => RuleSet::load_files(&files).ok(),
+                    Some((_, files)) => {
+                        tokio::task::spawn_blocking(move || RuleSet::load_files(&files).ok())
+                            .await
+                            .ok()
+                            .flatten()
+                    }
                     None => None,
                 }
             }
             _ => None,
         };
-        let in_use = removed_in_use(store, previous.as_ref(), &candidate, LISTED).await?;
+        // Forced, every issue that uses something removed is listed, to go to triage.
+        let listed = if force { i64::MAX } else { LISTED };
+        let in_use = removed_in_use(store, previous.as_ref(), &candidate, listed).await?;
         if !in_use.is_empty() && !force {
             return Err(ReloadError::InUse(in_use));
         }
-        let newest = store.rule_versions(None, 1).await?;
         let dir_s = dir.display().to_string();
-        if newest.first().map(|r| r.version.as_str()) != Some(&*candidate.version) {
-            store
-                .record_rule_version(
-                    &candidate.version,
-                    now,
-                    "start-up",
-                    &dir_s,
-                    &candidate.files,
-                )
-                .await?;
-        }
-        let live = LiveRules {
-            version: candidate.version.to_string(),
-            loaded_at: now,
-            loaded_by: "start-up".into(),
-            dir: dir_s,
-            summary: candidate.summary(),
-        };
+        record_if_new(store, &candidate, now, "start-up", &dir_s).await?;
+        let live = LiveRules::of(&candidate, now, "start-up", dir_s);
         Ok((candidate, in_use, live))
     }
 
@@ -384,21 +424,9 @@ impl Rules {
     pub async fn adopt(engine: Arc<Engine>, dir: PathBuf) -> Result<Rules, StoreError> {
         let rules = engine.rules();
         let now = engine.now();
-        let store = engine.store();
         let d = dir.display().to_string();
-        let newest = store.rule_versions(None, 1).await?;
-        if newest.first().map(|r| r.version.as_str()) != Some(&*rules.version) {
-            store
-                .record_rule_version(&rules.version, now, "start-up", &d, &rules.files)
-                .await?;
-        }
-        let live = LiveRules {
-            version: rules.version.to_string(),
-            loaded_at: now,
-            loaded_by: "start-up".into(),
-            dir: d,
-            summary: rules.summary(),
-        };
+        record_if_new(engine.store(), &rules, now, "start-up", &d).await?;
+        let live = LiveRules::of(&rules, now, "start-up", d);
         Ok(Rules::new(engine, dir, live))
     }
 
@@ -479,13 +507,7 @@ impl Rules {
                     ReloadError::InUse(u) => ("in_use", Vec::new(), u.clone()),
                     ReloadError::Failed(_) => ("failed", Vec::new(), Vec::new()),
                 };
-                let lines: Vec<String> = diagnostics
-                    .iter()
-                    .map(|d| match (&d.file, d.line, d.column) {
-                        (Some(f), Some(l), Some(c)) => format!("{f}:{l}:{c}: {}", d.message),
-                        _ => d.message.clone(),
-                    })
-                    .collect();
+                let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
                 tracing::error!(
                     by,
                     outcome,
@@ -539,13 +561,8 @@ impl Rules {
         let swap = std::time::Instant::now();
         self.engine.swap_rules(candidate.clone());
         let swap_ns = swap.elapsed().as_nanos() as u64;
-        self.status.lock().expect("rules status lock").live = LiveRules {
-            version: candidate.version.to_string(),
-            loaded_at: at,
-            loaded_by: by.to_string(),
-            dir,
-            summary: candidate.summary(),
-        };
+        self.status.lock().expect("rules status lock").live =
+            LiveRules::of(&candidate, at, by, dir);
         // Forced: every issue that uses something removed goes to triage now, decided by the
         // new rules (which no longer know what it used).
         let mut sent = Vec::new();

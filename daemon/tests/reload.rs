@@ -491,7 +491,7 @@ async fn a_watched_rule_directory_reloads_when_its_files_change() {
     command
         .env("ESCALADE_RULES_WATCH", "true")
         .env("ESCALADE_SHADOW_RULES", MINI);
-    let (daemon, base) = support::start_with(&state, r, command);
+    let (daemon, base) = support::start_with(&state, r, command, &[]);
     let first = get_rules(&admin, &base).await["version"]
         .as_str()
         .unwrap()
@@ -805,4 +805,52 @@ async fn a_hook_stopped_by_the_wall_clock_answers_503_and_stores_nothing() {
         .await
         .unwrap();
     assert!(listed.is_empty());
+}
+
+/// At start-up, rules that no longer know what open issues use are refused, naming them; with
+/// `--force-rules` the daemon starts and those issues go to triage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_refuses_rules_removing_what_open_issues_use_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    copy_rules(MINI, &rules);
+    with_parks(&rules);
+    let state = dir.path().join("state");
+    let r = rules.to_str().unwrap();
+    let admin = client(&support::admin_token(&state, r));
+    let (daemon, base) = support::start(&state, r);
+    let (status, body) = call(admin.post(format!("http://{base}/api/v1/issues")).json(&json!({
+        "category": "garbage", "unit": "g1", "description": "a fallen tree", "reporter": "p-g1"
+    })))
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    drop(daemon);
+    without_parks(&rules);
+    let refused = Command::new(env!("CARGO_BIN_EXE_escalade"))
+        .args(["run", "--rules", r])
+        .env("ESCALADE_LISTEN", "127.0.0.1:0")
+        .env("ESCALADE_STATE_DIR", &state)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains(&format!(
+            "department parks is removed but open issues use it: {id} (1)"
+        )) && err.contains("--force-rules"),
+        "{err}"
+    );
+    let (daemon, base) = support::start_with(
+        &state,
+        r,
+        Command::new(env!("CARGO_BIN_EXE_escalade")),
+        &["--force-rules"],
+    );
+    let (status, body) = call(admin.get(format!("http://{base}/api/v1/issues/{id}"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"]["departments"], json!(["triage"]), "{body}");
+    let timeline = body["timeline"].as_array().unwrap();
+    assert_eq!(timeline.last().unwrap()["kind"], "sent_to_triage");
+    drop(daemon);
 }

@@ -172,13 +172,17 @@ fn invalid_rules(dir: &str, diagnostics: Vec<crate::reload::DiagnosticJson>) -> 
     }
 }
 
-/// A candidate directory under `candidates_dir`, loaded.
-async fn candidate(s: &AppState, dir: &str) -> Result<escalade_rules::RuleSet, ApiError> {
+/// A candidate directory under `candidates_dir`: where it is, and its rules loaded.
+async fn candidate(
+    s: &AppState,
+    dir: &str,
+) -> Result<(std::path::PathBuf, escalade_rules::RuleSet), ApiError> {
     let path = s.rules.candidate(dir).map_err(bad_candidate)?;
-    s.rules.load_candidate(&path).await.map_err(|e| match e {
+    let rules = s.rules.load_candidate(&path).await.map_err(|e| match e {
         ReloadError::Invalid(d) => invalid_rules(dir, d),
         other => super::internal(other.to_string()),
-    })
+    })?;
+    Ok((path, rules))
 }
 
 #[derive(Deserialize)]
@@ -222,15 +226,11 @@ pub(super) async fn start_shadow(
     let actor = authenticate(&s, &headers).await?;
     admin(&actor, "run shadow rules")?;
     let b: CandidateBody = super::parse(&body)?;
-    let rules = Arc::new(candidate(&s, &b.dir).await?);
+    let (path, rules) = candidate(&s, &b.dir).await?;
     let started = crate::shadow::Shadow::start(
         s.engine.clone(),
-        rules,
-        s.rules
-            .candidate(&b.dir)
-            .map_err(bad_candidate)?
-            .display()
-            .to_string(),
+        Arc::new(rules),
+        path.display().to_string(),
         &actor.name(),
     )
     .await
@@ -299,7 +299,7 @@ pub(super) async fn replay(
     let actor = authenticate(&s, &headers).await?;
     admin(&actor, "replay candidate rules")?;
     let b: ReplayBody = super::parse(&body)?;
-    let rules = Arc::new(candidate(&s, &b.dir).await?);
+    let rules = Arc::new(candidate(&s, &b.dir).await?.1);
     let Some(db) = s.rules.database() else {
         return Err(super::internal(
             "this daemon's store is not a file replay can read".into(),

@@ -138,10 +138,7 @@ async fn daemon(cfg: Config, force_rules: bool) -> Result<(), String> {
                 "shadow_rules {}: {}",
                 dir.display(),
                 d.iter()
-                    .map(|d| match (&d.file, d.line, d.column) {
-                        (Some(f), Some(l), Some(c)) => format!("{f}:{l}:{c}: {}", d.message),
-                        _ => d.message.clone(),
-                    })
+                    .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join("; ")
             ),
@@ -159,10 +156,9 @@ async fn daemon(cfg: Config, force_rules: bool) -> Result<(), String> {
         engine.set_shadow(Some(Arc::new(shadow)));
     }
     if !in_use.is_empty() {
-        let all = crate::reload::removed_in_use(engine.store(), None, &engine.rules(), i64::MAX)
-            .await
-            .map_err(|e| e.to_string())?;
-        let sent = steward.send_to_triage(&all, &version).await;
+        // Forced: `in_use` lists every issue (the ladders removed too, which only the rules
+        // the issues were decided by can tell).
+        let sent = steward.send_to_triage(&in_use, &version).await;
         tracing::warn!(
             issues = sent.len(),
             "open issues sent to triage: the rules removed what they used"

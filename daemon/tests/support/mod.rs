@@ -38,13 +38,25 @@ pub fn admin_token(state: &Path, rules: &str) -> String {
 
 /// Starts `escalade run` on port 0 and returns it with the address it logged.
 pub fn start(state: &Path, rules: &str) -> (Daemon, String) {
-    start_with(state, rules, Command::new(env!("CARGO_BIN_EXE_escalade")))
+    start_with(
+        state,
+        rules,
+        Command::new(env!("CARGO_BIN_EXE_escalade")),
+        &[],
+    )
 }
 
-/// `start`, from a command the caller has prepared (more variables, say).
-pub fn start_with(state: &Path, rules: &str, mut command: Command) -> (Daemon, String) {
+/// `start`, from a command the caller has prepared (more variables, say), with more flags of
+/// `run`.
+pub fn start_with(
+    state: &Path,
+    rules: &str,
+    mut command: Command,
+    flags: &[&str],
+) -> (Daemon, String) {
     let mut child = command
         .args(["run", "--rules", rules])
+        .args(flags)
         .env("ESCALADE_LISTEN", "127.0.0.1:0")
         .env("ESCALADE_STATE_DIR", state)
         .env("RUST_LOG", "info")
