@@ -384,7 +384,7 @@ async fn act(
             )
         });
     }
-    if event.is_timer() || matches!(event, Event::Reported | Event::SentToTriage { .. }) {
+    if event.is_system() {
         return Err(ApiError {
             field: Some("event".into()),
             ..ApiError::new(
@@ -461,16 +461,7 @@ async fn run_list(
         },
     };
     if let Some(st) = &f.state
-        && ![
-            "reported",
-            "assigned",
-            "acknowledged",
-            "in_progress",
-            "resolved",
-            "closed",
-            "closed_at_grid",
-        ]
-        .contains(&st.as_str())
+        && escalade_rules::State::parse(st).is_none()
     {
         return Err(bad_query("state", format!("unknown state `{st}`")));
     }

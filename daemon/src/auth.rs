@@ -2,12 +2,20 @@
 //!
 //! - reporter, scoped to a unit subtree: submits there; confirms, rejects, evaluates and closes
 //!   at grid level the issues of that subtree.
-//! - department, scoped to a department: sees and handles the issues assigned to it.
-//! - leader, scoped to a unit subtree: sees it, reassigns, records meeting outcomes.
+//! - department, scoped to a department: sees and handles the issues assigned to it: acknowledges,
+//!   notes progress, resolves, returns (its primary issues), asks for more time or a stopped
+//!   clock, resumes a suspended issue and rates the report. The dispatcher of an issue (the
+//!   triage department, or a route's `return_to`) assigns an issue it holds elsewhere and marks
+//!   duplicates; the triage department, the command centre, sees every issue.
+//! - leader, scoped to a unit subtree: sees it, reassigns, records meeting outcomes, marks
+//!   duplicates, resumes suspended issues.
 //! - admin: everything.
 //!
+//! A pending extension or suspension request is decided by whom the policy names
+//! (`case_flow.*.decided_by`): a leader of the unit at that tier or above, or a department.
 //! Anyone who may see an issue may comment on it.
 
+use escalade_rules::decide::Decider;
 use escalade_rules::{Event, Issue, IssueState, RuleSet};
 use sha2::{Digest, Sha256};
 
@@ -95,10 +103,27 @@ impl Actor {
         match self.role {
             Role::Admin => true,
             Role::Reporter | Role::Leader => self.in_subtree(rules, &issue.unit),
-            Role::Department => self
-                .scope
-                .as_ref()
-                .is_some_and(|d| state.departments.contains(d)),
+            Role::Department => self.scope.as_ref().is_some_and(|d| {
+                state.departments.contains(d)
+                    || state.returned_by.as_ref() == Some(d)
+                    || rules.org.departments[rules.settings.triage as usize].id == *d
+                    || rules.decider(issue, state) == Some(Decider::Department(d.clone()))
+            }),
+        }
+    }
+
+    /// Whether the policy has this caller decide the request waiting on the issue.
+    fn decides(&self, rules: &RuleSet, issue: &Issue, state: &IssueState) -> bool {
+        match (rules.decider(issue, state), self.role, &self.scope) {
+            (Some(Decider::Leader(unit)), Role::Leader, Some(scope)) => {
+                let org = &rules.org;
+                match (org.unit(&unit), org.unit(scope)) {
+                    (Some(u), Some(s)) => org.in_subtree(u, s),
+                    _ => false,
+                }
+            }
+            (Some(Decider::Department(d)), Role::Department, Some(scope)) => d == *scope,
+            _ => false,
         }
     }
 
@@ -125,14 +150,37 @@ impl Actor {
                     | Event::Evaluated { .. }
                     | Event::ClosedAtGrid { .. }
             ),
-            Role::Department => matches!(
-                event,
-                Event::Acknowledged | Event::Progress { .. } | Event::Resolved { .. }
-            ),
-            Role::Leader => matches!(
-                event,
-                Event::Reassigned { .. } | Event::MeetingOutcome { .. }
-            ),
+            Role::Department => {
+                let scope = self.scope.as_deref().unwrap_or_default();
+                let holds = state.departments.iter().any(|d| d == scope);
+                let dispatches = rules.dispatcher(state) == scope;
+                match event {
+                    Event::Acknowledged
+                    | Event::Progress { .. }
+                    | Event::Resolved { .. }
+                    | Event::ExtensionRequested { .. }
+                    | Event::SuspensionRequested { .. }
+                    | Event::Resumed { .. } => holds,
+                    Event::Returned { .. } => {
+                        state.departments.first().map(String::as_str) == Some(scope)
+                    }
+                    Event::ReportRated { .. } => {
+                        holds || state.returned_by.as_deref() == Some(scope)
+                    }
+                    Event::Reassigned { .. } => dispatches && holds,
+                    Event::Duplicate { .. } => dispatches,
+                    Event::RequestDecided { .. } => self.decides(rules, issue, state),
+                    _ => false,
+                }
+            }
+            Role::Leader => match event {
+                Event::Reassigned { .. }
+                | Event::MeetingOutcome { .. }
+                | Event::Duplicate { .. }
+                | Event::Resumed { .. } => true,
+                Event::RequestDecided { .. } => self.decides(rules, issue, state),
+                _ => false,
+            },
         }
     }
 }

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use escalade_rules::{Decision, Event, Issue, IssueState, Outcome, Refusal, RuleSet, WorkDuration};
+use escalade_rules::{
+    Decision, Event, Issue, IssueState, Outcome, Refusal, RuleSet, State, WorkDuration,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
@@ -14,7 +16,7 @@ use std::collections::HashSet;
 
 use futures_util::future::join_all;
 
-use crate::auth::Actor;
+use crate::auth::{Actor, Role};
 use crate::photos::PhotoStore;
 use crate::store::{DueTimer, Meeting, Store, StoreError, StoredIssue, Submitted};
 
@@ -410,7 +412,104 @@ impl Engine {
         event: Event,
         by: impl Into<By<'a>>,
     ) -> Result<(StoredIssue, Decision)> {
-        self.act_with(id, event, by.into(), None).await
+        let by = by.into();
+        let event = match (event, by) {
+            // A department rates as itself; an admin names the department.
+            (
+                Event::ReportRated {
+                    verdict,
+                    comment,
+                    department,
+                },
+                By::Caller(a),
+            ) if a.role == Role::Department => {
+                let own = a.scope.clone().unwrap_or_default();
+                if !department.is_empty() && department != own {
+                    return Err(EngineError::Forbidden {
+                        message: a.may_not(&format!("rate the report for {department}")),
+                        field: "department",
+                    });
+                }
+                Event::ReportRated {
+                    verdict,
+                    comment,
+                    department: own,
+                }
+            }
+            (e, _) => e,
+        };
+        if let Event::Duplicate { original } = &event
+            && original != id
+        {
+            self.follow_original(id, original, by).await?;
+        }
+        self.act_with(id, event, by, None).await
+    }
+
+    /// Before an issue is closed as a duplicate of `original`: checks that it may be, then has
+    /// its reporter follow the original (a `followed` event there), so that nothing is lost if
+    /// the daemon stops between the two: at worst the reporter follows an issue its report was
+    /// not merged into after all, and hears of its resolution.
+    async fn follow_original(&self, id: &str, original: &str, by: By<'_>) -> Result<()> {
+        let rules = self.rules();
+        let refuse = |message: String| {
+            EngineError::Refused(Refusal::Invalid {
+                field: "original",
+                message,
+            })
+        };
+        let target = self
+            .store
+            .issue(original)
+            .await?
+            .ok_or_else(|| refuse(format!("no issue {original}")))?;
+        if let By::Caller(a) = by
+            && !a.may_see(&rules, &target.issue, &target.state)
+        {
+            return Err(EngineError::Forbidden {
+                message: a.may_not(&format!("see issue {original}")),
+                field: "original",
+            });
+        }
+        if let Some(o) = &target.state.duplicate_of {
+            return Err(refuse(format!(
+                "issue {original} is itself a duplicate of issue {o}: merge into {o}"
+            )));
+        }
+        if !target.state.state.is_held() && target.state.state != State::Resolved {
+            return Err(refuse(format!(
+                "issue {original} is {}: a duplicate merges into an issue still being handled",
+                target.state.state.as_str()
+            )));
+        }
+        let dup = self
+            .store
+            .issue(id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
+        let event = Event::Duplicate {
+            original: original.to_string(),
+        };
+        if let By::Caller(a) = by
+            && !a.may_act(&rules, &dup.issue, &dup.state, &event)
+        {
+            return Err(EngineError::Forbidden {
+                message: a.may_not(&format!("post `duplicate` to issue {id}")),
+                field: "event",
+            });
+        }
+        // Refused here (say, in a state that allows no merge), nothing is written.
+        rules.decide(&dup.issue, &dup.state, &event, self.now())?;
+        if let Some(person) = dup.issue.reporter.clone() {
+            let follow = Event::Followed {
+                person,
+                duplicate: id.to_string(),
+            };
+            let actor = by.name();
+            self.act_with(original, follow, By::System(&actor), None)
+                .await?;
+        }
+        Ok(())
     }
 
     /// `act`, marking the issue's item of meeting `agenda` done in the same transaction.

@@ -120,7 +120,15 @@ pub async fn explain_issue(
                 match made {
                     Ok(Ok(d)) => {
                         let again = serde_json::to_value(&d).expect("plain data serialises");
-                        differences(&again, &r.decision, "", &mut out.differences, 20);
+                        // A part decisions carry since this one was stored (such as
+                        // `effects`) is not compared: the stored decision never had it.
+                        let mut compared = again.clone();
+                        if let (Value::Object(a), Value::Object(stored)) =
+                            (&mut compared, &r.decision)
+                        {
+                            a.retain(|k, _| stored.contains_key(k));
+                        }
+                        differences(&compared, &r.decision, "", &mut out.differences, 20);
                         out.matches = out.differences.is_empty();
                         out.trace = d.trace.clone();
                         out.decision = Some(again);

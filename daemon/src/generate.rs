@@ -682,6 +682,7 @@ fn live_one(
                 dept_actor(&d),
                 Event::Resolved {
                     note: "已处理完毕".into(),
+                    photos: Vec::new(),
                 },
             ) {
                 break 'life;

@@ -297,6 +297,7 @@ async fn assignments_follow_the_issue_and_evaluations_are_kept() {
         Event::Acknowledged,
         Event::Resolved {
             note: "towed".into(),
+            photos: Vec::new(),
         },
         Event::Confirmed,
         Event::Evaluated {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use escalade::engine::{Clock, Engine, ManualClock};
 use escalade::store::Store;
+use escalade_rules::decide::Decider;
 use escalade_rules::ruletest::{Replay, Sent, run_with};
 use escalade_rules::{Channel, Event, Issue, IssueState, RuleSet};
 use serde_json::{Value, json};
@@ -29,6 +30,8 @@ struct ApiReplay<'a> {
     base: String,
     admin: reqwest::Client,
     issue: Option<(String, Issue)>,
+    /// The originals of duplicates: the case's id and the id the API gave the copy.
+    originals: Vec<(String, String)>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
@@ -70,6 +73,7 @@ impl<'a> ApiReplay<'a> {
             base,
             admin: reqwest::Client::new(),
             issue: None,
+            originals: Vec::new(),
             stop: Some(stop),
             _dir: dir,
         };
@@ -189,11 +193,39 @@ impl Replay for ApiReplay<'_> {
             assert_eq!(held["status"], "held");
             return Ok(());
         }
+        let mut event = event;
+        if let Event::Duplicate { original } = &mut event {
+            // The case names an original by a number of its own: the API run reports a copy of
+            // the issue as that original, and reads its id back as the case's (`state`).
+            let copy = self.post(
+                &self.admin,
+                "/api/v1/issues",
+                &serde_json::to_value(&self.issue.as_ref().unwrap().1).unwrap(),
+            )?;
+            let real = copy["id"].as_str().unwrap().to_string();
+            self.originals.push((original.clone(), real.clone()));
+            *original = real;
+        }
         let client = match &event {
-            Event::Acknowledged | Event::Progress { .. } | Event::Resolved { .. } => {
+            Event::Acknowledged
+            | Event::Progress { .. }
+            | Event::Resolved { .. }
+            | Event::Returned { .. }
+            | Event::ExtensionRequested { .. }
+            | Event::SuspensionRequested { .. }
+            | Event::Resumed { .. } => {
                 let state = self.state();
                 let dept = state.departments.first().cloned().unwrap_or_default();
                 self.client("department", Some(&dept))
+            }
+            Event::ReportRated { department, .. } => self.client("department", Some(department)),
+            Event::RequestDecided { .. } => {
+                let (_, issue) = self.issue.as_ref().unwrap();
+                match self.rules.decider(issue, &self.state()) {
+                    Some(Decider::Leader(unit)) => self.client("leader", Some(&unit)),
+                    Some(Decider::Department(d)) => self.client("department", Some(&d)),
+                    _ => self.admin.clone(),
+                }
             }
             Event::Confirmed
             | Event::Rejected { .. }
@@ -226,7 +258,13 @@ impl Replay for ApiReplay<'_> {
 
     fn state(&self) -> IssueState {
         let body = self.get(&format!("/api/v1/issues/{}", self.id()));
-        serde_json::from_value(body["state"].clone()).unwrap()
+        let mut state: IssueState = serde_json::from_value(body["state"].clone()).unwrap();
+        if let Some(d) = &mut state.duplicate_of
+            && let Some((case, _)) = self.originals.iter().find(|(_, real)| real == d)
+        {
+            *d = case.clone();
+        }
+        state
     }
 
     fn messages(&self) -> Vec<Sent> {

@@ -77,7 +77,10 @@ async fn reports_run_at_their_local_times_once_across_restarts() {
         clock.set(at("2026-03-02T10:30:00+08:00"));
         for ev in [
             Event::Acknowledged,
-            Event::Resolved { note: "ok".into() },
+            Event::Resolved {
+                note: "ok".into(),
+                photos: Vec::new(),
+            },
             Event::Confirmed,
             Event::Evaluated {
                 rating: 4,

@@ -4,6 +4,10 @@
 //! next state whole, the full set of its pending timers, and every message, so whoever stores
 //! it has nothing to work out.
 
+mod flow;
+
+pub use flow::Decider;
+
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -12,8 +16,9 @@ use rhai::Dynamic;
 use serde::Serialize;
 
 use crate::calendar::{Calendar, WorkDuration};
+use crate::effects::{Convened, Effects, Routed, StepRun, Told, TriageNote};
 use crate::issue::{
-    DeadlineKind, Event, Issue, IssueState, Outcome, Refusal, State, allowed_actions,
+    DeadlineKind, Event, Issue, IssueState, Outcome, Refusal, RequestKind, State, allowed_actions,
 };
 use crate::model::{Action, Category, Ix, Raise, RouteTarget, RuleSet, Target};
 use crate::script::{CallError, HookError, map, string};
@@ -46,6 +51,8 @@ pub struct Decision {
     pub triage: Option<String>,
     /// Which rule or step matched and why, in order.
     pub trace: Vec<String>,
+    /// What the decision did, for the timeline.
+    pub effects: Effects,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -237,7 +244,9 @@ impl RuleSet {
                 messages: Vec::with_capacity(8),
                 triage: None,
                 trace: Vec::with_capacity(4),
+                effects: Effects::default(),
             },
+            bases: Vec::new(),
         };
         let outcome = cx.event(event);
         if let Err(e) = outcome {
@@ -261,8 +270,13 @@ impl RuleSet {
             State::Resolved | State::Closed | State::ClosedAtGrid => {
                 cx.next.overdue = Default::default()
             }
+            State::Suspended => {}
+        }
+        if !cx.next.state.is_held() {
+            cx.next.request = None;
         }
         cx.timers();
+        cx.finish_effects(state);
         cx.d.next = cx.next;
         Ok(cx.d)
     }
@@ -395,6 +409,8 @@ struct Cx<'a> {
     d: Decision,
     /// The issue as hooks see it, built at the first hook call of this decision.
     hook_map: std::cell::RefCell<Option<rhai::Map>>,
+    /// How each deadline this decision set was counted, for its effects.
+    bases: Vec<(&'static str, String)>,
 }
 
 impl<'a> Cx<'a> {
@@ -417,16 +433,11 @@ impl<'a> Cx<'a> {
                 self.trace("handling opinion noted: in progress");
                 Ok(())
             }
-            Event::Resolved { .. } => {
-                self.next.state = State::Resolved;
-                self.next.acknowledge_by = None;
-                self.next.resolve_by = None;
-                self.trace("resolved: deadlines cleared; the reporter is asked to confirm");
-                self.tell_reporter("resolved", MessageVars::default());
-                Ok(())
-            }
+            Event::Resolved { photos, .. } => self.resolved(photos),
             Event::Confirmed => {
                 self.next.state = State::Closed;
+                self.next.verify_by = None;
+                self.next.verification = Some(crate::issue::Verification::Confirmed);
                 self.trace("confirmed by the reporter: closed");
                 Ok(())
             }
@@ -443,6 +454,7 @@ impl<'a> Cx<'a> {
                     reason,
                     "a rejection must say why the fix is not accepted",
                 )?;
+                self.next.verify_by = None;
                 self.rejected(reason)
             }
             Event::DeadlinePassed { deadline } => self.deadline_passed(*deadline),
@@ -512,6 +524,28 @@ impl<'a> Cx<'a> {
                 self.trace("comment added");
                 Ok(())
             }
+            Event::Returned { reason } => self.returned(reason),
+            Event::ExtensionRequested { duration, reason } => {
+                self.request(RequestKind::Extension, Some(*duration), reason)
+            }
+            Event::SuspensionRequested { reason } => {
+                self.request(RequestKind::Suspension, None, reason)
+            }
+            Event::RequestDecided {
+                request,
+                granted,
+                note,
+            } => self.request_decided(*request, *granted, note, false),
+            Event::RequestLapsed { request } => self.request_lapsed(*request),
+            Event::Resumed { note } => self.resumed(note),
+            Event::Duplicate { original } => self.duplicate(original),
+            Event::Followed { person, duplicate } => self.followed(person, duplicate),
+            Event::ReportRated {
+                verdict,
+                comment,
+                department,
+            } => self.report_rated(*verdict, comment, department),
+            Event::VerificationLapsed => self.verification_lapsed(),
         }
     }
 
@@ -561,6 +595,9 @@ impl<'a> Cx<'a> {
             .iter()
             .map(|&d| self.rs.org.departments[d as usize].id.clone())
             .collect();
+        if let Some(r) = &mut self.d.effects.routed {
+            r.departments = self.next.departments.clone();
+        }
         self.next.state = State::Assigned;
 
         let rule = &cat.deadlines[priority as usize];
@@ -595,11 +632,8 @@ impl<'a> Cx<'a> {
             ));
         }
         let cal = self.deadline_calendar();
-        let ack_at = cal.add(self.now, ack);
-        let res_at = cal.add(self.now, res);
-        self.next
-            .set_deadline(DeadlineKind::Acknowledge, Some(ack_at));
-        self.next.set_deadline(DeadlineKind::Resolve, Some(res_at));
+        let ack_at = self.set_deadline(DeadlineKind::Acknowledge, cal, self.now, ack);
+        self.set_deadline(DeadlineKind::Resolve, cal, self.now, res);
         self.d.deadline_basis = Some(DeadlineBasis {
             from: self.now,
             calendar: cal.id().to_string(),
@@ -737,6 +771,18 @@ impl<'a> Cx<'a> {
                 "route `{}` matched ({why}): {}",
                 r.name, rs.org.departments[primary as usize].id
             ));
+            self.d.effects.routed = Some(Routed {
+                route: Some(r.name.clone()),
+                hook: match &r.target {
+                    RouteTarget::Hook(h) => Some(h.clone()),
+                    RouteTarget::Department(_) => None,
+                },
+                why,
+                departments: Vec::new(),
+            });
+            self.next.dispatcher = r
+                .return_to
+                .map(|d| rs.org.departments[d as usize].id.clone());
             return Ok((primary, r.co_assign.clone()));
         }
         let d = self.category.department;
@@ -744,6 +790,15 @@ impl<'a> Cx<'a> {
             "no route matched: category {} goes to its department {}",
             self.category.code, rs.org.departments[d as usize].id
         ));
+        self.d.effects.routed = Some(Routed {
+            route: None,
+            hook: None,
+            why: format!(
+                "no route matched: category {} goes to its own department",
+                self.category.code
+            ),
+            departments: Vec::new(),
+        });
         Ok((d, Vec::new()))
     }
 
@@ -799,8 +854,7 @@ impl<'a> Cx<'a> {
         self.next.state = State::InProgress;
         let rule = self.deadline_rule();
         let cal = self.deadline_calendar();
-        let at = cal.add(self.now, rule.resolve);
-        self.next.set_deadline(DeadlineKind::Resolve, Some(at));
+        let at = self.set_deadline(DeadlineKind::Resolve, cal, self.now, rule.resolve);
         self.trace(format!(
             "rejected by the reporter (rejection {}): reopened, resolve {} -> {at}",
             self.next.counts.rejected, rule.resolve
@@ -838,6 +892,12 @@ impl<'a> Cx<'a> {
             index + 1,
             trigger.as_str()
         ));
+        self.d.effects.step = Some(StepRun {
+            ladder: ladder.id.clone(),
+            step: index as u32 + 1,
+            trigger: trigger.as_str(),
+            occurrence,
+        });
         let vars = MessageVars {
             step: Some((trigger, occurrence)),
             deadline: self.next.deadline(deadline).map(|at| (deadline, at)),
@@ -862,8 +922,7 @@ impl<'a> Cx<'a> {
                 Action::Raise(raise) => self.raise(*raise),
                 Action::Extend(d) => {
                     let cal = self.deadline_calendar();
-                    let at = cal.add(self.now, *d);
-                    self.next.set_deadline(deadline, Some(at));
+                    let at = self.set_deadline(deadline, cal, self.now, *d);
                     self.trace(format!(
                         "the {} deadline is extended by {d} to {}",
                         deadline.as_str(),
@@ -957,16 +1016,31 @@ impl<'a> Cx<'a> {
                 message: format!("unknown department `{department}`"),
             })?;
         let was_triage = self.next.triage;
+        // The dispatcher's answer to a return: assigned elsewhere, the return was right.
+        let returned = self.next.returned_by.take();
+        if let Some(r) = returned.clone() {
+            let accepted = r != department;
+            self.trace(format!(
+                "the return by {r} is {}",
+                if accepted {
+                    "accepted"
+                } else {
+                    "rejected: it goes back"
+                }
+            ));
+            self.d.effects.return_decided = Some(crate::effects::ReturnDecided {
+                department: r,
+                accepted,
+            });
+        }
         self.next.triage = false;
         self.next.departments = vec![department.to_string()];
         self.next.state = State::Assigned;
         let rule = self.deadline_rule();
         let cal = self.deadline_calendar();
-        let ack = cal.add(self.now, rule.acknowledge);
-        self.next.set_deadline(DeadlineKind::Acknowledge, Some(ack));
-        if was_triage || self.next.resolve_by.is_none() {
-            self.next
-                .set_deadline(DeadlineKind::Resolve, Some(cal.add(self.now, rule.resolve)));
+        let ack = self.set_deadline(DeadlineKind::Acknowledge, cal, self.now, rule.acknowledge);
+        if was_triage || returned.is_some() || self.next.resolve_by.is_none() {
+            self.set_deadline(DeadlineKind::Resolve, cal, self.now, rule.resolve);
         }
         self.trace(format!("reassigned to {department}: acknowledge by {ack}"));
         let vars = MessageVars {
@@ -994,11 +1068,8 @@ impl<'a> Cx<'a> {
         match outcome {
             Outcome::Noted => self.trace(format!("meeting `{meeting}` noted the issue")),
             Outcome::Resolved => {
-                self.next.state = State::Resolved;
-                self.next.acknowledge_by = None;
-                self.next.resolve_by = None;
                 self.trace(format!("meeting `{meeting}` resolved the issue"));
-                self.tell_reporter("resolved", MessageVars::default());
+                self.resolved_now();
             }
             Outcome::Enforcement => {
                 if departments.is_empty() {
@@ -1018,14 +1089,13 @@ impl<'a> Cx<'a> {
                 let rule = self.deadline_rule();
                 let d = resolve.unwrap_or(rule.resolve);
                 let cal = self.deadline_calendar();
-                let at = cal.add(self.now, d);
                 for dept in departments {
                     if !self.next.departments.contains(dept) {
                         self.next.departments.push(dept.clone());
                     }
                 }
                 self.next.state = State::InProgress;
-                self.next.set_deadline(DeadlineKind::Resolve, Some(at));
+                let at = self.set_deadline(DeadlineKind::Resolve, cal, self.now, d);
                 self.d.enforcement = Some(Enforcement {
                     meeting: meeting.to_string(),
                     departments: departments.to_vec(),
@@ -1131,6 +1201,10 @@ impl<'a> Cx<'a> {
             at.with_timezone(&cal.tz()).to_rfc3339()
         ));
         self.next.meetings.push(meeting.id.clone());
+        self.d.effects.meetings.push(Convened {
+            meeting: meeting.id.clone(),
+            at,
+        });
         let vars = MessageVars {
             meeting: Some((meeting.id.clone(), at)),
             ..Default::default()
@@ -1157,7 +1231,11 @@ impl<'a> Cx<'a> {
         // A later event of an issue already routed: the issue keeps its departments and
         // deadlines (and so keeps escalating); the failure is recorded and the triage department
         // is told. Only an issue that was never routed goes to triage.
-        if self.d.event != "reported" && !self.next.departments.is_empty() && !self.next.triage {
+        self.d.effects.triage = Some(TriageNote {
+            hook: e.hook.clone(),
+            error: e.kind.clone(),
+        });
+        if self.d.event != "reported" && !self.next.departments.is_empty() {
             self.trace(format!(
                 "rule failure: {e}; the issue keeps its departments and deadlines, and the triage department ({}) is told",
                 triage.id
@@ -1175,11 +1253,16 @@ impl<'a> Cx<'a> {
             triage.id
         ));
         self.d.messages.clear();
+        self.d.effects.told.clear();
         self.d.meetings.clear();
         self.d.supervision.clear();
         self.d.enforcement = None;
         self.d.escalated = None;
         self.d.deadline_basis = None;
+        self.d.effects.routed = None;
+        self.d.effects.step = None;
+        self.d.effects.meetings.clear();
+        self.bases.clear();
         self.next.triage = true;
         self.next.departments = vec![triage.id.clone()];
         if matches!(self.next.state, State::Reported) {
@@ -1187,6 +1270,13 @@ impl<'a> Cx<'a> {
         }
         self.next.acknowledge_by = None;
         self.next.resolve_by = None;
+        // The triage department is held to its own deadlines, if the policy names them, and
+        // the issue escalates on its category's ladder like any other.
+        if let Some((ack, res)) = rs.case_flow.triage {
+            let cal = &rs.org.calendars[triage.calendar as usize];
+            self.set_deadline(DeadlineKind::Acknowledge, cal, self.now, ack);
+            self.set_deadline(DeadlineKind::Resolve, cal, self.now, res);
+        }
         self.d.triage = Some(e.to_string());
         let vars = MessageVars {
             reason: Some(e.to_string()),
@@ -1198,8 +1288,24 @@ impl<'a> Cx<'a> {
     // ---- timers ----
 
     fn timers(&mut self) {
-        if !self.next.state.is_open() || self.next.triage {
+        if self.next.state == State::Resolved
+            && let Some(at) = self.next.verify_by
+        {
+            self.d.timers.push(Timer {
+                at,
+                event: Event::VerificationLapsed,
+            });
+        }
+        if !self.next.state.is_open() {
             return;
+        }
+        if let Some(r) = &self.next.request
+            && let Some(at) = r.decide_by
+        {
+            self.d.timers.push(Timer {
+                at,
+                event: Event::RequestLapsed { request: r.kind },
+            });
         }
         let rule = self.deadline_rule();
         let cal = self.deadline_calendar();
@@ -1230,6 +1336,101 @@ impl<'a> Cx<'a> {
     }
 
     // ---- helpers ----
+
+    /// Sets a deadline `d` of working time on `cal` after `from`, and records how it was counted.
+    fn set_deadline(
+        &mut self,
+        kind: DeadlineKind,
+        cal: &Calendar,
+        from: DateTime<Utc>,
+        d: WorkDuration,
+    ) -> DateTime<Utc> {
+        let at = cal.add(from, d);
+        self.next.set_deadline(kind, Some(at));
+        self.bases.push((
+            kind.as_str(),
+            format!(
+                "{d} of working time on {} from {}",
+                cal.id(),
+                from.with_timezone(&cal.tz()).to_rfc3339()
+            ),
+        ));
+        at
+    }
+
+    /// The issue is resolved: deadlines end, the reporter is asked to verify (within the
+    /// policy's time, if it sets one) and the reporters of merged duplicates are told.
+    fn resolved_now(&mut self) {
+        self.next.state = State::Resolved;
+        self.next.acknowledge_by = None;
+        self.next.resolve_by = None;
+        self.next.suspension = None;
+        if let Some((within, _)) = self.rs.case_flow.verification {
+            let cal = &self.rs.org.calendars[self.rs.settings.calendar as usize];
+            let at = cal.add(self.now, within);
+            self.next.verify_by = Some(at);
+            self.bases.push((
+                "verify",
+                format!(
+                    "{within} of working time on {} from {}",
+                    cal.id(),
+                    self.now.with_timezone(&cal.tz()).to_rfc3339()
+                ),
+            ));
+        }
+        self.tell_reporter("resolved", MessageVars::default());
+        for f in self.next.followers.clone() {
+            if let Some(p) = self.rs.org.person(&f) {
+                self.tell(
+                    To::Person(p),
+                    "resolved",
+                    "resolved",
+                    MessageVars::default(),
+                );
+            }
+        }
+    }
+
+    fn resolved(&mut self, photos: &[String]) -> Result<(), Failure> {
+        if let Some(bad) = photos.iter().find(|p| {
+            p.len() != 64
+                || !p
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        }) {
+            return Err(Refusal::Invalid {
+                field: "photos",
+                message: format!("`{bad}` is not a photo's SHA-256 (64 lowercase hex digits)"),
+            }
+            .into());
+        }
+        let cat = self.rs.category(&self.issue.category).expect("checked");
+        if photos.is_empty() && self.rs.case_flow.after_photos.contains(&cat) {
+            return Err(Refusal::Invalid {
+                field: "photos",
+                message: format!(
+                    "a resolution of category {} needs a photo of the fixed site (case_flow.after_photos)",
+                    self.issue.category
+                ),
+            }
+            .into());
+        }
+        self.trace(if photos.is_empty() {
+            "resolved: deadlines cleared; the reporter is asked to confirm".to_string()
+        } else {
+            format!(
+                "resolved with {} photo(s) of the fixed site: deadlines cleared; the reporter is asked to confirm",
+                photos.len()
+            )
+        });
+        self.resolved_now();
+        Ok(())
+    }
+
+    fn finish_effects(&mut self, before: &IssueState) {
+        let tz = self.rs.org.calendars[self.rs.settings.calendar as usize].tz();
+        self.d.effects.finish(before, &self.next, &self.bases, tz);
+    }
 
     fn deadline_rule(&self) -> &'a crate::model::DeadlineRule {
         let p = self.next.priority.unwrap_or(self.category.priority);
@@ -1368,6 +1569,12 @@ impl<'a> Cx<'a> {
                     .rs
                     .templates
                     .locale_for(&template, channel, &person.locale);
+                self.d.effects.told.push(Told {
+                    person: person.id.to_string(),
+                    channel,
+                    template: template.to_string(),
+                    kind,
+                });
                 self.d.messages.push(Message {
                     kind,
                     template: template.clone(),

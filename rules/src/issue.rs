@@ -51,6 +51,9 @@ pub enum State {
     Resolved,
     Closed,
     ClosedAtGrid,
+    /// The clock is stopped (挂起): no deadline runs and nothing escalates until it resumes
+    /// with the working time that was left.
+    Suspended,
 }
 
 impl State {
@@ -63,7 +66,29 @@ impl State {
             State::Resolved => "resolved",
             State::Closed => "closed",
             State::ClosedAtGrid => "closed_at_grid",
+            State::Suspended => "suspended",
         }
+    }
+
+    /// Every state, in lifecycle order.
+    pub const ALL: [State; 8] = [
+        State::Reported,
+        State::Assigned,
+        State::Acknowledged,
+        State::InProgress,
+        State::Suspended,
+        State::Resolved,
+        State::Closed,
+        State::ClosedAtGrid,
+    ];
+
+    pub fn parse(s: &str) -> Option<State> {
+        State::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Still held by a department, running or suspended: it shows in their queues.
+    pub fn is_held(self) -> bool {
+        self.is_open() || self == State::Suspended
     }
 
     /// Still someone's work: deadlines run and ladders climb.
@@ -99,6 +124,110 @@ pub struct Counts {
     pub rejected: u32,
     /// Ladder steps run.
     pub escalations: u32,
+    /// Returns (退回) by a department.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub returns: u32,
+    /// Extensions (延期) granted.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub extensions: u32,
+    /// Extension requests made, granted or not.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub extension_requests: u32,
+    /// Verification deadlines that lapsed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub verification_lapses: u32,
+    /// Times the clock was stopped (挂起).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub suspensions: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A request that waits for its decider: more time (延期) or a stopped clock (挂起).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub kind: RequestKind,
+    /// The department that asked.
+    pub department: String,
+    /// Extra working time asked for (extensions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<WorkDuration>,
+    pub reason: String,
+    pub asked_at: DateTime<Utc>,
+    /// When the decider's time runs out and the policy decides instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decide_by: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestKind {
+    Extension,
+    Suspension,
+}
+
+impl RequestKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestKind::Extension => "extension",
+            RequestKind::Suspension => "suspension",
+        }
+    }
+}
+
+/// A suspended issue's clock: the working time each deadline had left when it stopped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspension {
+    pub since: DateTime<Utc>,
+    pub reason: String,
+    /// The state it resumes in.
+    pub resumes_in: State,
+    /// Working seconds left on the acknowledge deadline, if one was pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledge_left: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolve_left: Option<i64>,
+}
+
+/// How the reporter's on-site check (核查) ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verification {
+    /// The reporter confirmed the fix on site.
+    Confirmed,
+    /// Nobody checked in time and the policy confirmed it.
+    AutoConfirmed,
+    /// Nobody checked in time: closed, recorded as unverified.
+    Unverified,
+}
+
+/// A department's verdict on a report (双向评价): it feeds the reporting grid's scorecard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportVerdict {
+    Valid,
+    Invalid,
+    Duplicate,
+    NotOurs,
+}
+
+impl ReportVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportVerdict::Valid => "valid",
+            ReportVerdict::Invalid => "invalid",
+            ReportVerdict::Duplicate => "duplicate",
+            ReportVerdict::NotOurs => "not_ours",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportRating {
+    pub department: String,
+    pub verdict: ReportVerdict,
 }
 
 /// Everything the rules know about an issue between events. A decision carries the next one.
@@ -128,6 +257,32 @@ pub struct IssueState {
     /// `extend` does to the next escalation.
     #[serde(default, skip_serializing_if = "Overdue::is_empty")]
     pub overdue: Overdue,
+    /// Where a return (退回) goes: the route's `return_to`, else the triage department.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatcher: Option<String>,
+    /// A department returned the issue and the dispatcher has not assigned it again yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returned_by: Option<String>,
+    /// An extension or suspension request waiting for its decider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<Request>,
+    /// The stopped clock of a suspended issue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspension: Option<Suspension>,
+    /// The reporter's on-site check is due by then (resolved issues).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_by: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+    /// Closed as a duplicate of this issue (合并).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<String>,
+    /// Reporters of merged duplicates, told when this issue is resolved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub followers: Vec<String>,
+    /// The departments' verdicts on the report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub report_ratings: Vec<ReportRating>,
 }
 
 /// When each kind of deadline was missed, if it was and the issue has not caught up since.
@@ -194,6 +349,9 @@ pub enum Event {
     Resolved {
         #[serde(default)]
         note: String,
+        /// Photos of the fixed site (处置后照片), each the SHA-256 of its bytes.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        photos: Vec<String>,
     },
     Confirmed,
     Rejected {
@@ -230,6 +388,58 @@ pub enum Event {
     Commented {
         text: String,
     },
+    /// 退回: a department that is not responsible gives the issue back to its dispatcher.
+    Returned {
+        #[serde(default)]
+        reason: String,
+    },
+    /// 延期: a department asks for more working time on its resolve deadline.
+    ExtensionRequested {
+        duration: WorkDuration,
+        #[serde(default)]
+        reason: String,
+    },
+    /// 挂起: a department asks for the clock to stop.
+    SuspensionRequested {
+        #[serde(default)]
+        reason: String,
+    },
+    /// The decider's answer to the pending request.
+    RequestDecided {
+        request: RequestKind,
+        granted: bool,
+        #[serde(default)]
+        note: String,
+    },
+    /// The clock of a suspended issue starts again.
+    Resumed {
+        #[serde(default)]
+        note: String,
+    },
+    /// 合并: the issue duplicates `original`; it closes and its reporter follows the original.
+    Duplicate {
+        original: String,
+    },
+    /// The daemon's own: the reporter of a merged duplicate follows this issue.
+    Followed {
+        person: String,
+        duplicate: String,
+    },
+    /// 双向评价: a department's verdict on the report.
+    ReportRated {
+        verdict: ReportVerdict,
+        #[serde(default)]
+        comment: String,
+        /// The rating department; the daemon sets it from a department's token.
+        #[serde(default)]
+        department: String,
+    },
+    /// The decider's time for a pending request ran out.
+    RequestLapsed {
+        request: RequestKind,
+    },
+    /// The reporter's time to verify a resolution ran out.
+    VerificationLapsed,
     /// The daemon's own: new rules no longer know something this open issue uses (its
     /// category, unit, department, tier, ladder or meeting), and they were put live anyway;
     /// the issue goes to the triage department with the reason, so it is not stranded.
@@ -266,6 +476,16 @@ impl Event {
             Event::Evaluated { .. } => "evaluated",
             Event::Commented { .. } => "commented",
             Event::SentToTriage { .. } => "sent_to_triage",
+            Event::Returned { .. } => "returned",
+            Event::ExtensionRequested { .. } => "extension_requested",
+            Event::SuspensionRequested { .. } => "suspension_requested",
+            Event::RequestDecided { .. } => "request_decided",
+            Event::Resumed { .. } => "resumed",
+            Event::Duplicate { .. } => "duplicate",
+            Event::Followed { .. } => "followed",
+            Event::ReportRated { .. } => "report_rated",
+            Event::RequestLapsed { .. } => "request_lapsed",
+            Event::VerificationLapsed => "verification_lapsed",
         }
     }
 
@@ -273,8 +493,20 @@ impl Event {
     pub fn is_timer(&self) -> bool {
         matches!(
             self,
-            Event::DeadlinePassed { .. } | Event::ReminderDue { .. }
+            Event::DeadlinePassed { .. }
+                | Event::ReminderDue { .. }
+                | Event::RequestLapsed { .. }
+                | Event::VerificationLapsed
         )
+    }
+
+    /// The daemon's own events, never posted by a person.
+    pub fn is_system(&self) -> bool {
+        self.is_timer()
+            || matches!(
+                self,
+                Event::Reported | Event::SentToTriage { .. } | Event::Followed { .. }
+            )
     }
 
     /// Whether the event can change what meeting triggers see: the departments, the counts of
@@ -289,6 +521,7 @@ impl Event {
                 | Event::DeadlinePassed { .. }
                 | Event::Reassigned { .. }
                 | Event::MeetingOutcome { .. }
+                | Event::Returned { .. }
         )
     }
 
@@ -299,14 +532,26 @@ impl Event {
             Event::Reported => state == Reported,
             Event::Acknowledged => state == Assigned,
             Event::Progress { .. } => matches!(state, Acknowledged | InProgress),
-            Event::Resolved { .. } => state.is_open(),
+            Event::Resolved { .. } => state.is_held(),
             Event::Confirmed | Event::Rejected { .. } => state == Resolved,
             Event::ClosedAtGrid { .. } => matches!(state, Reported | Assigned | Acknowledged),
-            Event::DeadlinePassed { .. } | Event::ReminderDue { .. } => true,
-            Event::Reassigned { .. } | Event::MeetingOutcome { .. } => state.is_open(),
+            Event::DeadlinePassed { .. }
+            | Event::ReminderDue { .. }
+            | Event::RequestLapsed { .. }
+            | Event::VerificationLapsed => true,
+            Event::Reassigned { .. } => state.is_held(),
+            Event::MeetingOutcome { .. } => state.is_open(),
             Event::Evaluated { .. } => matches!(state, Resolved | Closed | ClosedAtGrid),
             Event::Commented { .. } => true,
             Event::SentToTriage { .. } => !matches!(state, Closed | ClosedAtGrid),
+            Event::Returned { .. } => matches!(state, Assigned | Acknowledged),
+            Event::ExtensionRequested { .. } => state.is_open(),
+            Event::SuspensionRequested { .. } => state.is_open(),
+            Event::RequestDecided { .. } => state.is_open(),
+            Event::Resumed { .. } => state == Suspended,
+            Event::Duplicate { .. } => matches!(state, Assigned | Acknowledged | InProgress),
+            Event::Followed { .. } => !matches!(state, Closed | ClosedAtGrid),
+            Event::ReportRated { .. } => state != Reported,
         }
     }
 }
@@ -320,6 +565,7 @@ pub fn allowed_actions(state: State) -> Vec<&'static str> {
         },
         Event::Resolved {
             note: String::new(),
+            photos: Vec::new(),
         },
         Event::Confirmed,
         Event::Rejected {
@@ -343,6 +589,32 @@ pub fn allowed_actions(state: State) -> Vec<&'static str> {
         },
         Event::Commented {
             text: String::new(),
+        },
+        Event::Returned {
+            reason: String::new(),
+        },
+        Event::ExtensionRequested {
+            duration: WorkDuration::minutes(0),
+            reason: String::new(),
+        },
+        Event::SuspensionRequested {
+            reason: String::new(),
+        },
+        Event::RequestDecided {
+            request: RequestKind::Extension,
+            granted: false,
+            note: String::new(),
+        },
+        Event::Resumed {
+            note: String::new(),
+        },
+        Event::Duplicate {
+            original: String::new(),
+        },
+        Event::ReportRated {
+            verdict: ReportVerdict::Valid,
+            comment: String::new(),
+            department: String::new(),
         },
     ];
     samples

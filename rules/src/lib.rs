@@ -9,6 +9,7 @@
 pub mod calendar;
 pub mod decide;
 pub mod diag;
+pub mod effects;
 pub mod explain;
 pub mod issue;
 pub mod jobs;

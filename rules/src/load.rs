@@ -3,6 +3,8 @@
 //! The loader never stops at the first error: each section is checked as far as the others
 //! allow, and `RuleSet::load` returns either a complete rule set or all its diagnostics.
 
+mod case_flow;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Component, Path};
 use std::sync::Arc;
@@ -153,6 +155,7 @@ struct Sections {
     templates: Option<Section<BTreeMap<String, BTreeMap<String, spec::TemplateVariants>>>>,
     notifications: Option<Section<spec::Notifications>>,
     jobs: Option<Section<Vec<spec::Job>>>,
+    case_flow: Option<Section<spec::CaseFlow>>,
 }
 
 /// A reference to check: which file and path it was written at.
@@ -194,6 +197,7 @@ impl<'a> Loader<'a> {
         let routes = self.routes(&sections, &policy);
         let notifications = self.notifications(&sections, &policy);
         let jobs = self.jobs(&sections, &policy);
+        let case_flow = self.case_flow(&sections, &policy);
         let index = policy.index;
         for kind in KINDS {
             if !templates.contains(kind) {
@@ -229,6 +233,7 @@ impl<'a> Loader<'a> {
             scripts,
             notifications,
             jobs,
+            case_flow,
             index,
         })
     }
@@ -366,7 +371,8 @@ impl<'a> Loader<'a> {
                 meetings,
                 templates,
                 notifications,
-                jobs
+                jobs,
+                case_flow
             );
         }
         Some(sections)
@@ -2311,6 +2317,22 @@ impl<'a> Loader<'a> {
                     co_assign.push(x);
                 }
             }
+            let return_to = match &r.return_to {
+                Some(d) => {
+                    let x = self.resolve(
+                        &p.org.index.departments,
+                        "department",
+                        d,
+                        At {
+                            file,
+                            path: &pth("return_to"),
+                        },
+                    );
+                    ok &= x.is_some();
+                    x
+                }
+                None => None,
+            };
             let Some(target) = target else { continue };
             if !ok {
                 continue;
@@ -2325,6 +2347,7 @@ impl<'a> Loader<'a> {
                 working: w.working,
                 target,
                 co_assign,
+                return_to,
             });
         }
         out

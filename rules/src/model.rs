@@ -11,7 +11,7 @@ use crate::calendar::{Calendar, WorkDuration};
 use crate::jobs::Job;
 use crate::notify::Notifications;
 use crate::script::Scripts;
-use crate::spec::{Channel, HookLimits, Priority, Trigger};
+use crate::spec::{Channel, HookLimits, OnLapse, Priority, Trigger, VerificationLapse};
 use crate::template::Templates;
 
 pub type Ix = u32;
@@ -136,6 +136,7 @@ pub struct Route {
     pub working: Option<bool>,
     pub target: RouteTarget,
     pub co_assign: Vec<Ix>,
+    pub return_to: Option<Ix>,
 }
 
 #[derive(Debug)]
@@ -302,6 +303,7 @@ pub struct RuleSet {
     pub notifications: Notifications,
     /// Scheduled reports, in the order written.
     pub jobs: Vec<Job>,
+    pub case_flow: CaseFlow,
     pub(crate) index: Index,
 }
 
@@ -358,4 +360,24 @@ impl RuleSet {
             jobs: self.jobs.len(),
         }
     }
+}
+
+/// The case flow's policy (`case_flow:`), checked.
+#[derive(Debug, Default)]
+pub struct CaseFlow {
+    pub triage: Option<(WorkDuration, WorkDuration)>,
+    pub extensions: Option<Requests>,
+    pub suspensions: Option<Requests>,
+    pub verification: Option<(WorkDuration, VerificationLapse)>,
+    /// Categories whose resolution needs a photo.
+    pub after_photos: Vec<Ix>,
+}
+
+#[derive(Debug)]
+pub struct Requests {
+    pub decided_by: Target,
+    pub decide_within: WorkDuration,
+    pub on_lapse: OnLapse,
+    pub max: Option<u32>,
+    pub longest: Option<WorkDuration>,
 }

@@ -235,6 +235,19 @@ struct Expect {
     /// Messages that must not have been sent.
     messages_absent: Option<Vec<ExpectMessage>>,
     triage: Option<bool>,
+    /// How the reporter's verification ended (`confirmed`, `auto_confirmed`, `unverified`).
+    verification: Option<crate::issue::Verification>,
+    /// The issue this one was merged into as a duplicate.
+    duplicate_of: Option<String>,
+    /// A request (`extension`, `suspension`) still waiting for its decider; `null`: none.
+    #[serde(default, deserialize_with = "some_request")]
+    request: Option<Option<crate::issue::RequestKind>>,
+}
+
+fn some_request<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<crate::issue::RequestKind>>, D::Error> {
+    Option::<crate::issue::RequestKind>::deserialize(d).map(Some)
 }
 
 /// `null` expects the deadline cleared; absent means not checked.
@@ -440,8 +453,9 @@ pub fn run_with<R: Replay>(rules: &RuleSet, dir: &Path, mut replay: impl FnMut()
     report
 }
 
-/// An event of a test: a map with `at`, `event` and the event's fields.
-fn parse_event(v: &serde_yaml::Value) -> Result<(DateTime<Utc>, Event), String> {
+/// An event of a test: a map with `at`, `event` and the event's fields, and `refused` (a part of
+/// the refusal's message) when the rules must refuse it.
+fn parse_event(v: &serde_yaml::Value) -> Result<TestEvent, String> {
     let mut m = v
         .as_mapping()
         .cloned()
@@ -451,6 +465,15 @@ fn parse_event(v: &serde_yaml::Value) -> Result<(DateTime<Utc>, Event), String> 
         .ok_or("an event needs `at`, the time it happens")?;
     let at: DateTime<FixedOffset> =
         serde_yaml::from_value(at).map_err(|e| format!("invalid `at`: {e}"))?;
+    let refused = match m.remove("refused") {
+        Some(serde_yaml::Value::String(s)) if !s.trim().is_empty() => Some(s),
+        Some(_) => {
+            return Err(
+                "`refused` is a part of the refusal's message, such as `not allowed`".into(),
+            );
+        }
+        None => None,
+    };
     let event: Event = serde_yaml::from_value(serde_yaml::Value::Mapping(m))
         .map_err(|e| format!("invalid event: {e}"))?;
     if event.is_timer() || event == Event::Reported {
@@ -465,7 +488,24 @@ fn parse_event(v: &serde_yaml::Value) -> Result<(DateTime<Utc>, Event), String> 
             event.name()
         ));
     }
-    Ok((at.with_timezone(&Utc), event))
+    if event.is_system() {
+        return Err(format!(
+            "`{}` is not an event a test gives: the daemon sends it",
+            event.name()
+        ));
+    }
+    Ok(TestEvent {
+        at: at.with_timezone(&Utc),
+        event,
+        refused,
+    })
+}
+
+/// An event a case gives, and whether it must be refused.
+struct TestEvent {
+    at: DateTime<Utc>,
+    event: Event,
+    refused: Option<String>,
 }
 
 /// One failed expectation, and how to make it hold.
@@ -493,7 +533,7 @@ fn run_case(
     t: &mut impl Replay,
     case: &Case,
     index: usize,
-    events: Vec<(DateTime<Utc>, Event)>,
+    events: Vec<TestEvent>,
 ) -> Vec<Failed> {
     let mut failures = Vec::new();
     let expect = format!("cases[{index}].expect");
@@ -508,12 +548,12 @@ fn run_case(
     }
     // Events and tier checkpoints, in time order (events first at equal times).
     enum Point<'a> {
-        Event(Event),
+        Event(Event, Option<String>),
         Tier(usize, &'a TierAt),
     }
     let mut points: Vec<(DateTime<Utc>, u8, Point)> = events
         .into_iter()
-        .map(|(at, e)| (at, 0, Point::Event(e)))
+        .map(|e| (e.at, 0, Point::Event(e.event, e.refused)))
         .collect();
     for (k, c) in case.expect.tier_at.iter().flatten().enumerate() {
         points.push((c.at.with_timezone(&Utc), 1, Point::Tier(k, c)));
@@ -523,13 +563,29 @@ fn run_case(
     for (at, _, p) in points {
         last = last.max(at);
         match p {
-            Point::Event(e) => {
+            Point::Event(e, refused) => {
                 let name = e.name();
-                if let Err(r) = t.apply(at, e) {
-                    failures.push(stalled(t).unwrap_or_else(|| {
-                        Failed::new(format!("event `{name}` at {at} was refused: {r}"))
-                    }));
-                    return failures;
+                match (t.apply(at, e), refused) {
+                    (Ok(()), None) => {}
+                    (Err(r), Some(want)) if r.contains(&want) => {}
+                    (Err(r), Some(want)) => {
+                        failures.push(Failed::new(format!(
+                            "event `{name}` at {at} was refused, but not for `{want}`: {r}"
+                        )));
+                        return failures;
+                    }
+                    (Ok(()), Some(want)) => {
+                        failures.push(Failed::new(format!(
+                            "event `{name}` at {at} was taken, but should be refused ({want})"
+                        )));
+                        return failures;
+                    }
+                    (Err(r), None) => {
+                        failures.push(stalled(t).unwrap_or_else(|| {
+                            Failed::new(format!("event `{name}` at {at} was refused: {r}"))
+                        }));
+                        return failures;
+                    }
                 }
             }
             Point::Tier(k, c) => {
@@ -640,6 +696,30 @@ fn run_case(
             Failed::new(format!("meetings: expected {m:?}, got {:?}", st.meetings))
                 .fix(format!("{expect}.meetings"), list(&st.meetings)),
         );
+    }
+    if let Some(want) = e.verification
+        && Some(want) != st.verification
+    {
+        failures.push(Failed::new(format!(
+            "verification: expected {want:?}, got {:?}",
+            st.verification
+        )));
+    }
+    if let Some(want) = &e.duplicate_of
+        && Some(want) != st.duplicate_of.as_ref()
+    {
+        failures.push(Failed::new(format!(
+            "duplicate_of: expected {want}, got {:?}",
+            st.duplicate_of
+        )));
+    }
+    if let Some(want) = e.request {
+        let got = st.request.as_ref().map(|r| r.kind);
+        if want != got {
+            failures.push(Failed::new(format!(
+                "request: expected {want:?}, got {got:?}"
+            )));
+        }
     }
     if let Some(want) = e.triage
         && want != st.triage

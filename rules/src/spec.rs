@@ -29,6 +29,7 @@ pub struct Document {
     pub templates: Option<BTreeMap<String, BTreeMap<String, TemplateVariants>>>,
     pub notifications: Option<Notifications>,
     pub jobs: Option<Vec<Job>>,
+    pub case_flow: Option<CaseFlow>,
 }
 
 /// The section names, in the order `Document` declares them, for "defined twice" checks.
@@ -49,6 +50,7 @@ pub const SECTIONS: &[&str] = &[
     "templates",
     "notifications",
     "jobs",
+    "case_flow",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -278,6 +280,9 @@ pub struct Route {
     pub department_hook: Option<String>,
     #[serde(default)]
     pub co_assign: Vec<String>,
+    /// Where a department returns (退回) an issue this route chose: this department instead of
+    /// the triage department.
+    pub return_to: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -488,4 +493,74 @@ pub struct Job {
     pub tiers: Option<Vec<String>>,
     /// `scorecard`: the wall-clock window it covers, `7d`; default 7d.
     pub period: Option<String>,
+}
+
+/// The steps of a case beyond report, handling and escalation: returns, extensions, suspensions,
+/// verification and after-photos (`case_flow:`). Every part is optional; a part left out is a
+/// step the city does not allow (extensions, suspensions) or does not hold to a deadline
+/// (triage, verification).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseFlow {
+    /// The triage department's own deadlines, for an issue a rule failed on at its report and
+    /// for an issue returned to it: it escalates on its category's ladder like any issue.
+    pub triage: Option<TriageDeadlines>,
+    pub extensions: Option<Requests>,
+    pub suspensions: Option<Requests>,
+    pub verification: Option<VerificationSpec>,
+    /// Categories whose resolution must carry a photo of the fixed site.
+    #[serde(default)]
+    pub after_photos: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriageDeadlines {
+    pub acknowledge: WorkDuration,
+    pub resolve: WorkDuration,
+}
+
+/// Who decides a request, how soon, and what happens when they do not.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requests {
+    /// `{tier: T}` (the leader of the issue's unit at that tier), `{department: D}` (its
+    /// contacts, such as the triage department) or `{person: P}`.
+    pub decided_by: Target,
+    /// Working time the decider has; when it runs out `on_lapse` decides.
+    pub decide_within: WorkDuration,
+    #[serde(default)]
+    pub on_lapse: OnLapse,
+    /// Requests granted at most (extensions; suspensions: times suspended).
+    pub max: Option<u32>,
+    /// The longest extension one request may ask for.
+    pub longest: Option<WorkDuration>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnLapse {
+    #[default]
+    Refuse,
+    Grant,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerificationSpec {
+    /// Working time the reporter has to check a resolution on site (核查).
+    pub within: WorkDuration,
+    pub on_lapse: VerificationLapse,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerificationLapse {
+    /// Closed as confirmed, recorded as confirmed by lapse.
+    Confirm,
+    /// Closed, recorded as unverified.
+    Unverified,
+    /// The reporter's own leader is told and the reporter has the time again; a second lapse
+    /// closes it as unverified.
+    Escalate,
 }

@@ -249,6 +249,7 @@ fn rejection_reopens_supervises_and_convenes_a_meeting() {
         at("2026-03-02T15:00:00+08:00"),
         Event::Resolved {
             note: "swept".into(),
+            photos: Vec::new(),
         },
     )
     .unwrap();
@@ -443,6 +444,7 @@ fn evaluation_happens_once_with_a_rating_from_1_to_5() {
             &d.next,
             &Event::Resolved {
                 note: String::new(),
+                photos: Vec::new(),
             },
             at("2026-03-02T11:00:00+08:00"),
         )
@@ -705,6 +707,7 @@ fn a_blank_progress_note_or_rejection_reason_is_refused() {
         at("2026-03-02T15:00:00+08:00"),
         Event::Resolved {
             note: String::new(),
+            photos: Vec::new(),
         },
     )
     .unwrap();
@@ -770,6 +773,7 @@ fn a_missed_deadline_stays_overdue_until_the_issue_catches_up() {
         at("2026-03-04T11:00:00+08:00"),
         Event::Resolved {
             note: String::new(),
+            photos: Vec::new(),
         },
     )
     .unwrap();

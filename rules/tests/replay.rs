@@ -75,6 +75,7 @@ fn vendors() -> History {
                 "department:urban#3",
                 Event::Resolved {
                     note: "清理".into(),
+                    photos: Vec::new(),
                 },
             ),
             action(

@@ -54,7 +54,7 @@ pub struct StoredIssue {
 #[derive(Clone, Debug, Default)]
 pub struct IssueFilter {
     pub state: Option<String>,
-    /// Only issues still someone's work.
+    /// Only issues still someone's work: running, or suspended (held, clock stopped).
     pub open: bool,
     /// Assigned or co-assigned to this department.
     pub department: Option<String>,
@@ -89,6 +89,10 @@ pub struct TimelineEntry {
     pub kind: String,
     pub payload: serde_json::Value,
     pub rules_version: String,
+    /// What the event's decision did, readably (`escalade_rules::effects::Effects`); none for
+    /// events stored before decisions carried it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effects: Option<serde_json::Value>,
 }
 
 /// A pending timer that has fallen due.

@@ -204,7 +204,7 @@ impl SqliteStore {
 
     pub async fn timeline(&self, id: &str) -> Result<Vec<TimelineEntry>> {
         let rows = sqlx::query(
-            "SELECT seq, at, actor, kind, payload, rules_version FROM events WHERE issue_id = ? ORDER BY seq",
+            "SELECT seq, at, actor, kind, payload, rules_version, json_extract(decision, '$.effects') FROM events WHERE issue_id = ? ORDER BY seq",
         )
         .bind(id)
         .fetch_all(&self.reader)
@@ -218,6 +218,10 @@ impl SqliteStore {
                     kind: r.get(3),
                     payload: parse("event payload", r.get::<&str, _>(4))?,
                     rules_version: r.get(5),
+                    effects: r
+                        .get::<Option<&str>, _>(6)
+                        .map(|e| parse("decision effects", e))
+                        .transpose()?,
                 })
             })
             .collect()
@@ -279,7 +283,7 @@ impl SqliteStore {
             q.push(" AND status = ").push_bind(v.clone());
         }
         if f.open {
-            q.push(" AND status IN ('assigned', 'acknowledged', 'in_progress')");
+            q.push(" AND status IN ('assigned', 'acknowledged', 'in_progress', 'suspended')");
         }
         if let Some(v) = &f.department {
             q.push(" AND id IN (SELECT issue_id FROM assignments WHERE department = ")
@@ -918,6 +922,8 @@ async fn write_batch(
                 "at": w.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 "actor": w.actor,
                 "payload": w.event,
+                "rules_version": &*w.decision.rules_version,
+                "effects": w.decision.effects,
             });
             events.push((w, seq, body.to_string()));
         }
