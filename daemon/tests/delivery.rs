@@ -938,6 +938,16 @@ async fn every_event_is_posted_to_the_webhook_signed() {
         let body = h.json();
         assert_eq!(body["issue_id"], id);
         assert!(body["seq"].is_i64() && body["at"].is_string(), "{body}");
+        // What the decision did travels with the event, with the rules version that decided.
+        assert_eq!(body["rules_version"].as_str().unwrap().len(), 64, "{body}");
+        let state = &body["effects"]["state"];
+        match body["kind"].as_str().unwrap() {
+            "reported" => {
+                assert_eq!(body["effects"]["routed"]["departments"][0], "urban", "{body}");
+                assert_eq!(state["to"], "assigned", "{body}");
+            }
+            _ => assert_eq!(state["to"], "acknowledged", "{body}"),
+        }
         kinds.push((body["kind"].clone(), body["actor"].clone()));
     }
     kinds.sort_by_key(|k| k.0.to_string());

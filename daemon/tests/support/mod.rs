@@ -189,3 +189,92 @@ pub fn copy_rules_edited(from: &str, to: &Path, edits: &[(&str, &str, &str)]) {
         }
     }
 }
+
+/// An instant written with its offset, as the tests write them.
+pub fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::<chrono::FixedOffset>::parse_from_rfc3339(s)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+/// The API on a fresh SQLite store in a temp dir, served in-process on the rules of `rules_dir`
+/// with a clock the test moves.
+pub struct Api {
+    pub base: String,
+    pub engine: std::sync::Arc<escalade::engine::Engine>,
+    pub clock: std::sync::Arc<escalade::engine::ManualClock>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Api {
+    pub async fn start(rules_dir: &str, now: &str) -> Api {
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let store = escalade::store::Store::open_sqlite(&dir.path().join("db.sqlite"))
+            .await
+            .unwrap();
+        let clock = Arc::new(escalade::engine::ManualClock::new(at(now)));
+        let engine = Arc::new(escalade::engine::Engine::new(
+            store,
+            escalade_rules::RuleSet::load(rules_dir).unwrap(),
+            clock.clone(),
+        ));
+        let (base, stop) = serve_api(engine.clone(), rules_dir, dir.path(), 1 << 20).await;
+        Api {
+            base,
+            engine,
+            clock,
+            _stop: stop,
+            dir,
+        }
+    }
+
+    /// A client with a new token of `role` and `scope`.
+    pub async fn client(&self, role: &str, scope: Option<&str>) -> reqwest::Client {
+        client(&token(&self.engine, role, scope).await)
+    }
+
+    pub async fn get(&self, c: &reqwest::Client, path: &str) -> (u16, serde_json::Value) {
+        let r = c.get(format!("{}{path}", self.base)).send().await.unwrap();
+        (
+            r.status().as_u16(),
+            r.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    pub async fn post(
+        &self,
+        c: &reqwest::Client,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let r = c
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Posts an event to issue `id`.
+    pub async fn act(
+        &self,
+        c: &reqwest::Client,
+        id: &str,
+        event: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        self.post(c, &format!("/api/v1/issues/{id}/events"), event)
+            .await
+    }
+
+    /// Moves the clock to `now` and fires every timer due by then.
+    pub async fn advance(&self, now: &str) {
+        self.clock.set(at(now));
+        while self.engine.fire_due().await.unwrap() > 0 {}
+    }
+}

@@ -1,0 +1,304 @@
+//! The case flow through the API on the example city: who may return, ask, decide, merge and
+//! rate; what each step leaves in the timeline; a duplicate's reporter told when the original
+//! is resolved. The rules' side of each step is covered by examples/city/tests/case_flow.yaml,
+//! replayed through the API by flows.rs.
+
+use serde_json::{Value, json};
+
+mod support;
+
+use support::Api;
+
+const CITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/city");
+
+fn garbage(unit: &str, reporter: &str) -> Value {
+    json!({"category": "garbage", "unit": unit, "description": "小区门口垃圾三天未清运", "reporter": reporter})
+}
+
+async fn submit(api: &Api, body: Value) -> String {
+    let admin = api.client("admin", None).await;
+    let (status, b) = api.post(&admin, "/api/v1/issues", body).await;
+    assert_eq!(status, 201, "{b}");
+    b["id"].as_str().unwrap().to_string()
+}
+
+async fn issue(api: &Api, id: &str) -> Value {
+    let admin = api.client("admin", None).await;
+    let (status, b) = api.get(&admin, &format!("/api/v1/issues/{id}")).await;
+    assert_eq!(status, 200, "{b}");
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_primary_department_returns_and_the_dispatcher_decides_the_return() {
+    let api = Api::start(CITY, "2026-03-03T10:00:00+08:00").await;
+    let id = submit(&api, garbage("g-0001", "p-g-0001")).await;
+    let env = api.client("department", Some("environment")).await;
+    let urban = api.client("department", Some("urban")).await;
+    let triage = api.client("department", Some("triage")).await;
+    let return_it = json!({"event": "returned", "reason": "河道保洁属水务部门"});
+
+    // A department that does not hold the issue cannot return it; nothing changes.
+    let (status, b) = api.act(&env, &id, return_it.clone()).await;
+    assert_eq!(status, 403, "{b}");
+    // A return must say why.
+    let (status, b) = api
+        .act(&urban, &id, json!({"event": "returned", "reason": " "}))
+        .await;
+    assert_eq!((status, b["error"]["field"].as_str()), (422, Some("reason")), "{b}");
+    assert_eq!(issue(&api, &id).await["state"]["departments"], json!(["urban"]));
+
+    api.clock.set(support::at("2026-03-03T10:30:00+08:00"));
+    let (status, b) = api.act(&urban, &id, return_it.clone()).await;
+    assert_eq!(status, 200, "{b}");
+    let state = &issue(&api, &id).await["state"];
+    assert_eq!(state["departments"], json!(["triage"]));
+    assert_eq!(state["returned_by"], "urban");
+    assert_eq!(state["counts"]["returns"], 1);
+
+    // The department that returned it may not take it back by itself; the triage desk, the
+    // dispatcher, assigns it to the department responsible.
+    let (status, _) = api
+        .act(&urban, &id, json!({"event": "reassigned", "department": "water"}))
+        .await;
+    assert_eq!(status, 403);
+    let (status, b) = api
+        .act(&triage, &id, json!({"event": "reassigned", "department": "water"}))
+        .await;
+    assert_eq!(status, 200, "{b}");
+    let body = issue(&api, &id).await;
+    assert_eq!(body["state"]["departments"], json!(["water"]));
+    let last = body["timeline"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last["effects"]["return_decided"],
+        json!({"department": "urban", "accepted": true}),
+        "{last}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_is_decided_by_the_leader_the_policy_names_and_nobody_else() {
+    let api = Api::start(CITY, "2026-03-03T10:00:00+08:00").await;
+    let id = submit(&api, garbage("g-0001", "p-g-0001")).await;
+    let urban = api.client("department", Some("urban")).await;
+    let (status, _) = api.act(&urban, &id, json!({"event": "acknowledged"})).await;
+    assert_eq!(status, 200);
+    api.clock.set(support::at("2026-03-05T10:00:00+08:00"));
+    let (status, b) = api
+        .act(
+            &urban,
+            &id,
+            json!({"event": "extension_requested", "duration": "2d", "reason": "需协调大型机械"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{b}");
+    // A second request while one waits is refused.
+    let (status, b) = api
+        .act(
+            &urban,
+            &id,
+            json!({"event": "extension_requested", "duration": "1d", "reason": "再申请"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{b}");
+
+    let grant = json!({"event": "request_decided", "request": "extension", "granted": true});
+    // Not the department that asked, not another street's leader, not the district below... only
+    // the leader of the issue's street (case_flow.extensions.decided_by: {tier: street}) or above.
+    for (role, scope) in [
+        ("department", "urban"),
+        ("leader", "s-renminlu"),
+        ("leader", "c-001"),
+    ] {
+        let c = api.client(role, Some(scope)).await;
+        let (status, b) = api.act(&c, &id, grant.clone()).await;
+        assert_eq!(status, 403, "{role} {scope}: {b}");
+    }
+    assert_eq!(
+        issue(&api, &id).await["state"]["request"]["kind"],
+        "extension"
+    );
+    let street = api.client("leader", Some("s-huayuanlu")).await;
+    let (status, b) = api.act(&street, &id, grant).await;
+    assert_eq!(status, 200, "{b}");
+    let body = issue(&api, &id).await;
+    assert_eq!(body["state"]["request"], Value::Null);
+    assert_eq!(body["state"]["resolve_by"], "2026-03-12T02:00:00Z");
+    let last = body["timeline"].as_array().unwrap().last().unwrap().clone();
+    let moved = last["effects"]["deadlines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["kind"] == "resolve")
+        .unwrap()
+        .clone();
+    assert_eq!(moved["from"], "2026-03-10T02:00:00Z");
+    assert_eq!(moved["to"], "2026-03-12T02:00:00Z");
+    assert!(
+        moved["basis"].as_str().unwrap().starts_with("2d of working time on cn-office"),
+        "{moved}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicates_reporter_is_told_when_the_original_is_resolved() {
+    let api = Api::start(CITY, "2026-03-03T10:00:00+08:00").await;
+    let original = submit(&api, garbage("g-0001", "p-g-0001")).await;
+    let dup = submit(&api, garbage("g-0002", "p-g-0002")).await;
+    let triage = api.client("department", Some("triage")).await;
+    let urban = api.client("department", Some("urban")).await;
+
+    // Bad originals change nothing.
+    for (original, field_message) in [("999", "no issue 999"), (dup.as_str(), "itself")] {
+        let (status, b) = api
+            .act(&triage, &dup, json!({"event": "duplicate", "original": original}))
+            .await;
+        assert_eq!(status, 422, "{b}");
+        assert_eq!(b["error"]["field"], "original", "{b}");
+        assert!(
+            b["error"]["message"].as_str().unwrap().contains(field_message),
+            "{b}"
+        );
+    }
+    // A department that handles the issue is not its dispatcher.
+    let (status, _) = api
+        .act(&urban, &dup, json!({"event": "duplicate", "original": original}))
+        .await;
+    assert_eq!(status, 403);
+    assert_eq!(issue(&api, &original).await["state"]["followers"], Value::Null);
+
+    let (status, b) = api
+        .act(&triage, &dup, json!({"event": "duplicate", "original": original}))
+        .await;
+    assert_eq!(status, 200, "{b}");
+    let d = issue(&api, &dup).await;
+    assert_eq!(d["state"]["state"], "closed");
+    assert_eq!(d["state"]["duplicate_of"], original.as_str());
+    assert_eq!(
+        issue(&api, &original).await["state"]["followers"],
+        json!(["p-g-0002"])
+    );
+    // Merging into a duplicate is refused: merge into its original.
+    let third = submit(&api, garbage("g-0003", "p-g-0003")).await;
+    let (status, b) = api
+        .act(&triage, &third, json!({"event": "duplicate", "original": dup}))
+        .await;
+    assert_eq!(status, 422, "{b}");
+
+    api.act(&urban, &original, json!({"event": "acknowledged"}))
+        .await;
+    let (status, b) = api
+        .act(&urban, &original, json!({"event": "resolved", "note": "已清运"}))
+        .await;
+    assert_eq!(status, 200, "{b}");
+    let admin = api.client("admin", None).await;
+    let (_, outbox) = api.get(&admin, "/api/v1/outbox?limit=1000").await;
+    let told: Vec<&str> = outbox["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["issue_id"] == original.as_str() && m["template"] == "resolved")
+        .map(|m| m["person"].as_str().unwrap())
+        .collect();
+    assert!(told.contains(&"p-g-0001"), "{told:?}");
+    assert!(told.contains(&"p-g-0002"), "{told:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_department_rates_a_report_as_itself_once() {
+    let api = Api::start(CITY, "2026-03-03T10:00:00+08:00").await;
+    let id = submit(&api, garbage("g-0001", "p-g-0001")).await;
+    let urban = api.client("department", Some("urban")).await;
+    let (status, b) = api
+        .act(
+            &urban,
+            &id,
+            json!({"event": "report_rated", "verdict": "valid", "department": "water"}),
+        )
+        .await;
+    assert_eq!((status, b["error"]["field"].as_str()), (403, Some("department")), "{b}");
+    let (status, b) = api
+        .act(&urban, &id, json!({"event": "report_rated", "verdict": "valid"}))
+        .await;
+    assert_eq!(status, 200, "{b}");
+    let (status, b) = api
+        .act(&urban, &id, json!({"event": "report_rated", "verdict": "invalid"}))
+        .await;
+    assert_eq!(status, 422, "{b}");
+    assert_eq!(
+        issue(&api, &id).await["state"]["report_ratings"],
+        json!([{"department": "urban", "verdict": "valid"}])
+    );
+    // The daemon's own events are not posted.
+    let (status, b) = api
+        .act(
+            &urban,
+            &id,
+            json!({"event": "followed", "person": "p-g-0002", "duplicate": "9"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_timeline_entry_says_what_its_decision_did() {
+    let api = Api::start(CITY, "2026-03-03T10:00:00+08:00").await;
+    let id = submit(&api, garbage("g-0001", "p-g-0001")).await;
+    // Two acknowledge deadlines pass: the ladder reminds, then tells the grid's leader.
+    api.advance("2026-03-03T16:00:00+08:00").await;
+    api.advance("2026-03-04T09:30:00+08:00").await;
+    let body = issue(&api, &id).await;
+    let timeline = body["timeline"].as_array().unwrap();
+    let reported = &timeline[0]["effects"];
+    assert_eq!(reported["routed"]["departments"], json!(["urban"]));
+    assert_eq!(reported["state"], json!({"from": "reported", "to": "assigned"}));
+    let ack = reported["deadlines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["kind"] == "acknowledge")
+        .unwrap();
+    assert_eq!(ack["to"], "2026-03-03T07:30:00Z");
+    assert_eq!(
+        ack["basis"],
+        "4h of working time on cn-office from 2026-03-03T10:00:00+08:00"
+    );
+    assert!(
+        reported["told"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["person"] == "p-urban-li" && t["template"] == "assigned"),
+        "{reported}"
+    );
+    let passed: Vec<&Value> = timeline
+        .iter()
+        .filter(|e| e["kind"] == "deadline_passed")
+        .collect();
+    assert_eq!(passed.len(), 2, "{timeline:?}");
+    assert_eq!(
+        passed[1]["effects"]["step"],
+        json!({"ladder": "standard", "step": 2, "trigger": "acknowledge_overdue", "occurrence": 2})
+    );
+    let lines: Vec<&str> = passed[1]["effects"]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("ladder `standard` step 2 ran")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("p-g-0001") && l.contains("`escalated`")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("acknowledge deadline moved from")),
+        "{lines:?}"
+    );
+    for e in timeline {
+        assert_eq!(e["rules_version"], timeline[0]["rules_version"]);
+    }
+}
