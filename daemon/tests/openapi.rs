@@ -344,12 +344,7 @@ async fn send(
 async fn every_documented_operation_is_served_as_documented() {
     let doc = doc();
     let s = start().await;
-    let (token, hash) = escalade::auth::new_token();
-    s.engine
-        .store()
-        .create_token(&hash, "admin", None, Utc::now())
-        .await
-        .unwrap();
+    let token = support::token(&s.engine, "admin", None).await;
     let admin = support::client(&token);
     let anonymous = reqwest::Client::new();
     let ops = operations(doc);

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 mod support;
 
-use support::client;
+use support::{client, token};
 
 const MINI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/tests/fixtures/mini");
 
@@ -101,16 +101,6 @@ async fn start() -> Server {
         stop: Some(stop),
         dir,
     }
-}
-
-async fn token(engine: &Engine, role: &str, scope: Option<&str>) -> String {
-    let (token, hash) = escalade::auth::new_token();
-    engine
-        .store()
-        .create_token(&hash, role, scope, Utc::now())
-        .await
-        .unwrap();
-    token
 }
 
 fn garbage() -> Value {
