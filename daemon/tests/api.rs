@@ -432,7 +432,8 @@ async fn tokens_roles_and_scopes() {
         .iter()
         .map(|e| e["actor"].as_str().unwrap())
         .collect();
-    assert_eq!(actors[0], "admin#1");
+    // The admin reported on p-g1's behalf.
+    assert_eq!(actors[0], "admin#1 on behalf of p-g1");
     assert!(actors[1].starts_with("department:urban#"), "{actors:?}");
     assert!(actors[3].starts_with("reporter:s1#"), "{actors:?}");
     // Only an admin reads the outbox.

@@ -579,3 +579,39 @@ fn token_create_refuses_bad_owners_clearly_and_creates_nothing() {
     );
     assert_eq!(line, "token 1 (department for urban as p-g-0001):");
 }
+
+/// A person's token made by the command reports as its person in the daemon it serves.
+#[tokio::test]
+async fn a_token_made_for_a_person_reports_as_that_person() {
+    let tmp = tempfile::tempdir().unwrap();
+    let city = example();
+    let out = token_create(tmp.path(), &city, &["--person", "p-g-0001"]);
+    expect_code(&out, 0, "token create --person p-g-0001");
+    let token = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string();
+    let (_daemon, addr) = support::start(tmp.path(), &city);
+    let issues = format!("http://{addr}/api/v1/issues");
+    let c = support::client(&token);
+    let r = c
+        .post(&issues)
+        .json(&serde_json::json!({"category": "garbage", "unit": "g-0001", "description": "垃圾桶满溢"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["issue"]["reporter"], "p-g-0001");
+    let r = c
+        .post(&issues)
+        .json(&serde_json::json!({"category": "garbage", "unit": "g-0001", "description": "垃圾桶满溢", "reporter": "p-mayor"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "reporter");
+}

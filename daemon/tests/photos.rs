@@ -180,7 +180,7 @@ impl Server {
 async fn photos_are_stored_by_hash_and_served_to_whoever_may_see_the_issue() {
     let s = start().await;
     let admin = client(&s.admin);
-    let reporter = client(&token(&s.engine, "reporter", Some("g1")).await);
+    let reporter = client(&support::person_token(&s.engine, "p-g1", None, None).await);
     let (png, jpeg) = (sha(&PNG), sha(&JPEG));
 
     let submit = |key: &'static str| {
@@ -303,6 +303,9 @@ async fn bad_photos_are_refused_and_nothing_is_stored() {
     let s = start().await;
     let admin = client(&s.admin);
     let g2 = client(&token(&s.engine, "reporter", Some("g2")).await);
+    let g1 = client(&support::person_token(&s.engine, "p-g1", None, None).await);
+    let mut as_the_mayor = garbage();
+    as_the_mayor["reporter"] = json!("p-mayor");
     let text = b"these are not the bytes of an image\n";
     let big = [&PNG[..], &[0u8; 4096][..]].concat();
     let huge = [&JPEG[..], &vec![0u8; 1 << 20][..]].concat();
@@ -478,6 +481,15 @@ async fn bad_photos_are_refused_and_nothing_is_stored() {
             403,
             "forbidden",
             Some("unit"),
+            vec![],
+        ),
+        (
+            "a person's token naming another reporter, with a good photo",
+            g1.post(s.issues())
+                .multipart(form(&as_the_mayor, &[(png, "a.png", "image/png")])),
+            403,
+            "forbidden",
+            Some("reporter"),
             vec![],
         ),
         (
