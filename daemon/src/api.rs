@@ -167,14 +167,16 @@ async fn authenticate(s: &AppState, headers: &HeaderMap) -> Result<Actor, ApiErr
         .token(&crate::auth::hash(token.trim()))
         .await
         .map_err(EngineError::from)?;
-    let (id, role, scope) =
+    let row =
         found.ok_or_else(|| unauthorized("invalid_token", "the token is unknown or revoked"))?;
-    let role = Role::parse(&role)
+    let role = Role::parse(&row.role)
         .ok_or_else(|| unauthorized("invalid_token", "the token's role is unknown"))?;
     Ok(Actor {
-        token: id,
+        token: row.id,
         role,
-        scope,
+        scope: row.scope,
+        person: row.person,
+        integration: row.integration,
     })
 }
 

@@ -1,4 +1,6 @@
-//! Who may do what: bearer tokens, stored only as hashes, each with a role and a scope.
+//! Who may do what: bearer tokens, stored only as hashes, each with a role, a scope and an
+//! owner: the person it acts as, or the named integration it serves (tokens made before owners
+//! existed have neither).
 //!
 //! - reporter, scoped to a unit subtree: submits there; confirms, rejects, evaluates and closes
 //!   at grid level the issues of that subtree.
@@ -14,6 +16,16 @@
 //! A pending extension or suspension request is decided by whom the policy names
 //! (`case_flow.*.decided_by`): a leader of the unit at that tier or above, or a department.
 //! Anyone who may see an issue may comment on it.
+//!
+//! Who reports: a person's token reports as its person (the issue's `reporter` is the person;
+//! naming another is refused). An admin token or an integration's token may name any
+//! `reporter`: it submits on that person's behalf, and the `reported` event's actor says so
+//! (`admin#1 on behalf of p-g-0001`). A token without an owner may not name a reporter unless
+//! it is an admin's.
+//!
+//! `derive` gives a person's token its role and scope from the organisation: a department's
+//! contact (or a person on its rota) acts for the department, a grid's leader reports in the
+//! grid (a unit of the lowest tier), the leader of a higher unit leads its subtree.
 
 use escalade_rules::decide::Decider;
 use escalade_rules::{Event, Issue, IssueState, RuleSet};
@@ -48,33 +60,121 @@ impl Role {
     }
 }
 
+/// What a token grants: its role, its scope and its owner (a person or an integration, at
+/// most one; neither for a token made before owners existed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub role: Role,
+    pub scope: Option<String>,
+    pub person: Option<String>,
+    pub integration: Option<String>,
+}
+
+impl Grant {
+    /// A grant with no owner: what tokens made before owners existed are.
+    pub fn unowned(role: Role, scope: Option<&str>) -> Grant {
+        Grant {
+            role,
+            scope: scope.map(str::to_string),
+            person: None,
+            integration: None,
+        }
+    }
+
+    /// `reporter for g-0001 as p-g-0001`: how `token create` describes what it made.
+    pub fn describe(&self) -> String {
+        let mut d = self.role.as_str().to_string();
+        if let Some(s) = &self.scope {
+            d.push_str(&format!(" for {s}"));
+        }
+        if let Some(p) = &self.person {
+            d.push_str(&format!(" as {p}"));
+        }
+        if let Some(i) = &self.integration {
+            d.push_str(&format!(" as integration {i}"));
+        }
+        d
+    }
+}
+
 /// The caller of a request, as its token says.
 #[derive(Clone, Debug)]
 pub struct Actor {
     pub token: i64,
     pub role: Role,
     pub scope: Option<String>,
+    /// The person the token acts as.
+    pub person: Option<String>,
+    /// The integration the token serves.
+    pub integration: Option<String>,
 }
 
 impl Actor {
-    /// How events record their actor: `department:urban#3` (role, scope, token id).
-    pub fn name(&self) -> String {
-        match &self.scope {
-            Some(s) => format!("{}:{s}#{}", self.role.as_str(), self.token),
-            None => format!("{}#{}", self.role.as_str(), self.token),
+    /// The caller holding token `token`, which grants `grant`.
+    pub fn new(token: i64, grant: Grant) -> Actor {
+        Actor {
+            token,
+            role: grant.role,
+            scope: grant.scope,
+            person: grant.person,
+            integration: grant.integration,
         }
     }
 
-    /// What a refusal says: `a department token for urban may not {what}`.
+    /// How events record their actor: role, scope, token id, then the owner in parentheses:
+    /// `reporter:g-0001#3(p-g-0001)` (a person's), `admin#5(integration:wechat)` (an
+    /// integration's), `department:urban#2` (a token without an owner). `replay::actor_of`
+    /// reads it back.
+    pub fn name(&self) -> String {
+        let mut n = match &self.scope {
+            Some(s) => format!("{}:{s}#{}", self.role.as_str(), self.token),
+            None => format!("{}#{}", self.role.as_str(), self.token),
+        };
+        if let Some(p) = &self.person {
+            n.push_str(&format!("({p})"));
+        } else if let Some(i) = &self.integration {
+            n.push_str(&format!("(integration:{i})"));
+        }
+        n
+    }
+
+    /// What a refusal says: `a department token for urban may not {what}`, with its owner when
+    /// it has one (`a reporter token for g-0001 of p-g-0001 may not ...`).
     pub fn may_not(&self, what: &str) -> String {
+        let scope = self
+            .scope
+            .as_ref()
+            .map(|s| format!(" for {s}"))
+            .unwrap_or_default();
+        let owner = match (&self.person, &self.integration) {
+            (Some(p), _) => format!(" of {p}"),
+            (None, Some(i)) => format!(" of integration {i}"),
+            (None, None) => String::new(),
+        };
         format!(
-            "a {} token{} may not {what}",
-            self.role.as_str(),
-            self.scope
-                .as_ref()
-                .map(|s| format!(" for {s}"))
-                .unwrap_or_default()
+            "a {} token{scope}{owner} may not {what}",
+            self.role.as_str()
         )
+    }
+
+    /// Why this caller may not submit an issue naming `reporter`, if it may not: a person's
+    /// token reports as its person only; a token without an owner names nobody unless it is
+    /// an admin's; an admin's or an integration's token may name anyone (on their behalf).
+    pub fn may_not_name_reporter(&self, reporter: &str) -> Option<String> {
+        if self.role == Role::Admin || self.integration.is_some() {
+            return None;
+        }
+        match &self.person {
+            Some(p) if p == reporter => None,
+            Some(p) => Some(self.may_not(&format!(
+                "report as {reporter}: a person's token reports as its person ({p}); only an \
+                 admin or an integration reports on someone's behalf"
+            ))),
+            None => Some(self.may_not(&format!(
+                "name a reporter ({reporter}): it belongs to no person; only an admin or an \
+                 integration reports on someone's behalf"
+            ))),
+        }
     }
 
     /// Whether `unit` lies in the subtree this leader's (or reporter's) scope names.
@@ -197,6 +297,115 @@ pub fn new_token() -> (String, String) {
 
 pub fn hash(token: &str) -> String {
     format!("{:x}", Sha256::digest(token.as_bytes()))
+}
+
+/// An integration's name: 1 to 64 ASCII letters, digits, `-`, `_` or `.`, so that an actor's
+/// name stays readable and unambiguous.
+pub fn check_integration(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid integration name `{name}`: 1 to 64 letters, digits, `-`, `_` or `.`"
+        ))
+    }
+}
+
+/// The tokens the organisation gives `person`, as `(role, scope)`, in the order of the rules:
+/// a department token for each department it is a contact of (or on the rota of), a reporter
+/// token for each grid (unit of the lowest tier) it leads, a leader token for each higher unit
+/// it leads. `None` for a person the organisation does not know.
+pub fn roles_of(rules: &RuleSet, person: &str) -> Option<Vec<(Role, String)>> {
+    let org = &rules.org;
+    let ix = org.person(person)?;
+    let mut roles = Vec::new();
+    for d in &org.departments {
+        let on_rota = d.rota.as_ref().is_some_and(|r| r.people.contains(&ix));
+        if d.contacts.contains(&ix) || on_rota {
+            roles.push((Role::Department, d.id.clone()));
+        }
+    }
+    for u in &org.units {
+        if u.leader == Some(ix) {
+            // Tier 0 is the first of the ladder: the grid.
+            let role = if u.tier == 0 {
+                Role::Reporter
+            } else {
+                Role::Leader
+            };
+            roles.push((role, u.id.clone()));
+        }
+    }
+    Some(roles)
+}
+
+/// `--role reporter --scope g-0001, --role leader --scope c-001`.
+fn choices(roles: &[(Role, String)]) -> String {
+    roles
+        .iter()
+        .map(|(r, s)| format!("--role {} --scope {s}", r.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A person's token: its role and scope from the organisation (`roles_of`), or the ones asked
+/// for, which must be among those. `--role admin` makes an admin token of any person the
+/// organisation knows. Every refusal names what was wrong and what would do.
+pub fn derive(
+    rules: &RuleSet,
+    person: &str,
+    role: Option<Role>,
+    scope: Option<&str>,
+) -> Result<Grant, String> {
+    let roles = roles_of(rules, person)
+        .ok_or_else(|| format!("unknown person `{person}`: the organisation has no such person"))?;
+    let grant = |role: Role, scope: Option<String>| Grant {
+        role,
+        scope,
+        person: Some(person.to_string()),
+        integration: None,
+    };
+    if role == Some(Role::Admin) {
+        return match scope {
+            None => Ok(grant(Role::Admin, None)),
+            Some(_) => Err("an admin token has no scope".into()),
+        };
+    }
+    if roles.is_empty() {
+        return Err(format!(
+            "person `{person}` has no role in the organisation: they are no department's contact \
+             and lead no unit (an administrator's token is made with --role admin)"
+        ));
+    }
+    let fitting: Vec<&(Role, String)> = roles
+        .iter()
+        .filter(|(r, s)| role.is_none_or(|want| want == *r) && scope.is_none_or(|want| want == s))
+        .collect();
+    match fitting.as_slice() {
+        [(r, s)] => Ok(grant(*r, Some(s.clone()))),
+        [] => {
+            let asked = match (role, scope) {
+                (Some(r), Some(s)) => format!("a {} token for {s}", r.as_str()),
+                (Some(r), None) => format!("a {} token", r.as_str()),
+                (None, Some(s)) => format!("a token for {s}"),
+                (None, None) => "a token".into(),
+            };
+            Err(format!(
+                "person `{person}` may not hold {asked}: the organisation gives them {}",
+                choices(&roles)
+            ))
+        }
+        several => Err(format!(
+            "person `{person}` has several roles in the organisation; choose one with --role and \
+             --scope: {}",
+            choices(&several.iter().map(|x| (*x).clone()).collect::<Vec<_>>())
+        )),
+    }
 }
 
 /// Checks a token's role and scope against the rules before it is created.

@@ -156,8 +156,10 @@ pub fn branch(rules: &RuleSet, unit: &str) -> String {
     b
 }
 
-/// A reporter or leader reports only in their subtree. An unknown unit is the rules' to refuse
-/// (422); a known one outside the caller's scope is not theirs to report in.
+/// Whether the caller may submit this issue: a reporter or leader reports only in their
+/// subtree, and a caller names as `reporter` only whom it may (`Actor::may_not_name_reporter`:
+/// a person's token its person; an admin's or an integration's anyone). An unknown unit is the
+/// rules' to refuse (422); a known one outside the caller's scope is not theirs to report in.
 fn may_submit(rules: &RuleSet, actor: &Actor, issue: &Issue) -> Result<()> {
     if rules.org.unit(&issue.unit).is_some() && !actor.may_submit(rules, &issue.unit) {
         return Err(EngineError::Forbidden {
@@ -165,7 +167,37 @@ fn may_submit(rules: &RuleSet, actor: &Actor, issue: &Issue) -> Result<()> {
             field: "unit",
         });
     }
+    if let Some(message) = issue
+        .reporter
+        .as_deref()
+        .and_then(|r| actor.may_not_name_reporter(r))
+    {
+        return Err(EngineError::Forbidden {
+            message,
+            field: "reporter",
+        });
+    }
     Ok(())
+}
+
+/// The issue as its caller reports it, and the actor its `reported` event records: a person's
+/// token reports as its person, so an issue naming no reporter gets the caller's person; an
+/// issue whose reporter is not the caller's person was submitted on the reporter's behalf,
+/// which the actor says (`admin#1 on behalf of p-g-0001`). Runs after `may_submit`.
+fn as_reported(by: By<'_>, mut issue: Issue) -> (Issue, String) {
+    let By::Caller(actor) = by else {
+        return (issue, by.name());
+    };
+    if issue.reporter.is_none() {
+        issue.reporter = actor.person.clone();
+    }
+    let name = match &issue.reporter {
+        Some(r) if actor.person.as_ref() != Some(r) => {
+            format!("{} on behalf of {r}", actor.name())
+        }
+        _ => actor.name(),
+    };
+    (issue, name)
 }
 
 /// Writes photos on a blocking thread and returns their names, each once, in order.
@@ -332,7 +364,7 @@ impl Engine {
     /// branch all come from the rules live when it began.
     pub async fn submit_with_photos<'a>(
         &self,
-        mut issue: Issue,
+        issue: Issue,
         by: impl Into<By<'a>>,
         idempotency: Option<(&str, &str)>,
         photos: Option<(&PhotoStore, Vec<Vec<u8>>)>,
@@ -342,6 +374,7 @@ impl Engine {
         if let By::Caller(actor) = by {
             may_submit(&rules, actor, &issue)?;
         }
+        let (mut issue, actor) = as_reported(by, issue);
         if let Some((key, hash)) = idempotency
             && let Some(first) = self.store.idempotent(key, hash).await?
         {
@@ -368,7 +401,7 @@ impl Engine {
         let branch = branch(&rules, &issue.unit);
         let submitted = self
             .store
-            .create(&issue, &branch, &decision, now, &by.name(), idempotency)
+            .create(&issue, &branch, &decision, now, &actor, idempotency)
             .await?;
         self.timers_added(&decision);
         if !submitted.replayed {
@@ -383,8 +416,9 @@ impl Engine {
         Ok(submitted)
     }
 
-    /// Whether the caller may report this issue where it says, by the rules live now: what a
-    /// multipart submission asks before it reads the photos. `submit` asks again.
+    /// Whether the caller may report this issue where it says and as whom it says, by the rules
+    /// live now: what a multipart submission asks before it reads the photos. `submit` asks
+    /// again.
     pub fn may_submit(&self, actor: &Actor, issue: &Issue) -> Result<()> {
         may_submit(&self.rules(), actor, issue)
     }

@@ -647,19 +647,43 @@ impl Job {
     }
 }
 
-/// The token an event's actor names (`department:urban#3`, `admin#1`); `None` for the
-/// daemon's own actors (`scheduler`), whose events are not checked.
+/// The token an event's actor names (`department:urban#3`, `admin#1`,
+/// `reporter:g-0001#4(p-g-0001)`, `admin#5(integration:wechat) on behalf of p-g-0001`: the form
+/// `Actor::name` writes); `None` for the daemon's own actors (`scheduler`), whose events are
+/// not checked.
 pub fn actor_of(name: &str) -> Option<Actor> {
-    let (head, token) = name.rsplit_once('#')?;
-    let token: i64 = token.parse().ok()?;
+    // On whose behalf a report was made is the reporter; the token is who acted.
+    let name = name.split_once(" on behalf of ").map_or(name, |(n, _)| n);
+    // The `#` followed by the token's id, then the owner in parentheses or nothing.
+    let (hash, token, owner) = name.match_indices('#').find_map(|(i, _)| {
+        let tail = &name[i + 1..];
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        let rest = &tail[digits..];
+        let owner = if rest.is_empty() {
+            None
+        } else {
+            Some(rest.strip_prefix('(')?.strip_suffix(')')?)
+        };
+        Some((i, tail[..digits].parse::<i64>().ok()?, owner))
+    })?;
+    let head = &name[..hash];
     let (role, scope) = match head.split_once(':') {
         Some((r, s)) => (r, Some(s.to_string())),
         None => (head, None),
+    };
+    let (person, integration) = match owner {
+        None => (None, None),
+        Some(o) => match o.strip_prefix("integration:") {
+            Some(i) => (None, Some(i.to_string())),
+            None => (Some(o.to_string()), None),
+        },
     };
     Some(Actor {
         token,
         role: Role::parse(role)?,
         scope,
+        person,
+        integration,
     })
 }
 

@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 
 mod support;
 
-use support::client;
+use escalade::auth::{Grant, Role};
+use support::{client, token};
 
 const MINI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/tests/fixtures/mini");
 
@@ -59,16 +60,6 @@ async fn start(max_body: usize) -> Server {
     }
 }
 
-async fn token(engine: &Engine, role: &str, scope: Option<&str>) -> String {
-    let (token, hash) = escalade::auth::new_token();
-    engine
-        .store()
-        .create_token(&hash, role, scope, Utc::now())
-        .await
-        .unwrap();
-    token
-}
-
 fn garbage() -> Value {
     json!({"category": "garbage", "unit": "g1", "description": "bins overflowing", "reporter": "p-g1"})
 }
@@ -90,13 +81,7 @@ async fn post(c: &reqwest::Client, url: &str, body: &str) -> (u16, Value) {
 #[tokio::test]
 async fn a_token_revoked_elsewhere_stops_working_within_a_second() {
     let s = start(1 << 20).await;
-    let (token, hash) = escalade::auth::new_token();
-    let tid = s
-        .engine
-        .store()
-        .create_token(&hash, "admin", None, Utc::now())
-        .await
-        .unwrap();
+    let (tid, token) = support::granted(&s.engine, &Grant::unowned(Role::Admin, None)).await;
     let list = format!("{}/api/v1/issues", s.base);
     let c = client(&token);
     assert_eq!(c.get(&list).send().await.unwrap().status(), 200);
@@ -377,13 +362,7 @@ async fn tokens_roles_and_scopes() {
         (status, body["error"]["code"].as_str()),
         (401, Some("invalid_token"))
     );
-    let (revoked, hash) = escalade::auth::new_token();
-    let tid = s
-        .engine
-        .store()
-        .create_token(&hash, "admin", None, Utc::now())
-        .await
-        .unwrap();
+    let (tid, revoked) = support::granted(&s.engine, &Grant::unowned(Role::Admin, None)).await;
     // Used once, so the token is in the daemon's cache when it is revoked.
     let r = client(&revoked)
         .get(format!("{}/api/v1/issues", s.base))
@@ -453,7 +432,8 @@ async fn tokens_roles_and_scopes() {
         .iter()
         .map(|e| e["actor"].as_str().unwrap())
         .collect();
-    assert_eq!(actors[0], "admin#1");
+    // The admin reported on p-g1's behalf.
+    assert_eq!(actors[0], "admin#1 on behalf of p-g1");
     assert!(actors[1].starts_with("department:urban#"), "{actors:?}");
     assert!(actors[3].starts_with("reporter:s1#"), "{actors:?}");
     // Only an admin reads the outbox.

@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod support;
+
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 fn escalade(args: &[&str]) -> Output {
@@ -411,4 +413,205 @@ fn explain_renders_messages_and_cuts_a_ladder_repeating_at_the_top() {
         .unwrap();
     assert!(email["subject"].is_string(), "{email}");
     assert_eq!(v["cut"].as_array().unwrap().len(), 3, "{}", v["cut"]);
+}
+
+/// `escalade token create ARGS` on the store in `state`, against the rules in `rules`.
+fn token_create(state: &Path, rules: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_escalade"))
+        .args(["token", "create", "--rules", rules])
+        .args(args)
+        .env("ESCALADE_STATE_DIR", state)
+        .current_dir(ROOT)
+        .output()
+        .expect("the binary runs")
+}
+
+/// The first line `token create` prints: `token ID (WHAT):`.
+fn made(out: &Output, what: &str) -> String {
+    expect_code(out, 0, what);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn token_create_derives_a_persons_role_and_scope_from_the_organisation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (state, city) = (tmp.path(), example());
+    let cases: [(&[&str], &str); 7] = [
+        // A grid's leader reports in the grid.
+        (&["--person", "p-g-0001"], "reporter for g-0001 as p-g-0001"),
+        // A community's, a street's, the city's leader leads the subtree.
+        (&["--person", "p-c-001"], "leader for c-001 as p-c-001"),
+        (&["--person", "p-mayor"], "leader for zz as p-mayor"),
+        // A department's contact, and a person on its rota, act for it.
+        (
+            &["--person", "p-urban-li"],
+            "department for urban as p-urban-li",
+        ),
+        (
+            &["--person", "p-ps-zhang", "--role", "department"],
+            "department for public-security as p-ps-zhang",
+        ),
+        // An administrator who is a person of the organisation.
+        (
+            &["--person", "p-mayor", "--role", "admin"],
+            "admin as p-mayor",
+        ),
+        // An integration, with the role and scope given.
+        (
+            &[
+                "--integration",
+                "wechat",
+                "--role",
+                "reporter",
+                "--scope",
+                "g-0001",
+            ],
+            "reporter for g-0001 as integration wechat",
+        ),
+    ];
+    for (id, (args, what)) in cases.iter().enumerate() {
+        let line = made(&token_create(state, &city, args), what);
+        assert_eq!(line, format!("token {} ({what}):", id + 1));
+    }
+    // The old form, for an admin token of no one.
+    let line = made(&token_create(state, &city, &["--role", "admin"]), "admin");
+    assert_eq!(line, "token 8 (admin):");
+}
+
+#[test]
+fn token_create_refuses_bad_owners_clearly_and_creates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    // p-visitor is in the organisation with no role; p-g-0001 also becomes a contact of urban.
+    let rules = tmp.path().join("city");
+    support::copy_rules_edited(
+        &example(),
+        &rules,
+        &[
+            (
+                "people.yaml",
+                "people_files:",
+                "  - {id: p-visitor, name: 访客, email: visitor@example.org, channels: [email]}\npeople_files:",
+            ),
+            (
+                "departments.yaml",
+                "contacts: [p-urban-li, p-urban-zhao]",
+                "contacts: [p-urban-li, p-urban-zhao, p-g-0001]",
+            ),
+        ],
+    );
+    let rules = rules.to_str().unwrap();
+    let cases: [(&[&str], &[&str]); 11] = [
+        (&["--person", "p-nobody"], &["unknown person `p-nobody`"]),
+        (
+            &["--person", "p-visitor"],
+            &["`p-visitor` has no role in the organisation"],
+        ),
+        (
+            &["--person", "p-g-0001"],
+            &[
+                "`p-g-0001` has several roles",
+                "--role department --scope urban, --role reporter --scope g-0001",
+            ],
+        ),
+        (
+            &["--person", "p-g-0001", "--role", "leader"],
+            &[
+                "`p-g-0001` may not hold a leader token",
+                "--role reporter --scope g-0001",
+            ],
+        ),
+        (
+            &[
+                "--person", "p-g-0001", "--role", "reporter", "--scope", "g-0002",
+            ],
+            &["may not hold a reporter token for g-0002"],
+        ),
+        (
+            &["--person", "p-c-001", "--scope", "g-0001"],
+            &[
+                "`p-c-001` may not hold a token for g-0001",
+                "--role leader --scope c-001",
+            ],
+        ),
+        (
+            &["--person", "p-mayor", "--role", "admin", "--scope", "zz"],
+            &["an admin token has no scope"],
+        ),
+        (
+            &["--role", "reporter", "--scope", "g-0001"],
+            &["a reporter token belongs to a person (--person ID) or an integration"],
+        ),
+        (
+            &["--integration", "we chat", "--role", "admin"],
+            &["invalid integration name `we chat`"],
+        ),
+        (
+            &["--integration", "wechat"],
+            &["an integration's token needs --role"],
+        ),
+        (
+            &["--person", "p-g-0001", "--integration", "wechat"],
+            &["cannot be used with"],
+        ),
+    ];
+    for (args, says) in cases {
+        let out = token_create(&state, rules, args);
+        expect_code(&out, 2, &format!("token create {args:?}"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        for s in says {
+            assert!(err.contains(s), "token create {args:?}: {err}");
+        }
+        assert!(out.stdout.is_empty(), "token create {args:?}");
+    }
+    // Nothing was created: the first token made is token 1, and choosing among the roles works.
+    let line = made(
+        &token_create(
+            &state,
+            rules,
+            &["--person", "p-g-0001", "--role", "department"],
+        ),
+        "a choice",
+    );
+    assert_eq!(line, "token 1 (department for urban as p-g-0001):");
+}
+
+/// A person's token made by the command reports as its person in the daemon it serves.
+#[tokio::test]
+async fn a_token_made_for_a_person_reports_as_that_person() {
+    let tmp = tempfile::tempdir().unwrap();
+    let city = example();
+    let out = token_create(tmp.path(), &city, &["--person", "p-g-0001"]);
+    expect_code(&out, 0, "token create --person p-g-0001");
+    let token = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string();
+    let (_daemon, addr) = support::start(tmp.path(), &city);
+    let issues = format!("http://{addr}/api/v1/issues");
+    let c = support::client(&token);
+    let r = c
+        .post(&issues)
+        .json(&serde_json::json!({"category": "garbage", "unit": "g-0001", "description": "垃圾桶满溢"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["issue"]["reporter"], "p-g-0001");
+    let r = c
+        .post(&issues)
+        .json(&serde_json::json!({"category": "garbage", "unit": "g-0001", "description": "垃圾桶满溢", "reporter": "p-mayor"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "reporter");
 }

@@ -530,12 +530,7 @@ async fn api(s: &Setup) -> (String, reqwest::Client, tokio::sync::oneshot::Sende
     tokio::spawn(serve(listener, state, 1 << 20, async {
         let _ = stopped.await;
     }));
-    let (token, hash) = escalade::auth::new_token();
-    s.engine
-        .store()
-        .create_token(&hash, "admin", None, Utc::now())
-        .await
-        .unwrap();
+    let token = support::token(&s.engine, "admin", None).await;
     (base, support::client(&token), stop)
 }
 

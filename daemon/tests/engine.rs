@@ -372,21 +372,13 @@ async fn a_backlog_of_due_timers_fires_in_batches_each_issue_in_order() {
 /// after the issue went to `police` would be an action by a department that no longer holds it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permission_is_checked_on_the_state_the_decision_uses() {
-    use escalade::auth::{Actor, Role};
+    use escalade::auth::{Actor, Grant, Role};
     use escalade::engine::By;
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(at("2026-03-02T10:00:00+08:00")));
     let e = Arc::new(engine(&dir.path().join("db.sqlite"), &clock).await);
-    let urban = Actor {
-        token: 1,
-        role: Role::Department,
-        scope: Some("urban".into()),
-    };
-    let leader = Actor {
-        token: 2,
-        role: Role::Leader,
-        scope: Some("city".into()),
-    };
+    let urban = Actor::new(1, Grant::unowned(Role::Department, Some("urban")));
+    let leader = Actor::new(2, Grant::unowned(Role::Leader, Some("city")));
     let mut ids = Vec::new();
     for _ in 0..60 {
         ids.push(e.submit(garbage(), "r", None).await.unwrap().issue.issue.id);

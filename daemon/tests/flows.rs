@@ -81,17 +81,60 @@ impl<'a> ApiReplay<'a> {
         r
     }
 
-    /// A client with a new token of `role` and `scope`.
+    /// A client with a new token of `role` and `scope` belonging to no one (the admin reading).
     fn client(&self, role: &str, scope: Option<&str>) -> reqwest::Client {
-        let (token, hash) = escalade::auth::new_token();
-        self.rt
-            .block_on(
-                self.engine
-                    .store()
-                    .create_token(&hash, role, scope, Utc::now()),
-            )
+        support::client(&self.rt.block_on(support::token(&self.engine, role, scope)))
+    }
+
+    /// A client with a new token of `person`, derived from the organisation as
+    /// `escalade token create --person` derives it (`role` and `scope` choose among several).
+    fn person(&self, person: &str, role: Option<&str>, scope: Option<&str>) -> reqwest::Client {
+        support::client(
+            &self
+                .rt
+                .block_on(support::person_token(&self.engine, person, role, scope)),
+        )
+    }
+
+    /// The token of the person who reported the case's issue; an integration's for an issue
+    /// reported by no one.
+    fn reporter(&self, issue: &Issue) -> reqwest::Client {
+        match &issue.reporter {
+            Some(p) => self.person(p, None, None),
+            None => support::client(&self.rt.block_on(support::integration_token(
+                &self.engine,
+                "flows",
+                "reporter",
+                Some(&issue.unit),
+            ))),
+        }
+    }
+
+    /// A token of a person acting for `department`: its first contact, or the first on its
+    /// rota.
+    fn department(&self, department: &str) -> reqwest::Client {
+        let org = &self.rules.org;
+        let d = &org.departments[org.department(department).unwrap() as usize];
+        let ix = d
+            .contacts
+            .first()
+            .or_else(|| d.rota.as_ref().and_then(|r| r.people.first()))
+            .copied()
             .unwrap();
-        support::client(&token)
+        self.person(
+            &org.people[ix as usize].id,
+            Some("department"),
+            Some(department),
+        )
+    }
+
+    /// A token of the leader of `unit`.
+    fn leader(&self, unit: &str) -> reqwest::Client {
+        let org = &self.rules.org;
+        let leader = org.units[org.unit(unit).unwrap() as usize]
+            .leader
+            .expect("the unit has a leader");
+        self.person(&org.people[leader as usize].id, Some("leader"), Some(unit))
     }
 
     fn get(&self, path: &str) -> Value {
@@ -143,7 +186,7 @@ impl<'a> ApiReplay<'a> {
 impl Replay for ApiReplay<'_> {
     fn report(&mut self, issue: &Issue, at: DateTime<Utc>) -> Result<(), String> {
         self.clock.set(at);
-        let reporter = self.client("reporter", Some(&issue.unit));
+        let reporter = self.reporter(issue);
         let body = self.post(
             &reporter,
             "/api/v1/issues",
@@ -158,7 +201,6 @@ impl Replay for ApiReplay<'_> {
         self.advance_to(at);
         self.clock.set(at.max(self.clock.now()));
         let id = self.id().to_string();
-        let unit = self.issue.as_ref().unwrap().1.unit.clone();
         if let Event::MeetingOutcome {
             meeting,
             outcome,
@@ -166,7 +208,7 @@ impl Replay for ApiReplay<'_> {
             resolve,
         } = &event
         {
-            let leader = self.client("leader", Some(&self.top()));
+            let leader = self.leader(&self.top());
             let listed = self.get("/api/v1/meetings?status=scheduled");
             let m = listed["meetings"]
                 .as_array()
@@ -216,7 +258,7 @@ impl Replay for ApiReplay<'_> {
             | Event::Resumed { .. } => {
                 let state = self.state();
                 let dept = state.departments.first().cloned().unwrap_or_default();
-                self.client("department", Some(&dept))
+                self.department(&dept)
             }
             Event::ReportRated { department, .. } => self.client("department", Some(department)),
             Event::RequestDecided { .. } => {
@@ -230,8 +272,8 @@ impl Replay for ApiReplay<'_> {
             Event::Confirmed
             | Event::Rejected { .. }
             | Event::Evaluated { .. }
-            | Event::ClosedAtGrid { .. } => self.client("reporter", Some(&unit)),
-            _ => self.client("leader", Some(&self.top())),
+            | Event::ClosedAtGrid { .. } => self.reporter(&self.issue.as_ref().unwrap().1),
+            _ => self.leader(&self.top()),
         };
         self.post(
             &client,

@@ -51,13 +51,7 @@ async fn start() -> Server {
 
 impl Server {
     async fn client(&self, role: &str, scope: Option<&str>) -> reqwest::Client {
-        let (token, hash) = escalade::auth::new_token();
-        self.engine
-            .store()
-            .create_token(&hash, role, scope, Utc::now())
-            .await
-            .unwrap();
-        support::client(&token)
+        support::client(&support::token(&self.engine, role, scope).await)
     }
 
     async fn get(&self, c: &reqwest::Client, path: &str) -> (u16, Value) {

@@ -344,12 +344,7 @@ async fn send(
 async fn every_documented_operation_is_served_as_documented() {
     let doc = doc();
     let s = start().await;
-    let (token, hash) = escalade::auth::new_token();
-    s.engine
-        .store()
-        .create_token(&hash, "admin", None, Utc::now())
-        .await
-        .unwrap();
+    let token = support::token(&s.engine, "admin", None).await;
     let admin = support::client(&token);
     let anonymous = reqwest::Client::new();
     let ops = operations(doc);
@@ -394,6 +389,14 @@ async fn every_documented_operation_is_served_as_documented() {
         let (status, _, body) = send(&admin, &s.base, "post", "/api/v1/issues", &hazard).await;
         assert_eq!(status, 201, "{body}");
     }
+    // A person's token naming someone else as the reporter: the documented 403.
+    let grid = support::client(&support::person_token(&s.engine, "p-g-0001", None, None).await);
+    let as_the_mayor = serde_json::json!({"category": "noise", "unit": "g-0001",
+        "description": "夜间施工噪声", "reporter": "p-mayor"});
+    let (status, _, body) = send(&grid, &s.base, "post", "/api/v1/issues", &as_the_mayor).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["field"], "reporter");
+    check_answer(doc, "POST /api/v1/issues as another", submit, status, &body);
     let all = escalade::store::MeetingFilter {
         limit: 10,
         ..Default::default()

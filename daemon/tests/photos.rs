@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 mod support;
 
-use support::client;
+use support::{client, token};
 
 const MINI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/tests/fixtures/mini");
 
@@ -103,16 +103,6 @@ async fn start() -> Server {
     }
 }
 
-async fn token(engine: &Engine, role: &str, scope: Option<&str>) -> String {
-    let (token, hash) = escalade::auth::new_token();
-    engine
-        .store()
-        .create_token(&hash, role, scope, Utc::now())
-        .await
-        .unwrap();
-    token
-}
-
 fn garbage() -> Value {
     json!({"category": "garbage", "unit": "g1", "description": "bins overflowing", "reporter": "p-g1"})
 }
@@ -190,7 +180,7 @@ impl Server {
 async fn photos_are_stored_by_hash_and_served_to_whoever_may_see_the_issue() {
     let s = start().await;
     let admin = client(&s.admin);
-    let reporter = client(&token(&s.engine, "reporter", Some("g1")).await);
+    let reporter = client(&support::person_token(&s.engine, "p-g1", None, None).await);
     let (png, jpeg) = (sha(&PNG), sha(&JPEG));
 
     let submit = |key: &'static str| {
@@ -313,6 +303,9 @@ async fn bad_photos_are_refused_and_nothing_is_stored() {
     let s = start().await;
     let admin = client(&s.admin);
     let g2 = client(&token(&s.engine, "reporter", Some("g2")).await);
+    let g1 = client(&support::person_token(&s.engine, "p-g1", None, None).await);
+    let mut as_the_mayor = garbage();
+    as_the_mayor["reporter"] = json!("p-mayor");
     let text = b"these are not the bytes of an image\n";
     let big = [&PNG[..], &[0u8; 4096][..]].concat();
     let huge = [&JPEG[..], &vec![0u8; 1 << 20][..]].concat();
@@ -488,6 +481,15 @@ async fn bad_photos_are_refused_and_nothing_is_stored() {
             403,
             "forbidden",
             Some("unit"),
+            vec![],
+        ),
+        (
+            "a person's token naming another reporter, with a good photo",
+            g1.post(s.issues())
+                .multipart(form(&as_the_mayor, &[(png, "a.png", "image/png")])),
+            403,
+            "forbidden",
+            Some("reporter"),
             vec![],
         ),
         (

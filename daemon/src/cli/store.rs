@@ -5,20 +5,36 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 use clap::Subcommand;
 
+use escalade_rules::RuleSet;
+
 use super::{Failure, load, runtime};
+use crate::auth::{Grant, Role};
 use crate::config::Config;
 use crate::store::{OutboxFilter, Requeue, Store};
 
 #[derive(Subcommand)]
 pub enum TokenAction {
     /// Create a token; it is printed once and stored only as a hash.
+    ///
+    /// A person's token (`--person ID`) takes its role and scope from the organisation: a
+    /// department's contact acts for the department, a grid's leader reports in the grid, a
+    /// higher unit's leader leads its subtree; `--role`/`--scope` choose among several and must
+    /// be among them; `--role admin` makes the person an administrator's token. An integration's
+    /// token (`--integration NAME`) takes the role and scope given. Without either, only
+    /// `--role admin` is made (a token of no one, as before owners existed).
     Create {
-        /// reporter, department, leader or admin.
+        /// reporter, department, leader or admin; for a person, derived unless several fit.
         #[arg(long)]
-        role: String,
+        role: Option<String>,
         /// The unit subtree (reporter, leader) or the department (department); none for admin.
         #[arg(long)]
         scope: Option<String>,
+        /// The person of the organisation the token acts as.
+        #[arg(long, conflicts_with = "integration")]
+        person: Option<String>,
+        /// The integration the token serves (letters, digits, `-`, `_`, `.`).
+        #[arg(long)]
+        integration: Option<String>,
         /// The rule directory the scope is checked against (overrides the configuration).
         #[arg(long)]
         rules: Option<PathBuf>,
@@ -71,29 +87,85 @@ pub fn with_store<T>(
         .map_err(Failure::Usage)
 }
 
+/// What `token create` grants, checked against the organisation of `rules`: a person's token
+/// as `auth::derive` makes it, an integration's with the role and scope given, or an admin
+/// token of no one.
+pub fn grant(
+    rules: &RuleSet,
+    role: Option<Role>,
+    scope: Option<String>,
+    person: Option<String>,
+    integration: Option<String>,
+) -> Result<Grant, String> {
+    if let Some(p) = person {
+        return crate::auth::derive(rules, &p, role, scope.as_deref());
+    }
+    let Some(role) = role else {
+        if integration.is_some() {
+            return Err("an integration's token needs --role (and --scope unless admin)".into());
+        }
+        return Err(
+            "say whose token it is: --person ID (role and scope from the organisation), \
+             --integration NAME --role ROLE [--scope ID], or --role admin"
+                .into(),
+        );
+    };
+    crate::auth::check_scope(rules, role, scope.as_deref())?;
+    match integration {
+        Some(name) => {
+            crate::auth::check_integration(&name)?;
+            Ok(Grant {
+                role,
+                scope,
+                person: None,
+                integration: Some(name),
+            })
+        }
+        None if role == Role::Admin => Ok(Grant::unowned(role, None)),
+        None => Err(format!(
+            "a {} token belongs to a person (--person ID) or an integration (--integration NAME)",
+            role.as_str()
+        )),
+    }
+}
+
 /// `escalade token create|revoke`.
 pub fn token(action: TokenAction, config_file: Option<&Path>) -> Result<(), Failure> {
     let cfg = config(config_file)?;
     match action {
-        TokenAction::Create { role, scope, rules } => {
-            let r = crate::auth::Role::parse(&role).ok_or_else(|| {
-                Failure::Usage(format!(
-                    "unknown role `{role}`: reporter, department, leader or admin"
-                ))
-            })?;
-            let rules = load(rules.as_deref().unwrap_or(&cfg.rules))?;
-            crate::auth::check_scope(&rules, r, scope.as_deref()).map_err(Failure::Usage)?;
+        TokenAction::Create {
+            role,
+            scope,
+            person,
+            integration,
+            rules,
+        } => {
+            let role = role
+                .map(|r| {
+                    crate::auth::Role::parse(&r).ok_or_else(|| {
+                        Failure::Usage(format!(
+                            "unknown role `{r}`: reporter, department, leader or admin"
+                        ))
+                    })
+                })
+                .transpose()?;
+            let dir = rules.unwrap_or_else(|| cfg.rules.clone());
+            let rules = load(&dir)?;
+            // What the organisation allows a person is read from these rules: say which.
+            let of_rules = match &person {
+                Some(_) => format!(" (rules: {})", dir.display()),
+                None => String::new(),
+            };
+            let grant = grant(&rules, role, scope, person, integration)
+                .map_err(|e| Failure::Usage(format!("{e}{of_rules}")))?;
             let (token, hash) = crate::auth::new_token();
             let id = with_store(&cfg, true, async |store| {
                 store
-                    .create_token(&hash, r.as_str(), scope.as_deref(), Utc::now())
+                    .create_token(&hash, &grant, Utc::now())
                     .await
                     .map_err(|e| e.to_string())
             })?;
-            println!(
-                "token {id} ({role}{}):\n{token}",
-                scope.map(|s| format!(" for {s}")).unwrap_or_default()
-            );
+            println!("token {id} ({}):\n{token}", grant.describe());
             Ok(())
         }
         TokenAction::Revoke { id } => {

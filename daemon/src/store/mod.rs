@@ -229,8 +229,16 @@ pub struct Store {
     tokens: Mutex<HashMap<String, (Instant, TokenRow)>>,
 }
 
-/// A live token: `(id, role, scope)`.
-pub type TokenRow = (i64, String, Option<String>);
+/// A live token: its id, role and scope, and who it belongs to (a person or an integration;
+/// neither for a token made before owners existed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: i64,
+    pub role: String,
+    pub scope: Option<String>,
+    pub person: Option<String>,
+    pub integration: Option<String>,
+}
 
 /// How long a looked-up token is trusted without reading the store again: a token revoked by
 /// another process (`escalade token revoke`) stops working within this time; one revoked through
@@ -372,15 +380,14 @@ impl Store {
         on!(self, s => s.skip_agenda_item(meeting, issue, why).await)
     }
 
-    /// Stores a token's hash; returns the token's id.
+    /// Stores a token's hash with what it grants; returns the token's id.
     pub async fn create_token(
         &self,
         hash: &str,
-        role: &str,
-        scope: Option<&str>,
+        grant: &crate::auth::Grant,
         at: DateTime<Utc>,
     ) -> Result<i64> {
-        on!(self, s => s.create_token(hash, role, scope, at).await)
+        on!(self, s => s.create_token(hash, grant, at).await)
     }
 
     /// Revokes a token; false if no live token has that id.
@@ -389,7 +396,7 @@ impl Store {
         self.tokens
             .lock()
             .expect("token cache lock")
-            .retain(|_, (_, t)| t.0 != id);
+            .retain(|_, (_, t)| t.id != id);
         Ok(revoked)
     }
 

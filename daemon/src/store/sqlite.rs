@@ -451,20 +451,22 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Stores a token's hash; returns the token's id.
+    /// Stores a token's hash with what it grants; returns the token's id.
     pub async fn create_token(
         &self,
         hash: &str,
-        role: &str,
-        scope: Option<&str>,
+        grant: &crate::auth::Grant,
         at: DateTime<Utc>,
     ) -> Result<i64> {
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO api_tokens (hash, role, scope, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+            "INSERT INTO api_tokens (hash, role, scope, person, integration, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(hash)
-        .bind(role)
-        .bind(scope)
+        .bind(grant.role.as_str())
+        .bind(&grant.scope)
+        .bind(&grant.person)
+        .bind(&grant.integration)
         .bind(millis(at))
         .fetch_one(&self.writer)
         .await?;
@@ -482,18 +484,22 @@ impl SqliteStore {
         Ok(r.rows_affected() == 1)
     }
 
-    /// The live token with this hash: `(id, role, scope)`.
-    pub async fn token(&self, hash: &str) -> Result<Option<(i64, String, Option<String>)>> {
+    /// The live token with this hash.
+    pub async fn token(&self, hash: &str) -> Result<Option<super::TokenRow>> {
         let rows = sqlx::query(
-            "SELECT id, role, scope FROM api_tokens WHERE hash = ? AND revoked_at IS NULL",
+            "SELECT id, role, scope, person, integration FROM api_tokens \
+             WHERE hash = ? AND revoked_at IS NULL",
         )
         .bind(hash)
         .fetch_all(&self.reader)
         .await?;
-        Ok(rows
-            .into_iter()
-            .next()
-            .map(|r| (r.get(0), r.get(1), r.get(2))))
+        Ok(rows.into_iter().next().map(|r| super::TokenRow {
+            id: r.get(0),
+            role: r.get(1),
+            scope: r.get(2),
+            person: r.get(3),
+            integration: r.get(4),
+        }))
     }
 
     /// Whether the database answers.

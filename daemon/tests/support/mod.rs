@@ -140,15 +140,55 @@ pub async fn serve_steward(
     (base, stop)
 }
 
-/// A token of `role` (and `scope`) in `engine`'s store.
+/// A token of `role` (and `scope`) in `engine`'s store, belonging to no one: what tokens made
+/// before owners existed are.
 pub async fn token(engine: &escalade::engine::Engine, role: &str, scope: Option<&str>) -> String {
+    let role = escalade::auth::Role::parse(role).expect("a role");
+    granted(engine, &escalade::auth::Grant::unowned(role, scope))
+        .await
+        .1
+}
+
+/// A token granting `grant` in `engine`'s store: its id and the token.
+pub async fn granted(
+    engine: &escalade::engine::Engine,
+    grant: &escalade::auth::Grant,
+) -> (i64, String) {
     let (token, hash) = escalade::auth::new_token();
-    engine
+    let id = engine
         .store()
-        .create_token(&hash, role, scope, chrono::Utc::now())
+        .create_token(&hash, grant, chrono::Utc::now())
         .await
         .unwrap();
-    token
+    (id, token)
+}
+
+/// A token of `person`, its role and scope derived from the organisation of `engine`'s rules
+/// as `escalade token create --person` derives them (`role` and `scope` choose among several).
+pub async fn person_token(
+    engine: &escalade::engine::Engine,
+    person: &str,
+    role: Option<&str>,
+    scope: Option<&str>,
+) -> String {
+    let role = role.map(|r| escalade::auth::Role::parse(r).expect("a role"));
+    let grant = escalade::auth::derive(&engine.rules(), person, role, scope)
+        .unwrap_or_else(|e| panic!("a token of {person}: {e}"));
+    granted(engine, &grant).await.1
+}
+
+/// A token of the integration `name`, with `role` and `scope`.
+pub async fn integration_token(
+    engine: &escalade::engine::Engine,
+    name: &str,
+    role: &str,
+    scope: Option<&str>,
+) -> String {
+    let grant = escalade::auth::Grant {
+        integration: Some(name.to_string()),
+        ..escalade::auth::Grant::unowned(escalade::auth::Role::parse(role).expect("a role"), scope)
+    };
+    granted(engine, &grant).await.1
 }
 
 /// A copy of the rule directory `from` at `to` (created), to edit in a test.
