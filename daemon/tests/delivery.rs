@@ -523,6 +523,7 @@ async fn api(s: &Setup) -> (String, reqwest::Client, tokio::sync::oneshot::Sende
         photos: Arc::new(escalade::photos::PhotoStore::open(s.dir.path()).unwrap()),
         photo_limits: Default::default(),
         delivery: Some(s.delivery.clone()),
+        links: s.delivery.links(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
