@@ -98,6 +98,8 @@ impl LinksConfig {
                 self.base_url
             ));
         }
+        // As parsed: anything a URL may not hold is percent-encoded.
+        self.base_url = url.as_str().trim_end_matches('/').to_string();
         self.secret = read_secret(
             "links",
             "secret_env",
