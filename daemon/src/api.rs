@@ -22,6 +22,7 @@ use crate::engine::{Engine, EngineError};
 use crate::photos::{PhotoLimits, PhotoStore};
 use crate::store::{IssueFilter, StoreError};
 
+mod ack;
 mod meetings;
 mod outbox;
 mod rules;
@@ -39,6 +40,9 @@ pub struct AppState {
     /// The delivery workers, if they run: `/readyz` shows each channel's rows and names the
     /// channels with rows waiting but no configuration.
     pub delivery: Option<Arc<crate::notify::Delivery>>,
+    /// Acknowledgement links, when configured: `/ack/{token}` checks them; without, it
+    /// answers 404.
+    pub links: Option<Arc<crate::links::Links>>,
 }
 
 /// An error answer: `{"error": {"code", "message", "field", ...}}`.
@@ -101,6 +105,9 @@ impl From<EngineError> for ApiError {
                 ..ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
             },
             EngineError::MeetingNotFound(id) => not_found(format!("meeting {id}")),
+            EngineError::LinkSpent(spent) => {
+                ApiError::new(StatusCode::GONE, spent.code(), spent.to_string())
+            }
             EngineError::MeetingHeld { id, outcome } => ApiError {
                 field: Some("outcome".into()),
                 extra: Some(json!({ "recorded": outcome })),
@@ -235,6 +242,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/api/v1/meetings", get(meetings::list))
         .route("/api/v1/meetings/{id}", get(meetings::get))
         .route("/api/v1/meetings/{id}/outcome", post(meetings::outcome))
+        .route("/ack/{token}", get(ack::show).post(ack::acknowledge))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::links::LinksConfig;
 use crate::notify::config::{DeliveryConfig, SmsConfig, SmtpConfig, TlsMode, WebhookConfig};
 use crate::photos::PhotoLimits;
 
@@ -41,6 +42,9 @@ pub struct Config {
     pub webhook: Option<WebhookConfig>,
     /// Retries, batches and leases of delivery.
     pub delivery: DeliveryConfig,
+    /// One-click acknowledgement links in messages; without it messages carry none and
+    /// `/ack/...` answers 404.
+    pub links: Option<LinksConfig>,
 }
 
 impl Default for Config {
@@ -62,6 +66,7 @@ impl Default for Config {
             sms: None,
             webhook: None,
             delivery: DeliveryConfig::default(),
+            links: None,
         }
     }
 }
@@ -127,6 +132,7 @@ impl Config {
                 .map_err(|_| format!("ESCALADE_MAX_PHOTOS: `{v}` is not a number"))?;
         }
         c.channel_overrides(&env)?;
+        c.links_overrides(&env)?;
         c.check_channels(&env)?;
         Ok(c)
     }
@@ -212,9 +218,39 @@ impl Config {
         Ok(())
     }
 
-    /// Checks the delivery channels and reads their secrets.
+    /// `ESCALADE_LINKS_BASE_URL`, `_SECRET_ENV`, `_SECRET_FILE`, `_GRACE`; a variable starts
+    /// the section from its defaults when the file has none.
+    fn links_overrides(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<(), String> {
+        for k in ["BASE_URL", "SECRET_ENV", "SECRET_FILE", "GRACE"] {
+            let key = format!("ESCALADE_LINKS_{k}");
+            let Some(v) = env(&key) else {
+                continue;
+            };
+            let l = self.links.get_or_insert_with(LinksConfig::default);
+            match k {
+                "BASE_URL" => l.base_url = v,
+                "SECRET_ENV" => l.secret_env = Some(v),
+                "SECRET_FILE" => l.secret_file = Some(v.into()),
+                _ => {
+                    l.grace = crate::notify::config::parse_duration(&v)
+                        .map(crate::notify::config::Dur)
+                        .ok_or_else(|| {
+                            format!(
+                                "{key}: `{v}` is not a duration: write a number and a unit, `30m` or `72h`"
+                            )
+                        })?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the delivery channels and the links, and reads their secrets.
     fn check_channels(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<(), String> {
         let env: &dyn Fn(&str) -> Option<String> = env;
+        if let Some(l) = &mut self.links {
+            l.check(env)?;
+        }
         if let Some(s) = &mut self.smtp {
             s.check(env)?;
         }
@@ -383,6 +419,93 @@ mod tests {
         );
         let e = load_yaml("webhook:\n  url: https://h.example/\n", &[]).unwrap_err();
         assert!(e.contains("webhook: the signing key is required"), "{e}");
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn links_are_read_with_their_secret_from_the_environment_or_a_file() {
+        let c = load_yaml(
+            "links: {base_url: \"https://escalade.example.org\", secret_env: LINK_KEY}\n",
+            &[("LINK_KEY", SECRET)],
+        )
+        .unwrap();
+        let l = c.links.as_ref().unwrap();
+        assert_eq!(l.secret.0, SECRET);
+        assert_eq!(format!("{:?}", l.secret), "***");
+        assert!(!format!("{c:?}").contains(SECRET));
+        assert_eq!(l.grace.0, std::time::Duration::from_secs(72 * 3600));
+
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("link.key");
+        std::fs::write(&key, format!("{SECRET}\n")).unwrap();
+        let key = key.display().to_string();
+        let c = load_yaml(
+            "",
+            &[
+                ("ESCALADE_LINKS_BASE_URL", "http://127.0.0.1:8080/escalade/"),
+                ("ESCALADE_LINKS_SECRET_FILE", &key),
+                ("ESCALADE_LINKS_GRACE", "30m"),
+            ],
+        )
+        .unwrap();
+        let l = c.links.as_ref().unwrap();
+        assert_eq!(l.secret.0, SECRET);
+        assert_eq!(l.grace.0, std::time::Duration::from_secs(1800));
+        assert!(load_yaml("", &[]).unwrap().links.is_none());
+    }
+
+    #[test]
+    fn bad_links_configuration_is_refused_naming_the_key() {
+        let env = [("LINK_KEY", SECRET), ("SHORT", "hunter2")];
+        type Env<'a> = &'a [(&'a str, &'a str)];
+        let cases: [(&str, Env, &str); 8] = [
+            (
+                "links: {base_url: \"https://e.example\", secret: abc}\n",
+                &[],
+                "`links.secret` is refused",
+            ),
+            (
+                "links: {base_url: \"https://e.example\"}\n",
+                &[],
+                "links: the signing secret is required",
+            ),
+            (
+                "links: {base_url: \"https://e.example\", secret_env: NOPE}\n",
+                &[],
+                "links.secret_env: the environment variable `NOPE` is not set",
+            ),
+            (
+                "links: {base_url: \"https://e.example\", secret_env: SHORT}\n",
+                &env,
+                "at least 32",
+            ),
+            (
+                "links: {base_url: \"escalade.example.org\", secret_env: LINK_KEY}\n",
+                &env,
+                "links.base_url: `escalade.example.org` is not a URL",
+            ),
+            (
+                "links: {base_url: \"ftp://e.example/?a=1\", secret_env: LINK_KEY}\n",
+                &env,
+                "not an http or https URL",
+            ),
+            (
+                "links: {base_url: \"https://e.example\", secret_env: LINK_KEY, grace: soon}\n",
+                &env,
+                "`soon` is not a duration",
+            ),
+            (
+                "",
+                &[("ESCALADE_LINKS_GRACE", "3 days")],
+                "ESCALADE_LINKS_GRACE",
+            ),
+        ];
+        for (yaml, env, expected) in cases {
+            let e = load_yaml(yaml, env).unwrap_err();
+            assert!(e.contains(expected), "{yaml}: {e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
     }
 
     #[test]

@@ -17,15 +17,18 @@ use std::collections::HashSet;
 use futures_util::future::join_all;
 
 use crate::auth::{Actor, Role};
+use crate::links::{Claim, Spent};
 use crate::photos::PhotoStore;
 use crate::store::{DueTimer, Meeting, Store, StoreError, StoredIssue, Submitted};
 
 /// Who acts on an issue: a caller of the API, whose permission is checked inside the issue's
-/// turn on the very state the decision uses, or the daemon itself (the scheduler, a reload,
-/// tests and benchmarks driving the engine), which is not checked.
+/// turn on the very state the decision uses; an acknowledgement link, checked there the same
+/// way against what it is bound to; or the daemon itself (the scheduler, a reload, tests and
+/// benchmarks driving the engine), which is not checked.
 #[derive(Clone, Copy, Debug)]
 pub enum By<'a> {
     Caller(&'a Actor),
+    Link(&'a Claim),
     System(&'a str),
 }
 
@@ -52,6 +55,7 @@ impl By<'_> {
     pub fn name(&self) -> String {
         match self {
             By::Caller(a) => a.name(),
+            By::Link(c) => format!("link:{}", c.department),
             By::System(s) => s.to_string(),
         }
     }
@@ -103,6 +107,10 @@ pub enum EngineError {
         /// The request's field at fault (`unit` of a submission, `event` of an action).
         field: &'static str,
     },
+    /// An acknowledgement link that no longer fits the issue: expired, used, or the issue
+    /// moved on.
+    #[error(transparent)]
+    LinkSpent(#[from] Spent),
     /// Photos could not be stored.
     #[error("storing photos: {0}")]
     Photos(String),
@@ -198,6 +206,17 @@ fn as_reported(by: By<'_>, mut issue: Issue) -> (Issue, String) {
         _ => actor.name(),
     };
     (issue, name)
+}
+
+/// A link acknowledges its issue and does nothing else.
+fn link_only_acknowledges(c: &Claim, what: &str) -> EngineError {
+    EngineError::Forbidden {
+        message: format!(
+            "a link to acknowledge issue {} for {} may not {what}",
+            c.issue, c.department
+        ),
+        field: "event",
+    }
 }
 
 /// Writes photos on a blocking thread and returns their names, each once, in order.
@@ -371,8 +390,10 @@ impl Engine {
     ) -> Result<Submitted> {
         let by = by.into();
         let rules = self.rules();
-        if let By::Caller(actor) = by {
-            may_submit(&rules, actor, &issue)?;
+        match by {
+            By::Caller(actor) => may_submit(&rules, actor, &issue)?,
+            By::Link(c) => return Err(link_only_acknowledges(c, "report an issue")),
+            By::System(_) => {}
         }
         let (mut issue, actor) = as_reported(by, issue);
         if let Some((key, hash)) = idempotency
@@ -414,6 +435,15 @@ impl Engine {
             );
         }
         Ok(submitted)
+    }
+
+    /// Acknowledges an issue through a link, for the department it was sent to: inside the
+    /// issue's turn, the link is checked against the state the decision uses (the department
+    /// still holds the issue, which is still assigned, with the deadline the link was made
+    /// for, and the link has not expired). The event's actor is `link:DEPARTMENT`.
+    pub async fn acknowledge_by_link(&self, claim: &Claim) -> Result<(StoredIssue, Decision)> {
+        self.act_with(&claim.issue, Event::Acknowledged, By::Link(claim), None)
+            .await
     }
 
     /// Whether the caller may report this issue where it says and as whom it says, by the rules
@@ -571,15 +601,23 @@ impl Engine {
                 .issue_for_update(id)
                 .await?
                 .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
-            if let By::Caller(a) = by
-                && !a.may_act(&rules, &stored.issue, &stored.state, &event)
-            {
-                return Err(EngineError::Forbidden {
-                    message: a.may_not(&format!("post `{}` to issue {id}", event.name())),
-                    field: "event",
-                });
-            }
             let now = self.now();
+            match by {
+                By::Caller(a) if !a.may_act(&rules, &stored.issue, &stored.state, &event) => {
+                    return Err(EngineError::Forbidden {
+                        message: a.may_not(&format!("post `{}` to issue {id}", event.name())),
+                        field: "event",
+                    });
+                }
+                By::Link(c) if c.issue != id || !matches!(event, Event::Acknowledged) => {
+                    return Err(link_only_acknowledges(
+                        c,
+                        &format!("post `{}` to issue {id}", event.name()),
+                    ));
+                }
+                By::Link(c) => c.admits(&stored.state, now)?,
+                _ => {}
+            }
             let decision = Engine::decide(
                 &rules,
                 stored.issue.clone(),
@@ -630,8 +668,15 @@ impl Engine {
             .meeting(id)
             .await?
             .ok_or(EngineError::MeetingNotFound(id))?;
-        if let By::Caller(a) = by {
-            self.may_record(a, &meeting).await?;
+        match by {
+            By::Caller(a) => self.may_record(a, &meeting).await?,
+            By::Link(c) => {
+                return Err(link_only_acknowledges(
+                    c,
+                    &format!("record the outcome of meeting {id}"),
+                ));
+            }
+            By::System(_) => {}
         }
         let invalid = |message: String| {
             EngineError::Refused(Refusal::Invalid {

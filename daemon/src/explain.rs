@@ -80,6 +80,35 @@ fn differences(a: &Value, b: &Value, at: &str, out: &mut Vec<String>, max: usize
     }
 }
 
+/// The parts decisions carry since an earlier release are not compared when the stored decision
+/// lacks them: a decision's `effects`, and the department each message is for. Named one by one,
+/// so that any other part missing from a stored decision still shows as a difference.
+fn without_later_parts(mut again: Value, stored: &Value) -> Value {
+    let Value::Object(a) = &mut again else {
+        return again;
+    };
+    if stored.get("effects").is_none() {
+        a.remove("effects");
+    }
+    if let (Some(Value::Array(made)), Some(Value::Array(kept))) =
+        (a.get_mut("messages"), stored.get("messages"))
+    {
+        for (m, k) in made.iter_mut().zip(kept) {
+            if k.pointer("/vars/department").is_none()
+                && let Some(Value::Object(vars)) = m.get_mut("vars")
+            {
+                vars.remove("department");
+                if vars.is_empty() {
+                    m.as_object_mut()
+                        .expect("a message is an object")
+                        .remove("vars");
+                }
+            }
+        }
+    }
+    again
+}
+
 /// Re-decides every event of issue `id` with the version that decided it.
 pub async fn explain_issue(
     store: &Store,
@@ -120,14 +149,7 @@ pub async fn explain_issue(
                 match made {
                     Ok(Ok(d)) => {
                         let again = serde_json::to_value(&d).expect("plain data serialises");
-                        // A part decisions carry since this one was stored (such as
-                        // `effects`) is not compared: the stored decision never had it.
-                        let mut compared = again.clone();
-                        if let (Value::Object(a), Value::Object(stored)) =
-                            (&mut compared, &r.decision)
-                        {
-                            a.retain(|k, _| stored.contains_key(k));
-                        }
+                        let compared = without_later_parts(again.clone(), &r.decision);
                         differences(&compared, &r.decision, "", &mut out.differences, 20);
                         out.matches = out.differences.is_empty();
                         out.trace = d.trace.clone();

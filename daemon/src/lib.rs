@@ -10,6 +10,7 @@ pub mod engine;
 pub mod explain;
 pub mod generate;
 pub mod jobs;
+pub mod links;
 pub mod notify;
 pub mod openapi;
 pub mod photos;

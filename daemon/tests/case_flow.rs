@@ -45,8 +45,15 @@ async fn only_the_primary_department_returns_and_the_dispatcher_decides_the_retu
     let (status, b) = api
         .act(&urban, &id, json!({"event": "returned", "reason": " "}))
         .await;
-    assert_eq!((status, b["error"]["field"].as_str()), (422, Some("reason")), "{b}");
-    assert_eq!(issue(&api, &id).await["state"]["departments"], json!(["urban"]));
+    assert_eq!(
+        (status, b["error"]["field"].as_str()),
+        (422, Some("reason")),
+        "{b}"
+    );
+    assert_eq!(
+        issue(&api, &id).await["state"]["departments"],
+        json!(["urban"])
+    );
 
     api.clock.set(support::at("2026-03-03T10:30:00+08:00"));
     let (status, b) = api.act(&urban, &id, return_it.clone()).await;
@@ -59,11 +66,19 @@ async fn only_the_primary_department_returns_and_the_dispatcher_decides_the_retu
     // The department that returned it may not take it back by itself; the triage desk, the
     // dispatcher, assigns it to the department responsible.
     let (status, _) = api
-        .act(&urban, &id, json!({"event": "reassigned", "department": "water"}))
+        .act(
+            &urban,
+            &id,
+            json!({"event": "reassigned", "department": "water"}),
+        )
         .await;
     assert_eq!(status, 403);
     let (status, b) = api
-        .act(&triage, &id, json!({"event": "reassigned", "department": "water"}))
+        .act(
+            &triage,
+            &id,
+            json!({"event": "reassigned", "department": "water"}),
+        )
         .await;
     assert_eq!(status, 200, "{b}");
     let body = issue(&api, &id).await;
@@ -135,7 +150,10 @@ async fn an_extension_is_decided_by_the_leader_the_policy_names_and_nobody_else(
     assert_eq!(moved["from"], "2026-03-10T02:00:00Z");
     assert_eq!(moved["to"], "2026-03-12T02:00:00Z");
     assert!(
-        moved["basis"].as_str().unwrap().starts_with("2d of working time on cn-office"),
+        moved["basis"]
+            .as_str()
+            .unwrap()
+            .starts_with("2d of working time on cn-office"),
         "{moved}"
     );
 }
@@ -151,24 +169,42 @@ async fn a_duplicates_reporter_is_told_when_the_original_is_resolved() {
     // Bad originals change nothing.
     for (original, field_message) in [("999", "no issue 999"), (dup.as_str(), "itself")] {
         let (status, b) = api
-            .act(&triage, &dup, json!({"event": "duplicate", "original": original}))
+            .act(
+                &triage,
+                &dup,
+                json!({"event": "duplicate", "original": original}),
+            )
             .await;
         assert_eq!(status, 422, "{b}");
         assert_eq!(b["error"]["field"], "original", "{b}");
         assert!(
-            b["error"]["message"].as_str().unwrap().contains(field_message),
+            b["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(field_message),
             "{b}"
         );
     }
     // A department that handles the issue is not its dispatcher.
     let (status, _) = api
-        .act(&urban, &dup, json!({"event": "duplicate", "original": original}))
+        .act(
+            &urban,
+            &dup,
+            json!({"event": "duplicate", "original": original}),
+        )
         .await;
     assert_eq!(status, 403);
-    assert_eq!(issue(&api, &original).await["state"]["followers"], Value::Null);
+    assert_eq!(
+        issue(&api, &original).await["state"]["followers"],
+        Value::Null
+    );
 
     let (status, b) = api
-        .act(&triage, &dup, json!({"event": "duplicate", "original": original}))
+        .act(
+            &triage,
+            &dup,
+            json!({"event": "duplicate", "original": original}),
+        )
         .await;
     assert_eq!(status, 200, "{b}");
     let d = issue(&api, &dup).await;
@@ -181,14 +217,22 @@ async fn a_duplicates_reporter_is_told_when_the_original_is_resolved() {
     // Merging into a duplicate is refused: merge into its original.
     let third = submit(&api, garbage("g-0003", "p-g-0003")).await;
     let (status, b) = api
-        .act(&triage, &third, json!({"event": "duplicate", "original": dup}))
+        .act(
+            &triage,
+            &third,
+            json!({"event": "duplicate", "original": dup}),
+        )
         .await;
     assert_eq!(status, 422, "{b}");
 
     api.act(&urban, &original, json!({"event": "acknowledged"}))
         .await;
     let (status, b) = api
-        .act(&urban, &original, json!({"event": "resolved", "note": "已清运"}))
+        .act(
+            &urban,
+            &original,
+            json!({"event": "resolved", "note": "已清运"}),
+        )
         .await;
     assert_eq!(status, 200, "{b}");
     let admin = api.client("admin", None).await;
@@ -216,13 +260,25 @@ async fn a_department_rates_a_report_as_itself_once() {
             json!({"event": "report_rated", "verdict": "valid", "department": "water"}),
         )
         .await;
-    assert_eq!((status, b["error"]["field"].as_str()), (403, Some("department")), "{b}");
+    assert_eq!(
+        (status, b["error"]["field"].as_str()),
+        (403, Some("department")),
+        "{b}"
+    );
     let (status, b) = api
-        .act(&urban, &id, json!({"event": "report_rated", "verdict": "valid"}))
+        .act(
+            &urban,
+            &id,
+            json!({"event": "report_rated", "verdict": "valid"}),
+        )
         .await;
     assert_eq!(status, 200, "{b}");
     let (status, b) = api
-        .act(&urban, &id, json!({"event": "report_rated", "verdict": "invalid"}))
+        .act(
+            &urban,
+            &id,
+            json!({"event": "report_rated", "verdict": "invalid"}),
+        )
         .await;
     assert_eq!(status, 422, "{b}");
     assert_eq!(
@@ -251,7 +307,10 @@ async fn every_timeline_entry_says_what_its_decision_did() {
     let timeline = body["timeline"].as_array().unwrap();
     let reported = &timeline[0]["effects"];
     assert_eq!(reported["routed"]["departments"], json!(["urban"]));
-    assert_eq!(reported["state"], json!({"from": "reported", "to": "assigned"}));
+    assert_eq!(
+        reported["state"],
+        json!({"from": "reported", "to": "assigned"})
+    );
     let ack = reported["deadlines"]
         .as_array()
         .unwrap()
@@ -287,15 +346,21 @@ async fn every_timeline_entry_says_what_its_decision_did() {
         .map(|l| l.as_str().unwrap())
         .collect();
     assert!(
-        lines.iter().any(|l| l.starts_with("ladder `standard` step 2 ran")),
+        lines
+            .iter()
+            .any(|l| l.starts_with("ladder `standard` step 2 ran")),
         "{lines:?}"
     );
     assert!(
-        lines.iter().any(|l| l.contains("p-g-0001") && l.contains("`escalated`")),
+        lines
+            .iter()
+            .any(|l| l.contains("p-g-0001") && l.contains("`escalated`")),
         "{lines:?}"
     );
     assert!(
-        lines.iter().any(|l| l.starts_with("acknowledge deadline moved from")),
+        lines
+            .iter()
+            .any(|l| l.starts_with("acknowledge deadline moved from")),
         "{lines:?}"
     );
     for e in timeline {

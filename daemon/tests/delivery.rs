@@ -232,7 +232,11 @@ struct Setup {
     dir: tempfile::TempDir,
 }
 
-const ENV: &[(&str, &str)] = &[("SMS_KEY", "Bearer k-123"), ("HOOK_KEY", "s3cret-key")];
+const ENV: &[(&str, &str)] = &[
+    ("SMS_KEY", "Bearer k-123"),
+    ("HOOK_KEY", "s3cret-key"),
+    ("LINK_KEY", LINK_KEY),
+];
 
 fn load_config(dir: &std::path::Path, yaml: &str) -> Config {
     let f = dir.join("escalade.yaml");
@@ -523,6 +527,7 @@ async fn api(s: &Setup) -> (String, reqwest::Client, tokio::sync::oneshot::Sende
         photos: Arc::new(escalade::photos::PhotoStore::open(s.dir.path()).unwrap()),
         photo_limits: Default::default(),
         delivery: Some(s.delivery.clone()),
+        links: s.delivery.links(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -938,7 +943,10 @@ async fn every_event_is_posted_to_the_webhook_signed() {
         let state = &body["effects"]["state"];
         match body["kind"].as_str().unwrap() {
             "reported" => {
-                assert_eq!(body["effects"]["routed"]["departments"][0], "urban", "{body}");
+                assert_eq!(
+                    body["effects"]["routed"]["departments"][0], "urban",
+                    "{body}"
+                );
                 assert_eq!(state["to"], "assigned", "{body}");
             }
             _ => assert_eq!(state["to"], "acknowledged", "{body}"),
@@ -1047,6 +1055,337 @@ async fn the_cli_lists_dead_letters_and_retries_one() {
     assert_eq!((row.status.as_str(), row.attempts), ("queued", 0));
 }
 
+// ---- acknowledgement links ------------------------------------------------------------------
+
+const LINK_KEY: &str = "3f1c0a8e9b7d4c2a6e5f1b0d9c8a7e6f";
+
+/// Public links under a path prefix; each works until `grace` after its deadline.
+fn links_yaml(grace: &str) -> String {
+    format!(
+        "links:\n  base_url: \"https://escalade.example.org/city/\"\n  secret_env: LINK_KEY\n  grace: {grace}\n"
+    )
+}
+
+const LINK_BASE: &str = "https://escalade.example.org/city/ack/";
+
+/// The plain text of an email (of its text/plain part, when it has several).
+fn text_of(mail: &Mail) -> String {
+    let parsed = parse(mail);
+    if parsed.subparts.is_empty() {
+        return parsed.get_body().unwrap();
+    }
+    parsed
+        .subparts
+        .iter()
+        .find(|p| p.ctype.mimetype == "text/plain")
+        .map(|p| p.get_body().unwrap())
+        .unwrap_or_default()
+}
+
+/// Every acknowledgement link in `text`, as its token.
+fn tokens_in(text: &str) -> Vec<String> {
+    text.match_indices(LINK_BASE)
+        .map(|(i, _)| {
+            text[i + LINK_BASE.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+                .collect()
+        })
+        .collect()
+}
+
+impl Setup {
+    /// The tokens of the links in the emails `address` received about issue `id`, oldest first
+    /// (which issue a link is for, the server's own check of it says).
+    fn tokens(&self, mailbox: &Mailbox, address: &str, id: &str) -> Vec<String> {
+        let links = self.delivery.links().expect("links are configured");
+        mailbox
+            .to(address)
+            .iter()
+            .flat_map(|m| tokens_in(&text_of(m)))
+            .filter(|t| links.verify(t).is_ok_and(|c| c.issue == id))
+            .collect()
+    }
+
+    async fn state(&self, id: &str) -> String {
+        let stored = self.engine.store().issue(id).await.unwrap().unwrap();
+        stored.state.state.as_str().to_string()
+    }
+}
+
+/// A page (`GET`) or the button (`POST`) of a link, without any token: status, headers, body.
+async fn ack(
+    base: &str,
+    method: reqwest::Method,
+    token: &str,
+    json: bool,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let mut r = reqwest::Client::new().request(method, format!("{base}/ack/{token}"));
+    if json {
+        r = r.header("accept", "application/json");
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.text().await.unwrap())
+}
+
+async fn ack_json(base: &str, method: reqwest::Method, token: &str) -> (u16, Value) {
+    let (status, _, body) = ack(base, method, token, true).await;
+    (status, serde_json::from_str(&body).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_assignment_email_carries_a_link_whose_page_acknowledges_only_when_confirmed() {
+    use reqwest::Method;
+    let (mailbox, port) = smtp_running();
+    let (g, gateway) = start_gateway().await;
+    let yaml = format!(
+        "{}{}{}",
+        smtp_yaml(port),
+        sms_yaml(&gateway, ""),
+        links_yaml("72h")
+    );
+    let s = setup(&yaml, MORNING).await;
+    let id = s.report(None).await;
+    let pass = s.drain(MORNING).await;
+    assert_eq!((pass.sent, pass.dead), (3, 0), "{pass:?}");
+
+    // The email to urban's contact: the link in the text, the same in the HTML, and in the SMS.
+    let mail = &mailbox.to("urban.li@example.org")[0];
+    let text = text_of(mail);
+    let tokens = tokens_in(&text);
+    assert_eq!(tokens.len(), 1, "{text}");
+    let token = tokens[0].clone();
+    assert!(text.contains("一键签收"), "{text}");
+    // HTML parts escape what they insert, the link too (`/` as `&#x2f;`, which a browser reads
+    // back as `/`).
+    let html = parse(mail).subparts[1].get_body().unwrap();
+    let href = format!("{LINK_BASE}{token}").replace('/', "&#x2f;");
+    assert!(html.contains(&format!("href=\"{href}\"")), "{html}");
+    let sms = g.sms()[0].json();
+    let sms_text = sms["content"].as_str().unwrap();
+    assert!(
+        sms_text.ends_with(&format!("{LINK_BASE}{token}")),
+        "the SMS has the whole link: {sms_text}"
+    );
+    assert!(
+        escalade_rules::sms_segments(sms_text).segments <= 3,
+        "{sms_text}"
+    );
+    // urban's other contact gets a link of their own department too.
+    assert_eq!(
+        s.tokens(&mailbox, "urban.zhao@example.org", &id),
+        vec![token.clone()]
+    );
+
+    let (base, _admin, _stop) = api(&s).await;
+    // GET shows the issue and a button, and acknowledges nothing: a scanner may visit it.
+    for _ in 0..2 {
+        let (status, headers, page) = ack(&base, Method::GET, &token, false).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.starts_with("default-src 'none'"), "{csp}");
+        assert_eq!(headers["referrer-policy"], "no-referrer");
+        assert_eq!(headers["cache-control"], "no-store");
+        for shown in [
+            id.as_str(),
+            "垃圾堆放",
+            "小区门口垃圾堆积三天无人清运，气味难闻",
+            "<form method=\"post\">",
+        ] {
+            assert!(page.contains(shown), "{shown} missing: {page}");
+        }
+        assert!(
+            !page.contains("src=") && !page.contains("<script") && !page.contains("http"),
+            "{page}"
+        );
+        assert_eq!(s.state(&id).await, "assigned");
+    }
+    let (status, body) = ack_json(&base, Method::GET, &token).await;
+    assert_eq!(
+        (status, &body["department"]),
+        (200, &json!("urban")),
+        "{body}"
+    );
+    assert_eq!(s.state(&id).await, "assigned");
+
+    // POST acknowledges, recorded as the link of the department.
+    let (status, _, page) = ack(&base, Method::POST, &token, false).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("已签收 / Acknowledged"), "{page}");
+    assert_eq!(s.state(&id).await, "acknowledged");
+    let timeline = s.engine.store().timeline(&id).await.unwrap();
+    let last = timeline.last().unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.actor.as_str()),
+        ("acknowledged", "link:urban")
+    );
+
+    // Used: a second POST, by anyone who has the link, is refused and changes nothing.
+    let (status, _, page) = ack(&base, Method::POST, &token, false).await;
+    assert_eq!(status, 410, "{page}");
+    assert!(page.contains("This link was used"), "{page}");
+    assert!(page.contains("acknowledged already"), "{page}");
+    let (status, body) = ack_json(&base, Method::POST, &token).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (410, Some("link_used")),
+        "{body}"
+    );
+    let (status, _, _) = ack(&base, Method::GET, &token, false).await;
+    assert_eq!(status, 410);
+    assert_eq!(
+        s.engine.store().timeline(&id).await.unwrap().len(),
+        timeline.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_malformed_tampered_expired_moved_on_or_for_an_old_deadline_is_refused() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use reqwest::Method;
+    let (mailbox, port) = smtp_running();
+    let s = setup(&format!("{}{}", smtp_yaml(port), links_yaml("1h")), MORNING).await;
+    let (base, _admin, _stop) = api(&s).await;
+    let li = "urban.li@example.org";
+
+    // Malformed: 400, naming what is wrong.
+    for (token, why) in [
+        ("garbage", "no signature part"),
+        ("YQ.YQ", "signature part has the wrong length"),
+    ] {
+        let (status, body) = ack_json(&base, Method::POST, token).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("link_malformed")),
+            "{body}"
+        );
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(why),
+            "{body}"
+        );
+    }
+    let (status, _, page) = ack(&base, Method::GET, "garbage", false).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("This link is not valid"), "{page}");
+
+    // Tampered: the link of one issue made to say another department: 403, nothing changes.
+    let a = s.report(None).await;
+    s.drain(MORNING).await;
+    let token = s.tokens(&mailbox, li, &a).remove(0);
+    let (payload, tag) = token.split_once('.').unwrap();
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let forged = URL_SAFE_NO_PAD.encode(text.replacen("\nurban\n", "\nenvironment\n", 1));
+    for method in [Method::GET, Method::POST] {
+        let (status, body) = ack_json(&base, method, &format!("{forged}.{tag}")).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (403, Some("link_bad_signature")),
+            "{body}"
+        );
+    }
+    assert_eq!(s.state(&a).await, "assigned");
+
+    // Expired: an hour after the deadline it stands for, the page and the button say so.
+    let deadline = s
+        .engine
+        .store()
+        .issue(&a)
+        .await
+        .unwrap()
+        .unwrap()
+        .state
+        .acknowledge_by
+        .unwrap();
+    s.clock.set(deadline + Duration::minutes(61));
+    let (status, _, page) = ack(&base, Method::GET, &token, false).await;
+    assert_eq!(status, 410);
+    assert!(page.contains("This link has expired"), "{page}");
+    let (status, body) = ack_json(&base, Method::POST, &token).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (410, Some("link_expired")),
+        "{body}"
+    );
+    assert_eq!(s.state(&a).await, "assigned");
+    s.clock.set(at(MORNING));
+
+    // Moved on: reassigned to another department, urban's link no longer acknowledges.
+    let b = s.report(None).await;
+    s.drain("2026-03-03T10:20:00+08:00").await;
+    let old = s.tokens(&mailbox, li, &b).remove(0);
+    let department = Event::Reassigned {
+        department: "environment".into(),
+    };
+    s.engine.act(&b, department, "admin#1").await.unwrap();
+    let (status, body) = ack_json(&base, Method::POST, &old).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (410, Some("link_moved_on")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no longer with urban: it moved on to environment"),
+        "{body}"
+    );
+    assert_eq!(s.state(&b).await, "assigned");
+
+    // An old deadline: back to urban later, with a new deadline and a new link; the first
+    // link is refused, the new one acknowledges.
+    s.clock.set(at("2026-03-03T10:40:00+08:00"));
+    let back = Event::Reassigned {
+        department: "urban".into(),
+    };
+    s.engine.act(&b, back, "admin#1").await.unwrap();
+    s.drain("2026-03-03T10:40:00+08:00").await;
+    let tokens = s.tokens(&mailbox, li, &b);
+    assert_eq!(tokens.len(), 2, "{tokens:?}");
+    assert_eq!(tokens[0], old);
+    let (status, _, page) = ack(&base, Method::POST, &old, false).await;
+    assert_eq!(status, 410, "{page}");
+    assert!(page.contains("new acknowledge deadline"), "{page}");
+    assert_eq!(s.state(&b).await, "assigned");
+    let (status, body) = ack_json(&base, Method::POST, &tokens[1]).await;
+    assert_eq!(
+        (status, &body["state"]),
+        (200, &json!("acknowledged")),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_links_configured_messages_carry_none_and_the_page_answers_404() {
+    use reqwest::Method;
+    let (mailbox, port) = smtp_running();
+    let s = setup(&smtp_yaml(port), MORNING).await;
+    s.report(None).await;
+    s.drain(MORNING).await;
+    let text = text_of(&mailbox.to("urban.li@example.org")[0]);
+    assert!(
+        !text.contains("/ack/") && !text.contains("一键签收"),
+        "{text}"
+    );
+    assert!(text.contains("请及时签收并处置"), "{text}");
+    assert!(s.delivery.links().is_none());
+
+    let (base, _admin, _stop) = api(&s).await;
+    let (status, _, page) = ack(&base, Method::GET, "anything.at-all", false).await;
+    assert_eq!(status, 404);
+    assert!(page.contains("not configured"), "{page}");
+    let (status, body) = ack_json(&base, Method::POST, "anything.at-all").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("links_not_configured")),
+        "{body}"
+    );
+}
+
 // ---- the daemon ----------------------------------------------------------------------------
 
 /// The real binary, configured through the environment: its delivery workers post each event
@@ -1125,4 +1464,74 @@ fn the_daemon_delivers_and_stops_on_sigterm() {
         .unwrap();
     let status = daemon.0.wait().unwrap();
     assert!(status.success(), "{status}");
+}
+
+/// The real binary, its email and links configured through the environment: the assignment
+/// email it delivers to the SMTP server carries a link whose page acknowledges when confirmed.
+#[test]
+fn the_daemon_configured_from_the_environment_sends_a_link_that_acknowledges() {
+    use std::process::Command;
+    let (mailbox, port) = smtp_running();
+    let dir = tempfile::tempdir().unwrap();
+    let admin = support::admin_token(dir.path(), CITY);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_escalade"));
+    command
+        .env("ESCALADE_SMTP_HOST", "127.0.0.1")
+        .env("ESCALADE_SMTP_PORT", port.to_string())
+        .env("ESCALADE_SMTP_TLS", "none")
+        .env("ESCALADE_SMTP_FROM", "escalade@city.example")
+        .env(
+            "ESCALADE_LINKS_BASE_URL",
+            "https://escalade.example.org/city",
+        )
+        .env("ESCALADE_LINKS_SECRET_ENV", "LINK_KEY")
+        .env("LINK_KEY", LINK_KEY);
+    let (_daemon, addr) = support::start_with(dir.path(), CITY, command, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = support::client(&admin);
+        let r = c
+            .post(format!("http://{addr}/api/v1/issues"))
+            .json(&json!({"category": "garbage", "unit": "g-0001", "description": "垃圾堆积"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let id = r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let started = Instant::now();
+        while mailbox.to("urban.li@example.org").is_empty() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "no email"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let text = text_of(&mailbox.to("urban.li@example.org")[0]);
+        let token = tokens_in(&text).pop().unwrap_or_else(|| panic!("{text}"));
+        let state = |c: reqwest::Client| {
+            let url = format!("http://{addr}/api/v1/issues/{id}");
+            async move {
+                let v: Value = c.get(url).send().await.unwrap().json().await.unwrap();
+                (
+                    v["state"]["state"].as_str().unwrap().to_string(),
+                    v["timeline"].as_array().unwrap().last().unwrap()["actor"].clone(),
+                )
+            }
+        };
+        let base = format!("http://{addr}");
+        let (status, _, page) = ack(&base, reqwest::Method::GET, &token, false).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(state(c.clone()).await.0, "assigned");
+        let (status, _, page) = ack(&base, reqwest::Method::POST, &token, false).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(
+            state(c.clone()).await,
+            ("acknowledged".to_string(), json!("link:urban"))
+        );
+        let (status, _, _) = ack(&base, reqwest::Method::POST, &token, false).await;
+        assert_eq!(status, 410);
+    });
 }

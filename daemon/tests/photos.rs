@@ -87,6 +87,7 @@ async fn start() -> Server {
         photos: Arc::new(PhotoStore::open(dir.path()).unwrap()),
         photo_limits: LIMITS,
         delivery: None,
+        links: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

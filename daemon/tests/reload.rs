@@ -555,7 +555,6 @@ async fn explain_redecides_each_event_with_its_own_version() {
         events[0]["trace"][0].as_str().unwrap().contains("urban"),
         "{x:#}"
     );
-    // A stored decision the rules did not make is found, and where.
     let db = s._dir.path().join("db.sqlite");
     let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
         "sqlite://{}",
@@ -563,6 +562,44 @@ async fn explain_redecides_each_event_with_its_own_version() {
     ))
     .await
     .unwrap();
+    // Decisions stored before they carried their effects and their messages' departments
+    // still match: those parts are not compared when the stored decision lacks them.
+    sqlx::query(
+        "UPDATE events SET decision = json_remove(decision, '$.effects', '$.messages[0].vars.department') WHERE issue_id = ?",
+    )
+    .bind(&id)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let (_, x) = call(
+        s.admin
+            .get(format!("{}/api/v1/issues/{id}/explain", s.base)),
+    )
+    .await;
+    assert_eq!(x["all_match"], true, "{x:#}");
+    // Any other part missing is a difference.
+    sqlx::query(
+        "UPDATE events SET decision = json_remove(decision, '$.timers') WHERE issue_id = ? AND kind = 'reported'",
+    )
+    .bind(&id)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let (_, x) = call(
+        s.admin
+            .get(format!("{}/api/v1/issues/{id}/explain", s.base)),
+    )
+    .await;
+    assert_eq!(x["events"][0]["differences"], json!(["/timers"]), "{x:#}");
+    sqlx::query(
+        "UPDATE events SET decision = json_set(decision, '$.timers', json(?)) WHERE issue_id = ? AND kind = 'reported'",
+    )
+    .bind(x["events"][0]["decision"]["timers"].to_string())
+    .bind(&id)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    // A stored decision the rules did not make is found, and where.
     sqlx::query(
         "UPDATE events SET decision = json_set(decision, '$.next.departments[0]', 'police') WHERE issue_id = ? AND kind = 'reported'",
     )

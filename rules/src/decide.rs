@@ -130,6 +130,19 @@ pub struct MessageVars {
     pub step: Option<(Trigger, u32)>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The department the message is for, when it goes to a department's people: whose
+    /// acknowledgement an `assigned` message's link stands for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+}
+
+/// Links the daemon puts in a message at delivery, computed outside the rules (which hold no
+/// secrets): each `None` when not configured, and always `None` in rule tests and `explain`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Links {
+    /// The one-click acknowledgement of the issue for `MessageVars::department`, bound to the
+    /// acknowledge deadline of `MessageVars::deadline`.
+    pub acknowledge: Option<String>,
 }
 
 impl MessageVars {
@@ -281,12 +294,23 @@ impl RuleSet {
         Ok(cx.d)
     }
 
-    /// Renders a message of a decision.
+    /// Renders a message of a decision, without links.
     pub fn render(
         &self,
         issue: &Issue,
         state: &IssueState,
         msg: &Message,
+    ) -> Result<crate::template::Rendered, String> {
+        self.render_with(issue, state, msg, &Links::default())
+    }
+
+    /// Renders a message of a decision with the links the daemon made for it (`links`).
+    pub fn render_with(
+        &self,
+        issue: &Issue,
+        state: &IssueState,
+        msg: &Message,
+        links: &Links,
     ) -> Result<crate::template::Rendered, String> {
         let locale = &*msg.locale;
         let org = &self.org;
@@ -339,6 +363,7 @@ impl RuleSet {
             }),
             "step": msg.vars.step.map(|(t, n)| serde_json::json!({"trigger": t.as_str(), "occurrence": n})),
             "reason": msg.vars.reason.clone().unwrap_or_default(),
+            "links": links,
         });
         self.templates
             .render(&msg.template, msg.channel, locale, &ctx)
@@ -1538,9 +1563,13 @@ impl<'a> Cx<'a> {
         }
     }
 
-    /// One message per person and channel, never twice for the same kind in one decision.
-    fn tell(&mut self, to: To, kind: &'static str, template: &str, vars: MessageVars) {
+    /// One message per person and channel, never twice for the same kind in one decision. A
+    /// message to a department's people names the department.
+    fn tell(&mut self, to: To, kind: &'static str, template: &str, mut vars: MessageVars) {
         let org = &self.rs.org;
+        if let To::Department(d) = to {
+            vars.department = Some(org.departments[d as usize].id.clone());
+        }
         // Loading checked every template a rule names, and every kind has its own.
         let Some(template) = self.rs.templates.interned(template) else {
             self.trace(format!("no template `{template}`: nothing sent"));

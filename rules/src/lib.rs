@@ -26,7 +26,7 @@ pub mod timeline;
 mod triage;
 
 pub use calendar::{Calendar, WorkDuration};
-pub use decide::{Decision, Enforcement, MeetingCall, Message, Timer};
+pub use decide::{Decision, Enforcement, Links, MeetingCall, Message, Timer};
 pub use diag::{Diagnostic, Diagnostics};
 pub use issue::{DeadlineKind, Event, Issue, IssueState, Outcome, Overdue, Refusal, State};
 pub use jobs::{Job, Report};

@@ -37,6 +37,7 @@ pub const VARIABLES: Variables = &[
     ("meeting", Some(&["id", "name", "at"])),
     ("step", Some(&["trigger", "occurrence"])),
     ("reason", None),
+    ("links", Some(&["acknowledge"])),
 ];
 
 /// The variables of a template variable set: names and, for maps, their fields.

@@ -433,6 +433,50 @@ fn messages_render_in_the_recipients_locale() {
     assert_eq!(r.body, "Urban Desk: 垃圾 @ 一网格");
 }
 
+/// A message to a department names it; the daemon's links render only where it passes them.
+#[test]
+fn a_departments_message_names_it_and_renders_the_link_it_is_given() {
+    let with_link = |text: &str, var: &str| {
+        text.replacen(
+            r#"email: {subject: "assigned {{ issue.id }}", body: "{{ recipient.name }}: {{ issue.category_name }} @ {{ issue.unit_name }}"}"#,
+            &format!(
+                r#"email: {{subject: "assigned {{{{ issue.id }}}}", body: "{{{{ recipient.name }}}}{{% if {var} %}} {{{{ {var} }}}}{{% endif %}}"}}"#
+            ),
+            1,
+        )
+    };
+    let rs = mini_with(|_, text| with_link(text, "links.acknowledge"));
+    let i = issue("garbage", "bins");
+    let d = report(&rs, &i, "2026-03-02T10:00:00+08:00");
+    let m = d
+        .messages
+        .iter()
+        .find(|m| m.kind == "assigned" && &*m.to == "p-urban")
+        .expect("an assigned email to urban's contact");
+    assert_eq!(m.vars.department.as_deref(), Some("urban"));
+    assert_eq!(
+        m.vars.deadline,
+        Some((DeadlineKind::Acknowledge, d.next.acknowledge_by.unwrap()))
+    );
+    // Without links (rule tests, explain) the template says nothing of one.
+    assert_eq!(rs.render(&i, &d.next, m).unwrap().body, "Urban Desk");
+    let links = escalade_rules::Links {
+        acknowledge: Some("https://escalade.example.org/ack/t0k".into()),
+    };
+    assert_eq!(
+        rs.render_with(&i, &d.next, m, &links).unwrap().body,
+        "Urban Desk https://escalade.example.org/ack/t0k"
+    );
+    // A misspelt field of `links` is refused at load, naming it.
+    let files = rules()
+        .files
+        .iter()
+        .map(|(path, text)| (path.clone(), with_link(text, "links.acknowlege").into()))
+        .collect();
+    let e = RuleSet::load_files(&files).unwrap_err().to_string();
+    assert!(e.contains("links.acknowlege"), "{e}");
+}
+
 #[test]
 fn evaluation_happens_once_with_a_rating_from_1_to_5() {
     let rs = rules();

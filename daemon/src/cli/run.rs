@@ -193,6 +193,7 @@ async fn daemon(cfg: Config, force_rules: bool) -> Result<(), String> {
         photos: Arc::new(photos),
         photo_limits: cfg.photo_limits(),
         rules: steward,
+        links: delivery.links(),
         delivery: Some(delivery),
     });
     crate::api::serve(listener, state, cfg.max_body_bytes, shutdown_signal())

@@ -380,7 +380,7 @@ impl Default for DeliveryConfig {
 }
 
 /// Reads a secret from the environment variable or the file named, naming the key at fault.
-fn read_secret(
+pub(crate) fn read_secret(
     section: &str,
     env_key: &str,
     file_key: &str,

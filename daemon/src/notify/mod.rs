@@ -33,6 +33,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::engine::Engine;
+use crate::links::Links;
 use crate::store::{Claimed, OutboxRow, Settlement, StoreError};
 
 pub use config::{DeliveryConfig, SmsConfig, SmtpConfig, WebhookConfig};
@@ -111,6 +112,8 @@ pub struct Delivery {
     email: Option<Lane<email::Email>>,
     sms: Option<Lane<sms::Sms>>,
     webhook: Option<Lane<webhook::Webhook>>,
+    /// Acknowledgement links put in messages, when configured.
+    links: Option<Arc<Links>>,
 }
 
 /// A configured channel: its sender, its workers and how long a claim holds a batch.
@@ -199,7 +202,13 @@ impl Delivery {
             email,
             sms,
             webhook,
+            links: cfg.links.as_ref().map(|l| Arc::new(Links::new(l))),
         })
+    }
+
+    /// The acknowledgement links messages carry, if configured: what the `/ack` routes check.
+    pub fn links(&self) -> Option<Arc<Links>> {
+        self.links.clone()
     }
 
     pub fn configured(&self, route: Route) -> bool {
@@ -589,7 +598,7 @@ impl Delivery {
         };
         Ok(rows
             .iter()
-            .map(|c| render_row(rules, c, channel, &context))
+            .map(|c| render_row(rules, c, channel, &context, self.links.as_deref()))
             .collect())
     }
 
@@ -739,6 +748,7 @@ fn render_row(
     c: &Claimed,
     channel: Channel,
     context: &HashMap<i64, (Issue, IssueState)>,
+    links: Option<&Links>,
 ) -> Result<Rendered, String> {
     let r = &c.row;
     if is_report(c) {
@@ -754,6 +764,11 @@ fn render_row(
         .ok_or_else(|| format!("event {seq} of the message is not stored"))?;
     let vars: MessageVars = serde_json::from_str(&c.vars)
         .map_err(|e| format!("the message's variables are unreadable: {e}"))?;
+    // Made here, from the message as the rules decided it: the rules hold no secret.
+    let links = escalade_rules::Links {
+        acknowledge: links
+            .and_then(|l| l.acknowledge(&issue.id, vars.department.as_deref(), vars.deadline)),
+    };
     let message = Message {
         kind: KINDS
             .iter()
@@ -768,7 +783,7 @@ fn render_row(
         urgent: r.urgent,
         vars,
     };
-    rules.render(issue, state, &message)
+    rules.render_with(issue, state, &message, &links)
 }
 
 /// The failure an HTTP error status means, if it is one: 5xx, 408 and 429 may pass later; any

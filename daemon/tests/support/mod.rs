@@ -130,6 +130,7 @@ pub async fn serve_steward(
         photos: Arc::new(escalade::photos::PhotoStore::open(state_dir).unwrap()),
         photo_limits: Default::default(),
         delivery: None,
+        links: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
