@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
-use escalade_rules::{Event, Issue, Refusal};
+use escalade_rules::{Issue, Refusal};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -23,6 +23,9 @@ use crate::photos::{PhotoLimits, PhotoStore};
 use crate::store::{IssueFilter, StoreError};
 
 mod ack;
+mod events;
+
+use events::events_route;
 mod meetings;
 mod outbox;
 mod rules;
@@ -224,7 +227,10 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/api/v1/departments/{id}/queue", get(queue))
         .route("/api/v1/units/{id}/overdue", get(overdue))
         .route("/api/v1/issues/{id}", get(issue))
-        .route("/api/v1/issues/{id}/events", post(act))
+        .route(
+            "/api/v1/issues/{id}/events",
+            events_route(&state, max_body_bytes),
+        )
         .route("/api/v1/issues/{id}/explain", get(rules::explain))
         .route("/api/v1/issues/{id}/photos/{hash}", get(photo))
         .route("/api/v1/outbox", get(outbox::list))
@@ -370,43 +376,6 @@ async fn issue(
     let timeline = store.timeline(&id).await.map_err(EngineError::from)?;
     Ok(Json(
         json!({"id": id, "issue": stored.issue, "state": stored.state, "version": stored.version, "timeline": timeline}),
-    ))
-}
-
-async fn act(
-    State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let body = body.map_err(body_error)?;
-    let actor = authenticate(&s, &headers).await?;
-    let event: Event = parse(&body)?;
-    if let Event::MeetingOutcome { meeting, .. } = &event {
-        return Err(ApiError {
-            field: Some("event".into()),
-            ..ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid",
-                format!(
-                    "a meeting's outcome is recorded on the meeting (POST /api/v1/meetings/ID/outcome), for every issue on its agenda; `{meeting}` is not recorded issue by issue"
-                ),
-            )
-        });
-    }
-    if event.is_system() {
-        return Err(ApiError {
-            field: Some("event".into()),
-            ..ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid",
-                format!("`{}` is the daemon's own event", event.name()),
-            )
-        });
-    }
-    let (stored, decision) = s.engine.act(&id, event, &actor).await?;
-    Ok(Json(
-        json!({"id": id, "state": stored.state, "version": stored.version, "trace": decision.trace}),
     ))
 }
 
@@ -715,55 +684,7 @@ async fn read_form(
                     ));
                 }
                 let n = photos.len() + 1;
-                if n > limits.max_photos {
-                    return Err(field_error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "too_many_photos",
-                        "photo",
-                        format!(
-                            "at most {} photos may come with an issue",
-                            limits.max_photos
-                        ),
-                    ));
-                }
-                let what = match field.file_name() {
-                    Some(f) => format!("photo {n} (`{f}`)"),
-                    None => format!("photo {n}"),
-                };
-                let declared = field.content_type().map(str::to_string);
-                let bytes = read_field(&mut field, limits.max_photo_bytes)
-                    .await?
-                    .ok_or_else(|| {
-                        field_error(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "photo_too_large",
-                            "photo",
-                            format!("{what} is larger than {} bytes", limits.max_photo_bytes),
-                        )
-                    })?;
-                let declared_as = declared
-                    .as_deref()
-                    .map(|d| format!("declared {d}"))
-                    .unwrap_or_else(|| "sent without a type".into());
-                let unsupported = |message: String| {
-                    field_error(
-                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                        "unsupported_photo",
-                        "photo",
-                        message,
-                    )
-                };
-                let Some(detected) = crate::photos::detect(&bytes) else {
-                    return Err(unsupported(format!(
-                        "{what} is {declared_as} but its bytes are {}: send a JPEG, PNG, WebP or HEIF image",
-                        crate::photos::describe(&bytes)
-                    )));
-                };
-                if !crate::photos::declared_agrees(declared.as_deref(), detected) {
-                    return Err(unsupported(format!(
-                        "{what} is {declared_as} but its bytes are {detected}: the part's Content-Type must match the image"
-                    )));
-                }
+                let bytes = read_photo(&mut field, n, limits, "an issue").await?;
                 hasher.update((bytes.len() as u64).to_be_bytes());
                 hasher.update(&bytes);
                 photos.push(bytes);
@@ -798,6 +719,63 @@ async fn read_form(
         photos,
         hash: format!("{:x}", hasher.finalize()),
     })
+}
+
+/// Photo `n` of a multipart request, read as it arrives and refused as soon as it is one too
+/// many, too large, or not an image of a supported type matching its declared one.
+async fn read_photo(
+    field: &mut axum::extract::multipart::Field<'_>,
+    n: usize,
+    limits: PhotoLimits,
+    with: &str,
+) -> Result<Vec<u8>, ApiError> {
+    if n > limits.max_photos {
+        return Err(field_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_photos",
+            "photo",
+            format!("at most {} photos may come with {with}", limits.max_photos),
+        ));
+    }
+    let what = match field.file_name() {
+        Some(f) => format!("photo {n} (`{f}`)"),
+        None => format!("photo {n}"),
+    };
+    let declared = field.content_type().map(str::to_string);
+    let bytes = read_field(field, limits.max_photo_bytes)
+        .await?
+        .ok_or_else(|| {
+            field_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "photo_too_large",
+                "photo",
+                format!("{what} is larger than {} bytes", limits.max_photo_bytes),
+            )
+        })?;
+    let declared_as = declared
+        .as_deref()
+        .map(|d| format!("declared {d}"))
+        .unwrap_or_else(|| "sent without a type".into());
+    let unsupported = |message: String| {
+        field_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_photo",
+            "photo",
+            message,
+        )
+    };
+    let Some(detected) = crate::photos::detect(&bytes) else {
+        return Err(unsupported(format!(
+            "{what} is {declared_as} but its bytes are {}: send a JPEG, PNG, WebP or HEIF image",
+            crate::photos::describe(&bytes)
+        )));
+    };
+    if !crate::photos::declared_agrees(declared.as_deref(), detected) {
+        return Err(unsupported(format!(
+            "{what} is {declared_as} but its bytes are {detected}: the part's Content-Type must match the image"
+        )));
+    }
+    Ok(bytes)
 }
 
 /// A part's bytes, or `None` once they pass `limit` (the rest is not read).
@@ -866,7 +844,7 @@ async fn photo(
 ) -> Result<Response, ApiError> {
     let actor = authenticate(&s, &headers).await?;
     let stored = s.engine.issue_for(&actor, &id).await?;
-    if !stored.issue.photos.contains(&hash) {
+    if !stored.issue.photos.contains(&hash) && !stored.state.after_photos.contains(&hash) {
         return Err(not_found(format!("photo {hash} on issue {id}")));
     }
     let store = s.photos.clone();

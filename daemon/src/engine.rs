@@ -589,6 +589,44 @@ impl Engine {
         by: By<'_>,
         agenda: Option<i64>,
     ) -> Result<(StoredIssue, Decision)> {
+        self.act_with_photos(id, event, by, agenda, None).await
+    }
+
+    /// Resolves an issue with photos of the fixed site sent with the request: their names go
+    /// into the `resolved` event, and their bytes are written only once the rules have taken
+    /// it, before it is committed (content-addressed: a commit that then fails leaves a file
+    /// nothing names, never an event naming a missing file).
+    pub async fn resolve_with_photos(
+        &self,
+        id: &str,
+        note: String,
+        by: &Actor,
+        store: &PhotoStore,
+        photos: Vec<Vec<u8>>,
+    ) -> Result<(StoredIssue, Decision)> {
+        let mut names: Vec<String> = Vec::with_capacity(photos.len());
+        for bytes in &photos {
+            let name = crate::photos::name_of(bytes);
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        let event = Event::Resolved {
+            note,
+            photos: names,
+        };
+        self.act_with_photos(id, event, By::Caller(by), None, Some((store, photos)))
+            .await
+    }
+
+    async fn act_with_photos(
+        &self,
+        id: &str,
+        event: Event,
+        by: By<'_>,
+        agenda: Option<i64>,
+        mut photos: Option<(&PhotoStore, Vec<Vec<u8>>)>,
+    ) -> Result<(StoredIssue, Decision)> {
         let rules = self.rules();
         let stripe = id
             .bytes()
@@ -626,6 +664,9 @@ impl Engine {
                 now,
             )
             .await?;
+            if let Some((store, bytes)) = photos.take() {
+                store_photos(store, bytes).await?;
+            }
             match self
                 .store
                 .apply(&stored, &event, &decision, now, &actor, agenda)

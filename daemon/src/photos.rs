@@ -13,6 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+/// A photo's name: the SHA-256 of its bytes, lowercase hex.
+pub fn name_of(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
 /// How many photos an issue may carry and how large each may be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PhotoLimits {
@@ -131,7 +136,7 @@ impl PhotoStore {
         let content_type = detect(bytes).ok_or_else(|| PhotoError::Unsupported {
             found: describe(bytes),
         })?;
-        let hash = format!("{:x}", Sha256::digest(bytes));
+        let hash = name_of(bytes);
         let photo = Photo {
             hash,
             content_type,

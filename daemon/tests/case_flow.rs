@@ -367,3 +367,118 @@ async fn every_timeline_entry_says_what_its_decision_did() {
         assert_eq!(e["rules_version"], timeline[0]["rules_version"]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolution_carries_photos_of_the_fixed_site_where_the_policy_asks_for_them() {
+    use reqwest::multipart::{Form, Part};
+    let api = Api::start(CITY, "2026-03-03T10:00:00+08:00").await;
+    let id = submit(
+        &api,
+        json!({"category": "road_damage", "unit": "g-0001", "description": "人行道地砖破损", "reporter": "p-g-0001"}),
+    )
+    .await;
+    let transport = api.client("department", Some("transport")).await;
+    api.act(&transport, &id, json!({"event": "acknowledged"}))
+        .await;
+    let photos_dir = api.dir.path().join("photos");
+    let files = || walk(&photos_dir);
+    fn walk(d: &std::path::Path) -> usize {
+        std::fs::read_dir(d)
+            .map(|r| {
+                r.map(|e| {
+                    let p = e.unwrap().path();
+                    if p.is_dir() { walk(&p) } else { 1 }
+                })
+                .sum()
+            })
+            .unwrap_or(0)
+    }
+    let resolve = |parts: Vec<(&'static str, Part)>| {
+        let mut form = Form::new();
+        for (name, part) in parts {
+            form = form.part(name, part);
+        }
+        transport
+            .post(format!("{}/api/v1/issues/{id}/events", api.base))
+            .multipart(form)
+            .send()
+    };
+    let event = || Part::text(json!({"event": "resolved", "note": "已修复"}).to_string());
+    let png = || {
+        Part::bytes(support::PNG.to_vec())
+            .mime_str("image/png")
+            .unwrap()
+    };
+
+    // The category needs a photo: a resolution without one is refused.
+    let (status, b) = api
+        .act(
+            &transport,
+            &id,
+            json!({"event": "resolved", "note": "已修复"}),
+        )
+        .await;
+    assert_eq!(
+        (status, b["error"]["field"].as_str()),
+        (422, Some("photos")),
+        "{b}"
+    );
+    // Not an image: refused, nothing written.
+    let r = resolve(vec![
+        ("event", event()),
+        (
+            "photo",
+            Part::bytes(b"<html>".to_vec())
+                .mime_str("image/png")
+                .unwrap(),
+        ),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 415);
+    // Another event than a resolution does not carry photos.
+    let r = resolve(vec![
+        (
+            "event",
+            Part::text(json!({"event": "progress", "note": "x"}).to_string()),
+        ),
+        ("photo", png()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 422);
+    // Refused by the rules (a leader may not resolve): the photo is not written.
+    let street = api.client("leader", Some("s-huayuanlu")).await;
+    let r = street
+        .post(format!("{}/api/v1/issues/{id}/events", api.base))
+        .multipart(Form::new().part("event", event()).part("photo", png()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(files(), 0);
+    assert_eq!(issue(&api, &id).await["state"]["state"], "acknowledged");
+
+    let r = resolve(vec![("event", event()), ("photo", png())])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(files(), 1);
+    let body = issue(&api, &id).await;
+    assert_eq!(body["state"]["state"], "resolved");
+    let name = body["state"]["after_photos"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let last = body["timeline"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["payload"]["photos"], json!([name]));
+    // Served to whoever may see the issue, as any photo of it.
+    let reporter = api.client("reporter", Some("g-0001")).await;
+    let r = reporter
+        .get(format!("{}/api/v1/issues/{id}/photos/{name}", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &support::PNG[..]);
+}

@@ -172,6 +172,45 @@ impl<'a> ApiReplay<'a> {
         &self.issue.as_ref().expect("reported first").0
     }
 
+    /// A multipart resolution with `n` photos (a PNG and variants of it).
+    fn resolve_with_photo(
+        &self,
+        client: &reqwest::Client,
+        id: &str,
+        note: &str,
+        n: usize,
+    ) -> Result<(), String> {
+        self.rt.block_on(async {
+            let mut form = reqwest::multipart::Form::new().text(
+                "event",
+                json!({"event": "resolved", "note": note}).to_string(),
+            );
+            for _ in 0..n {
+                form = form.part(
+                    "photo",
+                    reqwest::multipart::Part::bytes(support::PNG.to_vec())
+                        .mime_str("image/png")
+                        .unwrap(),
+                );
+            }
+            let r = client
+                .post(format!("{}/api/v1/issues/{id}/events", self.base))
+                .multipart(form)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            if status.is_success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "POST (multipart) /api/v1/issues/{id}/events: {status} {}",
+                    r.text().await.unwrap_or_default()
+                ))
+            }
+        })
+    }
+
     /// The top unit: leaders there may reassign anything and record any meeting.
     fn top(&self) -> String {
         let org = &self.rules.org;
@@ -275,6 +314,12 @@ impl Replay for ApiReplay<'_> {
             | Event::ClosedAtGrid { .. } => self.reporter(&self.issue.as_ref().unwrap().1),
             _ => self.leader(&self.top()),
         };
+        if let Event::Resolved { note, photos } = &event
+            && !photos.is_empty()
+        {
+            // A case names its after-photos by hash; the API run sends a photo with them.
+            return self.resolve_with_photo(&client, &id, note, photos.len());
+        }
         self.post(
             &client,
             &format!("/api/v1/issues/{id}/events"),

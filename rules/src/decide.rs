@@ -1448,6 +1448,11 @@ impl<'a> Cx<'a> {
                 photos.len()
             )
         });
+        for p in photos {
+            if !self.next.after_photos.contains(p) {
+                self.next.after_photos.push(p.clone());
+            }
+        }
         self.resolved_now();
         Ok(())
     }

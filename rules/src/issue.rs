@@ -283,6 +283,9 @@ pub struct IssueState {
     /// The departments' verdicts on the report.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub report_ratings: Vec<ReportRating>,
+    /// Photos of the fixed site that resolutions carried (处置后照片), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after_photos: Vec<String>,
 }
 
 /// When each kind of deadline was missed, if it was and the issue has not caught up since.
@@ -539,7 +542,7 @@ impl Event {
             | Event::ReminderDue { .. }
             | Event::RequestLapsed { .. }
             | Event::VerificationLapsed => true,
-            Event::Reassigned { .. } => state.is_held(),
+            Event::Reassigned { .. } => state.is_open(),
             Event::MeetingOutcome { .. } => state.is_open(),
             Event::Evaluated { .. } => matches!(state, Resolved | Closed | ClosedAtGrid),
             Event::Commented { .. } => true,

@@ -242,8 +242,11 @@ impl Cx<'_> {
                 }
                 RequestKind::Suspension => {
                     let cal = self.deadline_calendar();
+                    // Counted from the whole second, as deadlines fall on whole seconds: no
+                    // fraction of a second is lost to rounding.
+                    let from = chrono::SubsecRound::trunc_subsecs(self.now, 0);
                     let left = |at: Option<chrono::DateTime<chrono::Utc>>| {
-                        at.map(|t| cal.working_seconds_between(self.now, t))
+                        at.map(|t| cal.working_seconds_between(from, t))
                     };
                     self.next.suspension = Some(Suspension {
                         since: self.now,

@@ -1,0 +1,171 @@
+//! `POST /api/v1/issues/{id}/events`: a person's action on an issue, as JSON; or a resolution
+//! with photos of the fixed site, as `multipart/form-data` with an `event` part (the `resolved`
+//! event as JSON) and `photo` parts, checked as a report's photos are.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
+use axum::http::StatusCode;
+use axum::routing::{MethodRouter, post};
+use escalade_rules::Event;
+use serde_json::{Value, json};
+
+use super::{
+    ApiError, AppState, authenticate, body_error, check_listed_photos, field_error, is_multipart,
+    limit_body, multipart_error, parse, read_field, read_photo,
+};
+
+/// The route, with a body limit large enough for a resolution and its photos; the JSON, alone or
+/// as the `event` part, is still held to `max_body_bytes`.
+pub(super) fn events_route(state: &AppState, max_body_bytes: usize) -> MethodRouter<Arc<AppState>> {
+    let l = state.photo_limits;
+    let whole = max_body_bytes
+        .saturating_add(l.max_photos.saturating_mul(l.max_photo_bytes))
+        .saturating_add(64 << 10);
+    post(
+        move |s: State<Arc<AppState>>, id: Path<String>, request: Request| {
+            act(s, id, max_body_bytes, request)
+        },
+    )
+    .layer(DefaultBodyLimit::max(whole))
+}
+
+async fn act(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    max_body_bytes: usize,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    let headers = request.headers().clone();
+    let actor = authenticate(&s, &headers).await?;
+    let (stored, decision) = if is_multipart(&headers) {
+        let (note, photos) = read_resolution(&s, request, max_body_bytes).await?;
+        s.engine
+            .resolve_with_photos(&id, note, &actor, &s.photos, photos)
+            .await?
+    } else {
+        let body = Bytes::from_request(limit_body(request, max_body_bytes), &())
+            .await
+            .map_err(body_error)?;
+        let event: Event = parse(&body)?;
+        refuse_unposted(&event)?;
+        if let Event::Resolved { photos, .. } = &event {
+            check_listed_photos(&s, photos).await?;
+        }
+        s.engine.act(&id, event, &actor).await?
+    };
+    Ok(Json(
+        json!({"id": id, "state": stored.state, "version": stored.version, "trace": decision.trace, "effects": decision.effects}),
+    ))
+}
+
+/// Events nobody posts here: a meeting's outcome (recorded on the meeting) and the daemon's own.
+fn refuse_unposted(event: &Event) -> Result<(), ApiError> {
+    let message = match event {
+        Event::MeetingOutcome { meeting, .. } => format!(
+            "a meeting's outcome is recorded on the meeting (POST /api/v1/meetings/ID/outcome), for every issue on its agenda; `{meeting}` is not recorded issue by issue"
+        ),
+        e if e.is_system() => format!("`{}` is the daemon's own event", e.name()),
+        _ => return Ok(()),
+    };
+    Err(field_error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid",
+        "event",
+        message,
+    ))
+}
+
+/// The `event` part (a `resolved` event) and the `photo` parts of a multipart resolution.
+async fn read_resolution(
+    s: &AppState,
+    request: Request,
+    max_body_bytes: usize,
+) -> Result<(String, Vec<Vec<u8>>), ApiError> {
+    let mut multipart = Multipart::from_request(request, &())
+        .await
+        .map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
+    let mut note: Option<String> = None;
+    let mut photos: Vec<Vec<u8>> = Vec::new();
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        let name = field.name().unwrap_or_default().to_string();
+        match name.as_str() {
+            "event" => {
+                if note.is_some() {
+                    return Err(field_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid",
+                        "event",
+                        "more than one `event` part",
+                    ));
+                }
+                let bytes = read_field(&mut field, max_body_bytes)
+                    .await?
+                    .ok_or_else(|| {
+                        field_error(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "body_too_large",
+                            "event",
+                            format!("the `event` part is larger than {max_body_bytes} bytes"),
+                        )
+                    })?;
+                match parse::<Event>(&bytes)? {
+                    Event::Resolved {
+                        note: n,
+                        photos: listed,
+                    } if listed.is_empty() => note = Some(n),
+                    Event::Resolved { .. } => {
+                        return Err(field_error(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "invalid",
+                            "photos",
+                            "a multipart resolution sends its photos as `photo` parts, not in `photos`",
+                        ));
+                    }
+                    other => {
+                        return Err(field_error(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "invalid",
+                            "event",
+                            format!(
+                                "only a resolution carries photos; `{}` is sent as JSON",
+                                other.name()
+                            ),
+                        ));
+                    }
+                }
+            }
+            "photo" => {
+                if note.is_none() {
+                    return Err(field_error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid",
+                        "event",
+                        "the `event` part must come first, before any `photo` part",
+                    ));
+                }
+                let n = photos.len() + 1;
+                photos.push(read_photo(&mut field, n, s.photo_limits, "a resolution").await?);
+            }
+            other => {
+                return Err(field_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    if other.is_empty() { "event" } else { other },
+                    format!("unknown part `{other}`: send one `event` part and any `photo` parts"),
+                ));
+            }
+        }
+    }
+    let note = note.ok_or_else(|| {
+        field_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "event",
+            "the `event` part (the resolution as JSON) is missing",
+        )
+    })?;
+    Ok((note, photos))
+}
