@@ -29,6 +29,7 @@ use events::events_route;
 mod meetings;
 mod outbox;
 mod rules;
+mod scorecards;
 
 /// What the handlers share.
 pub struct AppState {
@@ -233,6 +234,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         )
         .route("/api/v1/issues/{id}/explain", get(rules::explain))
         .route("/api/v1/issues/{id}/photos/{hash}", get(photo))
+        .route("/api/v1/scorecards", get(scorecards::get))
         .route("/api/v1/outbox", get(outbox::list))
         .route("/api/v1/outbox/{id}/retry", post(outbox::retry))
         .route("/api/v1/rules", get(rules::status))

@@ -19,7 +19,9 @@ use escalade_rules::{Channel, Job, RuleSet};
 use tokio::sync::watch;
 
 use crate::engine::Engine;
-use crate::store::{OverdueRow, ReportMessage, Result, ScoreRow};
+use escalade_rules::scoring::DepartmentFigures;
+
+use crate::store::{OverdueRow, ReportMessage, Result};
 
 /// A job run that happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -221,7 +223,7 @@ fn overdue_digest(
 fn scorecard(
     rules: &RuleSet,
     job: &Job,
-    rows: &[ScoreRow],
+    rows: &[DepartmentFigures],
     from: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Vec<ReportMessage> {
@@ -243,6 +245,7 @@ fn scorecard(
             rated: r.rated,
             average_rating: (r.rated > 0)
                 .then(|| (r.rating_sum as f64 / r.rated as f64 * 10.0).round() / 10.0),
+            score: (!rules.scoring.departments.is_empty()).then(|| rules.scoring.department(&r)),
         }
     };
     let period = Period {

@@ -16,5 +16,6 @@ pub mod openapi;
 pub mod photos;
 pub mod reload;
 pub mod replay;
+pub mod scorecards;
 pub mod shadow;
 pub mod store;

@@ -482,3 +482,176 @@ async fn a_resolution_carries_photos_of_the_fixed_site_where_the_policy_asks_for
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().as_ref(), &support::PNG[..]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scorecards_score_departments_and_grids_on_the_policys_points() {
+    let api = Api::start(CITY, "2026-03-03T10:00:00+08:00").await;
+    let urban = api.client("department", Some("urban")).await;
+    let triage = api.client("department", Some("triage")).await;
+    let grid1 = api.client("reporter", Some("g-0001")).await;
+    let at = |t: &str| api.clock.set(support::at(t));
+    // A: acknowledged and resolved in time, the report rated valid, confirmed on site, rated 4.
+    let a = submit(&api, garbage("g-0001", "p-g-0001")).await;
+    // B: acknowledged late.
+    let b = submit(&api, garbage("g-0002", "p-g-0002")).await;
+    // C: returned by urban, and sent back to it: the return was wrong.
+    let c = submit(&api, garbage("g-0001", "p-g-0001")).await;
+    // D: a report urban rates invalid.
+    let d = submit(&api, garbage("g-0002", "p-g-0002")).await;
+    at("2026-03-03T10:30:00+08:00");
+    for (who, id, event) in [
+        (&urban, &a, json!({"event": "acknowledged"})),
+        (
+            &urban,
+            &a,
+            json!({"event": "report_rated", "verdict": "valid"}),
+        ),
+        (&urban, &a, json!({"event": "resolved", "note": "已清运"})),
+        (&grid1, &a, json!({"event": "confirmed"})),
+        (&grid1, &a, json!({"event": "evaluated", "rating": 4})),
+        (
+            &urban,
+            &c,
+            json!({"event": "returned", "reason": "不归我们"}),
+        ),
+        (
+            &triage,
+            &c,
+            json!({"event": "reassigned", "department": "urban"}),
+        ),
+        (
+            &urban,
+            &d,
+            json!({"event": "report_rated", "verdict": "invalid"}),
+        ),
+    ] {
+        let (status, body) = api.act(who, id, event.clone()).await;
+        assert_eq!(status, 200, "{event} on {id}: {body}");
+    }
+    api.advance("2026-03-03T16:00:00+08:00").await; // B's acknowledge deadline (15:30) passes
+    let (status, body) = api.act(&urban, &b, json!({"event": "acknowledged"})).await;
+    assert_eq!(status, 200, "{body}");
+
+    let admin = api.client("admin", None).await;
+    let week = "from=2026-03-02T00:00:00%2B08:00&to=2026-03-09T00:00:00%2B08:00";
+    let (status, cards) = api.get(&admin, &format!("/api/v1/scorecards?{week}")).await;
+    assert_eq!(status, 200, "{cards}");
+    let card = |kind: &str, id: &str| -> Value {
+        cards[kind]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| {
+                c[if kind == "units" {
+                    "unit"
+                } else {
+                    "department"
+                }] == id
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("no {kind} card {id}: {cards}"))
+    };
+    let u = card("departments", "urban");
+    assert_eq!(
+        (
+            u["acknowledged"].as_u64(),
+            u["acknowledged_on_time"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{u}"
+    );
+    assert_eq!(
+        (u["resolved"].as_u64(), u["resolved_on_time"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(
+        (
+            u["returns_accepted"].as_u64(),
+            u["returns_rejected"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
+    // 60 × 1 (resolved on time) + 10 × 0.5 (acknowledged on time) + 5 × 1 (no rework)
+    // + 5 × 0 (return accuracy) + 10 × 0.8 (satisfaction); nothing was supervised: left out.
+    assert_eq!(u["score"]["points"], 78.0, "{u}");
+    assert_eq!(u["score"]["out_of"], 90.0, "{u}");
+    let supervised = u["score"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["figure"] == "supervised_resolved")
+        .unwrap()
+        .clone();
+    assert_eq!(supervised["points"], Value::Null);
+    // The grids: g-0001's report valid and its check on time; g-0002's report invalid.
+    let g1 = card("units", "g-0001");
+    assert_eq!(
+        (
+            g1["score"]["points"].as_f64(),
+            g1["score"]["out_of"].as_f64()
+        ),
+        (Some(100.0), Some(100.0)),
+        "{g1}"
+    );
+    let g2 = card("units", "g-0002");
+    assert_eq!(
+        (
+            g2["score"]["points"].as_f64(),
+            g2["score"]["out_of"].as_f64()
+        ),
+        (Some(0.0), Some(60.0)),
+        "{g2}"
+    );
+    assert_eq!(g2["tier"], "grid");
+
+    // Who sees what.
+    let (status, own) = api.get(&urban, "/api/v1/scorecards").await;
+    assert_eq!(status, 200, "{own}");
+    assert_eq!(own["departments"].as_array().unwrap().len(), 1);
+    assert_eq!(own["units"], json!([]));
+    for (c, path) in [
+        (&urban, "/api/v1/scorecards?department=water"),
+        (&urban, "/api/v1/scorecards?unit=g-0001"),
+        (&grid1, "/api/v1/scorecards"),
+    ] {
+        let (status, b) = api.get(c, path).await;
+        assert_eq!(status, 403, "{path}: {b}");
+    }
+    let street = api.client("leader", Some("s-huayuanlu")).await;
+    let (status, mine) = api
+        .get(&street, &format!("/api/v1/scorecards?{week}"))
+        .await;
+    assert_eq!(status, 200, "{mine}");
+    assert!(mine["departments"].as_array().unwrap().len() > 1);
+    assert_eq!(mine["units"].as_array().unwrap().len(), 2);
+    let (status, _) = api.get(&street, "/api/v1/scorecards?unit=d-erqi").await;
+    assert_eq!(status, 403);
+    // Bad queries name the field and change nothing.
+    for (path, field) in [
+        ("/api/v1/scorecards?period=year", "period"),
+        ("/api/v1/scorecards?from=2026-03-02T00:00:00Z", "to"),
+        (
+            "/api/v1/scorecards?period=week&from=2026-03-02T00:00:00Z",
+            "period",
+        ),
+        (
+            "/api/v1/scorecards?from=2026-03-09T00:00:00Z&to=2026-03-02T00:00:00Z",
+            "to",
+        ),
+        (
+            "/api/v1/scorecards?from=2024-01-01T00:00:00Z&to=2026-03-02T00:00:00Z",
+            "from",
+        ),
+        ("/api/v1/scorecards?department=parks", "department"),
+        ("/api/v1/scorecards?unit=g-9999", "unit"),
+        ("/api/v1/scorecards?department=urban&unit=g-0001", "unit"),
+        ("/api/v1/scorecards?colour=red", "query"),
+    ] {
+        let (status, b) = api.get(&admin, path).await;
+        assert_eq!(
+            (status, b["error"]["field"].as_str()),
+            (400, Some(field)),
+            "{path}: {b}"
+        );
+    }
+}

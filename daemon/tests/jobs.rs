@@ -184,6 +184,32 @@ async fn reports_run_at_their_local_times_once_across_restarts() {
         assert_eq!(urban["reopened"], 0);
         assert_eq!(urban["rated"], 1);
         assert_eq!(urban["average_rating"], 4.0);
+        // The points of the example's scoring: resolved on time 60 × 1, acknowledged on time
+        // 10 × 1 (of one acknowledgement), no rework 5 × 1, satisfaction 10 × 0.8; no return
+        // and no supervision to count: left out.
+        assert_eq!(urban["score"]["points"], 83.0, "{urban}");
+        assert_eq!(urban["score"]["out_of"], 85.0, "{urban}");
+        // The same figures as the API serves for the same period.
+        let api = escalade::scorecards::scorecards(
+            e.store(),
+            &rules,
+            at("2026-03-02T09:00:00+08:00"),
+            at("2026-03-09T09:00:00+08:00"),
+            &escalade::scorecards::Which::default(),
+            "zh-CN",
+        )
+        .await
+        .unwrap();
+        let card = api
+            .departments
+            .iter()
+            .find(|d| d.figures.department == "urban")
+            .unwrap();
+        assert_eq!(
+            serde_json::to_value(&card.score).unwrap(),
+            urban["score"],
+            "the API and the weekly scorecard score alike"
+        );
         assert_eq!(urban_li.2["period"]["from"], "2026-03-02 09:00");
         // Every report message names a template the rules can render for its recipient.
         for (person, template, vars) in &sent {

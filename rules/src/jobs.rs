@@ -347,6 +347,9 @@ pub struct ScorecardRow {
     pub rated: u64,
     /// `None` (the template sees `none`) when nothing was rated.
     pub average_rating: Option<f64>,
+    /// The points the rules' `scoring:` gives the figures; `None` when it scores no department
+    /// figure.
+    pub score: Option<crate::scoring::Score>,
 }
 
 /// `overdue_by` as the templates show it: whole days, hours and minutes, the two largest.

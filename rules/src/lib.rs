@@ -19,6 +19,7 @@ pub mod model;
 pub mod notify;
 pub mod replay;
 pub mod ruletest;
+pub mod scoring;
 pub mod script;
 pub mod spec;
 pub mod template;

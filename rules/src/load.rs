@@ -4,6 +4,7 @@
 //! allow, and `RuleSet::load` returns either a complete rule set or all its diagnostics.
 
 mod case_flow;
+mod scoring;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Component, Path};
@@ -156,6 +157,7 @@ struct Sections {
     notifications: Option<Section<spec::Notifications>>,
     jobs: Option<Section<Vec<spec::Job>>>,
     case_flow: Option<Section<spec::CaseFlow>>,
+    scoring: Option<Section<spec::Scoring>>,
 }
 
 /// A reference to check: which file and path it was written at.
@@ -198,6 +200,7 @@ impl<'a> Loader<'a> {
         let notifications = self.notifications(&sections, &policy);
         let jobs = self.jobs(&sections, &policy);
         let case_flow = self.case_flow(&sections, &policy);
+        let scoring = self.scoring(&sections, &policy);
         let index = policy.index;
         for kind in KINDS {
             if !templates.contains(kind) {
@@ -234,6 +237,7 @@ impl<'a> Loader<'a> {
             notifications,
             jobs,
             case_flow,
+            scoring,
             index,
         })
     }
@@ -372,7 +376,8 @@ impl<'a> Loader<'a> {
                 templates,
                 notifications,
                 jobs,
-                case_flow
+                case_flow,
+                scoring
             );
         }
         Some(sections)

@@ -304,6 +304,7 @@ pub struct RuleSet {
     /// Scheduled reports, in the order written.
     pub jobs: Vec<Job>,
     pub case_flow: CaseFlow,
+    pub scoring: crate::scoring::Scoring,
     pub(crate) index: Index,
 }
 

@@ -30,6 +30,7 @@ pub struct Document {
     pub notifications: Option<Notifications>,
     pub jobs: Option<Vec<Job>>,
     pub case_flow: Option<CaseFlow>,
+    pub scoring: Option<Scoring>,
 }
 
 /// The section names, in the order `Document` declares them, for "defined twice" checks.
@@ -51,6 +52,7 @@ pub const SECTIONS: &[&str] = &[
     "notifications",
     "jobs",
     "case_flow",
+    "scoring",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -563,4 +565,28 @@ pub enum VerificationLapse {
     /// The reporter's own leader is told and the reporter has the time again; a second lapse
     /// closes it as unverified.
     Escalate,
+}
+
+/// The points a scorecard gives each figure (`scoring:`; see `crate::scoring`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scoring {
+    #[serde(default)]
+    pub departments: Vec<FigurePoints>,
+    pub units: Option<UnitScoring>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FigurePoints {
+    pub figure: String,
+    pub points: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnitScoring {
+    /// The tier whose units are scored; the lowest (the grids) if left out.
+    pub tier: Option<String>,
+    pub figures: Vec<FigurePoints>,
 }

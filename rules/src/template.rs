@@ -126,6 +126,16 @@ fn sample(id: &str) -> Option<serde_json::Value> {
                 reopened: 1,
                 rated: 4,
                 average_rating: Some(4.5),
+                score: Some(crate::scoring::Score {
+                    points: 63.0,
+                    out_of: 80.0,
+                    items: vec![crate::scoring::Item {
+                        figure: "resolved_on_time",
+                        rate: Some(0.75),
+                        weight: 60.0,
+                        points: Some(45.0),
+                    }],
+                }),
             };
             serde_json::to_value(ScorecardVars {
                 recipient: who,
@@ -138,6 +148,7 @@ fn sample(id: &str) -> Option<serde_json::Value> {
                     ScorecardRow {
                         rated: 0,
                         average_rating: None,
+                        score: None,
                         ..row
                     },
                 ],

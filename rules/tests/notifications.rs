@@ -125,6 +125,7 @@ fn reports_render_from_typed_or_json_variables() {
             reopened: 0,
             rated: 0,
             average_rating: None,
+            score: None,
         }],
         ..ScorecardVars::default()
     };

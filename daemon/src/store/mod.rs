@@ -196,18 +196,6 @@ pub struct OverdueRow {
     pub resolve_by: Option<DateTime<Utc>>,
 }
 
-/// One department's figures over a scorecard's period.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ScoreRow {
-    pub department: String,
-    pub assigned: u64,
-    pub acknowledged_on_time: u64,
-    pub resolved_on_time: u64,
-    pub reopened: u64,
-    pub rated: u64,
-    pub rating_sum: u64,
-}
-
 /// A report message to queue: to one person on one channel, a report template and its
 /// variables.
 #[derive(Clone, Debug)]
@@ -432,8 +420,21 @@ impl Store {
     }
 
     /// Each department's figures over `[from, to)`.
-    pub async fn scorecard(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<ScoreRow>> {
+    pub async fn scorecard(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<escalade_rules::scoring::DepartmentFigures>> {
         on!(self, s => s.scorecard(from, to).await)
+    }
+
+    /// Each unit's counts over `[from, to)`, by the unit an issue was reported in.
+    pub async fn unit_figures(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<escalade_rules::scoring::UnitFigures>> {
+        on!(self, s => s.unit_figures(from, to).await)
     }
 
     /// When the daemon first saw a job (now, if it is new).

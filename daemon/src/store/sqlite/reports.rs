@@ -4,7 +4,9 @@
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::super::{OverdueRow, ReportMessage, Result, ScoreRow};
+use escalade_rules::scoring::{DepartmentFigures, UnitFigures};
+
+use super::super::{OverdueRow, ReportMessage, Result};
 use super::{SqliteStore, instant, json, millis};
 
 impl SqliteStore {
@@ -37,14 +39,18 @@ impl SqliteStore {
     /// Each department's figures over `[from, to)`: issues assigned to it (reported or
     /// reassigned to it), acknowledged and resolved before their deadline passed, rejections by
     /// the reporter, and ratings.
-    pub async fn scorecard(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<ScoreRow>> {
+    pub async fn scorecard(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<DepartmentFigures>> {
         let (from, to) = (millis(from), millis(to));
-        let mut rows: std::collections::BTreeMap<String, ScoreRow> = Default::default();
+        let mut rows: std::collections::BTreeMap<String, DepartmentFigures> = Default::default();
         fn row(
-            rows: &mut std::collections::BTreeMap<String, ScoreRow>,
+            rows: &mut std::collections::BTreeMap<String, DepartmentFigures>,
             d: String,
-        ) -> &mut ScoreRow {
-            rows.entry(d.clone()).or_insert_with(|| ScoreRow {
+        ) -> &mut DepartmentFigures {
+            rows.entry(d.clone()).or_insert_with(|| DepartmentFigures {
                 department: d,
                 ..Default::default()
             })
@@ -77,7 +83,9 @@ impl SqliteStore {
                                                   AND r.kind = 'rejected'), 0)
                           AND p.kind = 'deadline_passed'
                           AND json_extract(p.payload, '$.deadline') = 'resolve')),
-                    SUM(e.kind = 'rejected')
+                    SUM(e.kind = 'rejected'),
+                    SUM(e.kind = 'acknowledged'),
+                    SUM(e.kind = 'resolved')
              FROM events e
              WHERE e.at >= ? AND e.at < ? AND e.kind IN ('acknowledged', 'resolved', 'rejected')
              GROUP BY d",
@@ -94,6 +102,49 @@ impl SqliteStore {
             x.acknowledged_on_time = r.get::<i64, _>(1) as u64;
             x.resolved_on_time = r.get::<i64, _>(2) as u64;
             x.reopened = r.get::<i64, _>(3) as u64;
+            x.acknowledged = r.get::<i64, _>(4) as u64;
+            x.resolved = r.get::<i64, _>(5) as u64;
+        }
+        // Returns decided in the period: the dispatcher's next assignment says whether the
+        // department that returned the issue was right.
+        let returns = sqlx::query(
+            "SELECT json_extract(decision, '$.effects.return_decided.department') AS d,
+                    SUM(json_extract(decision, '$.effects.return_decided.accepted') = 1),
+                    SUM(json_extract(decision, '$.effects.return_decided.accepted') = 0)
+             FROM events
+             WHERE at >= ? AND at < ? AND kind = 'reassigned' AND d IS NOT NULL
+             GROUP BY d",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.reader)
+        .await?;
+        for r in returns {
+            let x = row(&mut rows, r.get(0));
+            x.returns_accepted = r.get::<i64, _>(1) as u64;
+            x.returns_rejected = r.get::<i64, _>(2) as u64;
+        }
+        // Issues a supervision notice named a department on in the period, and how many of
+        // them are resolved or closed now.
+        let supervised = sqlx::query(
+            "SELECT d.value, COUNT(DISTINCT e.issue_id),
+                    COUNT(DISTINCT CASE WHEN i.status IN ('resolved', 'closed', 'closed_at_grid')
+                                        THEN e.issue_id END)
+             FROM events e
+             JOIN issues i ON i.id = e.issue_id,
+                  json_each(e.decision, '$.supervision') AS s,
+                  json_each(s.value, '$.departments') AS d
+             WHERE e.at >= ? AND e.at < ?
+             GROUP BY d.value",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.reader)
+        .await?;
+        for r in supervised {
+            let x = row(&mut rows, r.get(0));
+            x.supervised = r.get::<i64, _>(1) as u64;
+            x.supervised_resolved = r.get::<i64, _>(2) as u64;
         }
         let rated = sqlx::query(
             "SELECT department, COUNT(*), SUM(rating) FROM evaluations
@@ -107,6 +158,79 @@ impl SqliteStore {
             let x = row(&mut rows, r.get(0));
             x.rated = r.get::<i64, _>(1) as u64;
             x.rating_sum = r.get::<i64, _>(2) as u64;
+        }
+        Ok(rows.into_values().collect())
+    }
+
+    /// Each unit's counts over `[from, to)`, by the unit an issue was reported in (the daemon
+    /// rolls them up to the scored tier).
+    pub async fn unit_figures(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<UnitFigures>> {
+        let (from, to) = (millis(from), millis(to));
+        let mut rows: std::collections::BTreeMap<String, UnitFigures> = Default::default();
+        let reported = sqlx::query(
+            "SELECT unit, COUNT(*) FROM issues WHERE reported_at >= ? AND reported_at < ?
+             GROUP BY unit",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.reader)
+        .await?;
+        for r in reported {
+            let u: String = r.get(0);
+            rows.entry(u.clone())
+                .or_insert_with(|| UnitFigures {
+                    unit: u,
+                    ..Default::default()
+                })
+                .reported = r.get::<i64, _>(1) as u64;
+        }
+        // The departments' verdicts, and the checks on site: a confirmation counts as on time
+        // unless the time to verify lapsed since the resolution it confirms; a lapse counts
+        // once per resolution.
+        let checked = sqlx::query(
+            "SELECT i.unit,
+                    SUM(e.kind = 'report_rated' AND json_extract(e.payload, '$.verdict') = 'valid'),
+                    SUM(e.kind = 'report_rated' AND json_extract(e.payload, '$.verdict') = 'invalid'),
+                    SUM(e.kind = 'report_rated' AND json_extract(e.payload, '$.verdict') = 'duplicate'),
+                    SUM(e.kind = 'report_rated' AND json_extract(e.payload, '$.verdict') = 'not_ours'),
+                    SUM(e.kind IN ('confirmed', 'verification_lapsed') AND NOT EXISTS (
+                        SELECT 1 FROM events p WHERE p.issue_id = e.issue_id AND p.seq < e.seq
+                          AND p.kind = 'verification_lapsed'
+                          AND p.seq > COALESCE((SELECT MAX(r.seq) FROM events r
+                                                WHERE r.issue_id = e.issue_id AND r.seq < e.seq
+                                                  AND r.kind = 'resolved'), 0))
+                        AND e.kind = 'confirmed'),
+                    SUM(e.kind = 'verification_lapsed' AND NOT EXISTS (
+                        SELECT 1 FROM events p WHERE p.issue_id = e.issue_id AND p.seq < e.seq
+                          AND p.kind = 'verification_lapsed'
+                          AND p.seq > COALESCE((SELECT MAX(r.seq) FROM events r
+                                                WHERE r.issue_id = e.issue_id AND r.seq < e.seq
+                                                  AND r.kind = 'resolved'), 0)))
+             FROM events e JOIN issues i ON i.id = e.issue_id
+             WHERE e.at >= ? AND e.at < ?
+               AND e.kind IN ('report_rated', 'confirmed', 'verification_lapsed')
+             GROUP BY i.unit",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.reader)
+        .await?;
+        for r in checked {
+            let u: String = r.get(0);
+            let x = rows.entry(u.clone()).or_insert_with(|| UnitFigures {
+                unit: u,
+                ..Default::default()
+            });
+            x.rated_valid = r.get::<i64, _>(1) as u64;
+            x.rated_invalid = r.get::<i64, _>(2) as u64;
+            x.rated_duplicate = r.get::<i64, _>(3) as u64;
+            x.rated_not_ours = r.get::<i64, _>(4) as u64;
+            x.verified_on_time = r.get::<i64, _>(5) as u64;
+            x.verification_lapsed = r.get::<i64, _>(6) as u64;
         }
         Ok(rows.into_values().collect())
     }
