@@ -658,3 +658,142 @@ fn report_templates_are_checked_at_load() {
         &["policy.yaml:55:51: template `scorecard` is a report template"],
     );
 }
+
+// ---- the case flow and scoring ----
+
+/// A valid `case_flow` and `scoring` file for the fixture (its templates lack `request` and
+/// `decided`, so it allows no requests); the cases below break one thing each.
+const FLOW: &str = r#"case_flow:
+  triage: {acknowledge: 1h, resolve: 1d}
+  verification: {within: 2d, on_lapse: escalate}
+  after_photos: [garbage]
+scoring:
+  departments:
+    - {figure: resolved_on_time, points: 60}
+    - {figure: satisfaction, points: 40}
+  units:
+    tier: grid
+    figures:
+      - {figure: valid_reports, points: 100}
+"#;
+
+fn check_flow(edits: &[(&str, &str, &str)], expected: &[&str]) {
+    let mut all = vec![("case_flow.yaml", "", FLOW)];
+    all.extend_from_slice(edits);
+    check(&all, expected);
+}
+
+#[test]
+fn the_case_flow_and_scoring_load() {
+    let (_tmp, dir) = edited(&[("case_flow.yaml", "", FLOW)]);
+    let rs = RuleSet::load(&dir).unwrap_or_else(|d| panic!("{d}"));
+    assert!(rs.case_flow.triage.is_some());
+    assert_eq!(rs.case_flow.after_photos, [rs.category("garbage").unwrap()]);
+    assert_eq!(rs.scoring.departments.len(), 2);
+    assert_eq!(rs.scoring.unit_tier, rs.org.tier("grid").unwrap());
+}
+
+#[test]
+fn requests_need_their_templates_and_a_decider_who_is_not_the_asker() {
+    let requests = "  extensions: {decided_by: {tier: street}, decide_within: 4h}\n";
+    check_flow(
+        &[("case_flow.yaml", "  after_photos", &format!("{requests}  after_photos"))],
+        &["no template `request`", "no template `decided`"],
+    );
+    check_flow(
+        &[(
+            "case_flow.yaml",
+            "  after_photos",
+            "  suspensions: {decided_by: departments, decide_within: 1d}\n  after_photos",
+        )],
+        &["case_flow.yaml:", "a request is decided by"],
+    );
+    check_flow(
+        &[(
+            "case_flow.yaml",
+            "  after_photos",
+            "  extensions: {decided_by: {tier: county}, decide_within: 4h}\n  after_photos",
+        )],
+        &["unknown tier `county`"],
+    );
+}
+
+#[test]
+fn case_flow_durations_limits_and_categories_are_checked_where_written() {
+    for (from, to, want) in [
+        (
+            "triage: {acknowledge: 1h",
+            "triage: {acknowledge: 0m",
+            "the triage department's deadlines must be longer than zero",
+        ),
+        (
+            "within: 2d",
+            "within: 0d",
+            "the time to verify must be longer than zero",
+        ),
+        (
+            "on_lapse: escalate",
+            "on_lapse: shrug",
+            "unknown variant `shrug`",
+        ),
+        (
+            "after_photos: [garbage]",
+            "after_photos: [garbge]",
+            "unknown category `garbge` (did you mean `garbage`?)",
+        ),
+    ] {
+        check_flow(&[("case_flow.yaml", from, to)], &["case_flow.yaml:", want]);
+    }
+    check_flow(
+        &[(
+            "case_flow.yaml",
+            "  after_photos",
+            "  suspensions: {decided_by: {department: triage}, decide_within: 1d, longest: 2d, max: 0}\n  after_photos",
+        )],
+        &[
+            "`longest` limits an extension",
+            "`max: 0` allows no suspensions",
+        ],
+    );
+}
+
+#[test]
+fn scoring_figures_and_points_are_checked_where_written() {
+    for (from, to, want) in [
+        (
+            "figure: resolved_on_time",
+            "figure: resolved_ontime",
+            "unknown figure `resolved_ontime`",
+        ),
+        (
+            "points: 60",
+            "points: -5",
+            "points must be a positive number, not -5",
+        ),
+        (
+            "figure: satisfaction",
+            "figure: resolved_on_time",
+            "figure `resolved_on_time` is scored twice",
+        ),
+        ("tier: grid", "tier: gird", "unknown tier `gird`"),
+        (
+            "figure: valid_reports",
+            "figure: satisfaction",
+            "unknown figure `satisfaction`: expected one of valid_reports, verified_on_time",
+        ),
+    ] {
+        check_flow(&[("case_flow.yaml", from, to)], &["case_flow.yaml:", want]);
+    }
+}
+
+#[test]
+fn a_routes_return_to_is_a_department() {
+    check(
+        &[(
+            "policy.yaml",
+            "co_assign: [urban]",
+            "co_assign: [urban]\n    return_to: parks",
+        )],
+        &["unknown department `parks`"],
+    );
+}
