@@ -697,7 +697,11 @@ fn the_case_flow_and_scoring_load() {
 fn requests_need_their_templates_and_a_decider_who_is_not_the_asker() {
     let requests = "  extensions: {decided_by: {tier: street}, decide_within: 4h}\n";
     check_flow(
-        &[("case_flow.yaml", "  after_photos", &format!("{requests}  after_photos"))],
+        &[(
+            "case_flow.yaml",
+            "  after_photos",
+            &format!("{requests}  after_photos"),
+        )],
         &["no template `request`", "no template `decided`"],
     );
     check_flow(

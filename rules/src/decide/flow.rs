@@ -492,8 +492,14 @@ impl Cx<'_> {
                     reason: Some("verification overdue".into()),
                     ..Default::default()
                 };
+                // Its own template if the rules have one, else the ladder's `escalated`.
+                let template = if self.rs.templates.contains("unverified") {
+                    "unverified"
+                } else {
+                    "escalated"
+                };
                 for t in leader {
-                    self.tell(t, "escalated", "escalated", vars.clone());
+                    self.tell(t, "escalated", template, vars.clone());
                 }
             }
         }
