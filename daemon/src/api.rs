@@ -311,6 +311,32 @@ fn not_found(what: String) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no {what}"))
 }
 
+/// Adds to a decision's effects, as stored, who was told (from its messages), what changed from
+/// the state before to its next state, and the sentences
+/// a person reads (`lines`), times in the rules' default zone. Effects that no longer read as
+/// `Effects` are served as stored.
+fn readable(
+    rules: &escalade_rules::RuleSet,
+    effects: &mut Value,
+    messages: Option<&Vec<Value>>,
+    before: &escalade_rules::IssueState,
+    next: Option<&escalade_rules::IssueState>,
+) {
+    let Ok(mut e) = serde_json::from_value::<escalade_rules::effects::Effects>(effects.clone())
+    else {
+        return;
+    };
+    if let Some(m) = messages {
+        e.told_from(m);
+    }
+    if let Some(n) = next {
+        e.compare(before, n);
+    }
+    let lines = rules.effect_lines(&e);
+    *effects = serde_json::to_value(&e).expect("plain data serialises");
+    effects["lines"] = json!(lines);
+}
+
 /// `POST /api/v1/issues`: the issue as JSON, or `multipart/form-data` with an `issue` part (the
 /// same JSON) and `photo` parts. Nothing is stored unless all of it is valid.
 async fn submit(
@@ -375,7 +401,27 @@ async fn issue(
     let actor = authenticate(&s, &headers).await?;
     let store = s.engine.store();
     let stored = s.engine.issue_for(&actor, &id).await?;
-    let timeline = store.timeline(&id).await.map_err(EngineError::from)?;
+    let mut timeline = store.timeline(&id).await.map_err(EngineError::from)?;
+    let rules = s.engine.rules();
+    // Each decision's effects completed from the state before it (the previous decision's)
+    // and its own next state and messages.
+    let mut before = escalade_rules::IssueState::default();
+    for e in &mut timeline {
+        let next = e.next.take();
+        if let Some(v) = &mut e.effects {
+            let messages = e.messages.take();
+            readable(
+                &rules,
+                v,
+                messages.as_ref().and_then(Value::as_array),
+                &before,
+                next.as_ref(),
+            );
+        }
+        if let Some(n) = next {
+            before = n;
+        }
+    }
     Ok(Json(
         json!({"id": id, "issue": stored.issue, "state": stored.state, "version": stored.version, "timeline": timeline}),
     ))

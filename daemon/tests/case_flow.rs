@@ -149,12 +149,19 @@ async fn an_extension_is_decided_by_the_leader_the_policy_names_and_nobody_else(
         .clone();
     assert_eq!(moved["from"], "2026-03-10T02:00:00Z");
     assert_eq!(moved["to"], "2026-03-12T02:00:00Z");
+    assert_eq!(
+        moved["basis"],
+        json!({"duration": "2d", "calendar": "cn-office", "from": "2026-03-10T02:00:00Z"}),
+        "moved from the deadline promised: {moved}"
+    );
     assert!(
-        moved["basis"]
-            .as_str()
+        last["effects"]["lines"]
+            .as_array()
             .unwrap()
-            .starts_with("2d of working time on cn-office"),
-        "{moved}"
+            .iter()
+            .any(|l| l
+                == "resolve deadline moved from 2026-03-10T10:00:00+08:00 to 2026-03-12T10:00:00+08:00 (2d of working time on cn-office from 2026-03-10T10:00:00+08:00)"),
+        "{last}"
     );
 }
 
@@ -306,7 +313,11 @@ async fn every_timeline_entry_says_what_its_decision_did() {
     let body = issue(&api, &id).await;
     let timeline = body["timeline"].as_array().unwrap();
     let reported = &timeline[0]["effects"];
-    assert_eq!(reported["routed"]["departments"], json!(["urban"]));
+    assert_eq!(
+        reported["departments"],
+        json!({"from": null, "to": ["urban"]})
+    );
+    assert_eq!(reported["routed"]["route"], Value::Null, "{reported}");
     assert_eq!(
         reported["state"],
         json!({"from": "reported", "to": "assigned"})
@@ -320,7 +331,16 @@ async fn every_timeline_entry_says_what_its_decision_did() {
     assert_eq!(ack["to"], "2026-03-03T07:30:00Z");
     assert_eq!(
         ack["basis"],
-        "4h of working time on cn-office from 2026-03-03T10:00:00+08:00"
+        json!({"duration": "4h", "calendar": "cn-office", "from": "2026-03-03T02:00:00Z"})
+    );
+    assert!(
+        reported["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l
+                == "acknowledge deadline set to 2026-03-03T15:30:00+08:00 (4h of working time on cn-office from 2026-03-03T10:00:00+08:00)"),
+        "{reported}"
     );
     assert!(
         reported["told"]

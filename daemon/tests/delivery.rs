@@ -943,8 +943,9 @@ async fn every_event_is_posted_to_the_webhook_signed() {
         let state = &body["effects"]["state"];
         match body["kind"].as_str().unwrap() {
             "reported" => {
+                assert_eq!(body["effects"]["departments"]["to"][0], "urban", "{body}");
                 assert_eq!(
-                    body["effects"]["routed"]["departments"][0], "urban",
+                    body["effects"]["deadlines"][0]["basis"]["duration"], "4h",
                     "{body}"
                 );
                 assert_eq!(state["to"], "assigned", "{body}");

@@ -385,7 +385,7 @@ pub enum CalendarError {
 /// A business calendar; see the [module documentation](self) for the exact semantics.
 #[derive(Clone, Debug)]
 pub struct Calendar {
-    id: String,
+    id: std::sync::Arc<str>,
     tz: Tz,
     /// Bit `n` set: the weekday `n` days from Monday is worked.
     weekdays: u8,
@@ -480,7 +480,7 @@ impl Calendar {
         exceptions.sort_unstable();
 
         Ok(Calendar {
-            id: id.into(),
+            id: std::sync::Arc::from(id.into()),
             tz,
             weekdays,
             day_minutes: merged.iter().map(Span::minutes).sum(),
@@ -491,6 +491,11 @@ impl Calendar {
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The id, shared (no copy).
+    pub fn key(&self) -> std::sync::Arc<str> {
+        self.id.clone()
     }
 
     pub fn tz(&self) -> Tz {

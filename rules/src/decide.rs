@@ -16,7 +16,7 @@ use rhai::Dynamic;
 use serde::Serialize;
 
 use crate::calendar::{Calendar, WorkDuration};
-use crate::effects::{Convened, Effects, Routed, StepRun, Told, TriageNote};
+use crate::effects::{Convened, Effects, Routed, StepRun, TriageNote};
 use crate::issue::{
     DeadlineKind, Event, Issue, IssueState, Outcome, Refusal, RequestKind, State, allowed_actions,
 };
@@ -64,7 +64,7 @@ pub struct Timer {
 #[derive(Clone, Debug, Serialize)]
 pub struct DeadlineBasis {
     pub from: DateTime<Utc>,
-    pub calendar: String,
+    pub calendar: Arc<str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acknowledge: Option<WorkDuration>,
     pub resolve: WorkDuration,
@@ -133,7 +133,7 @@ pub struct MessageVars {
     /// The department the message is for, when it goes to a department's people: whose
     /// acknowledgement an `assigned` message's link stands for.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub department: Option<String>,
+    pub department: Option<Arc<str>>,
 }
 
 /// Links the daemon puts in a message at delivery, computed outside the rules (which hold no
@@ -259,7 +259,6 @@ impl RuleSet {
                 trace: Vec::with_capacity(4),
                 effects: Effects::default(),
             },
-            bases: Vec::new(),
         };
         let outcome = cx.event(event);
         if let Err(e) = outcome {
@@ -289,7 +288,6 @@ impl RuleSet {
             cx.next.request = None;
         }
         cx.timers();
-        cx.finish_effects(state);
         cx.d.next = cx.next;
         Ok(cx.d)
     }
@@ -434,8 +432,6 @@ struct Cx<'a> {
     d: Decision,
     /// The issue as hooks see it, built at the first hook call of this decision.
     hook_map: std::cell::RefCell<Option<rhai::Map>>,
-    /// How each deadline this decision set was counted, for its effects.
-    bases: Vec<(&'static str, String)>,
 }
 
 impl<'a> Cx<'a> {
@@ -620,9 +616,6 @@ impl<'a> Cx<'a> {
             .iter()
             .map(|&d| self.rs.org.departments[d as usize].id.clone())
             .collect();
-        if let Some(r) = &mut self.d.effects.routed {
-            r.departments = self.next.departments.clone();
-        }
         self.next.state = State::Assigned;
 
         let rule = &cat.deadlines[priority as usize];
@@ -661,7 +654,7 @@ impl<'a> Cx<'a> {
         self.set_deadline(DeadlineKind::Resolve, cal, self.now, res);
         self.d.deadline_basis = Some(DeadlineBasis {
             from: self.now,
-            calendar: cal.id().to_string(),
+            calendar: cal.key(),
             acknowledge: Some(ack),
             resolve: res,
         });
@@ -803,7 +796,6 @@ impl<'a> Cx<'a> {
                     RouteTarget::Department(_) => None,
                 },
                 why,
-                departments: Vec::new(),
             });
             self.next.dispatcher = r
                 .return_to
@@ -822,7 +814,6 @@ impl<'a> Cx<'a> {
                 "no route matched: category {} goes to its own department",
                 self.category.code
             ),
-            departments: Vec::new(),
         });
         Ok((d, Vec::new()))
     }
@@ -920,7 +911,7 @@ impl<'a> Cx<'a> {
         self.d.effects.step = Some(StepRun {
             ladder: ladder.id.clone(),
             step: index as u32 + 1,
-            trigger: trigger.as_str(),
+            trigger: trigger.as_str().to_string(),
             occurrence,
         });
         let vars = MessageVars {
@@ -1278,7 +1269,6 @@ impl<'a> Cx<'a> {
             triage.id
         ));
         self.d.messages.clear();
-        self.d.effects.told.clear();
         self.d.meetings.clear();
         self.d.supervision.clear();
         self.d.enforcement = None;
@@ -1287,7 +1277,7 @@ impl<'a> Cx<'a> {
         self.d.effects.routed = None;
         self.d.effects.step = None;
         self.d.effects.meetings.clear();
-        self.bases.clear();
+        self.d.effects.counted.clear();
         self.next.triage = true;
         self.next.departments = vec![triage.id.clone()];
         if matches!(self.next.state, State::Reported) {
@@ -1372,13 +1362,14 @@ impl<'a> Cx<'a> {
     ) -> DateTime<Utc> {
         let at = cal.add(from, d);
         self.next.set_deadline(kind, Some(at));
-        self.bases.push((
-            kind.as_str(),
-            format!(
-                "{d} of working time on {} from {}",
-                cal.id(),
-                from.with_timezone(&cal.tz()).to_rfc3339()
-            ),
+        self.d.effects.counted.push((
+            crate::effects::Deadline::from(kind),
+            crate::effects::Basis {
+                duration: d,
+                calendar: cal.key(),
+                from,
+                left_when_stopped: false,
+            },
         ));
         at
     }
@@ -1394,13 +1385,14 @@ impl<'a> Cx<'a> {
             let cal = &self.rs.org.calendars[self.rs.settings.calendar as usize];
             let at = cal.add(self.now, within);
             self.next.verify_by = Some(at);
-            self.bases.push((
-                "verify",
-                format!(
-                    "{within} of working time on {} from {}",
-                    cal.id(),
-                    self.now.with_timezone(&cal.tz()).to_rfc3339()
-                ),
+            self.d.effects.counted.push((
+                crate::effects::Deadline::Verify,
+                crate::effects::Basis {
+                    duration: within,
+                    calendar: cal.key(),
+                    from: self.now,
+                    left_when_stopped: false,
+                },
             ));
         }
         self.tell_reporter("resolved", MessageVars::default());
@@ -1455,11 +1447,6 @@ impl<'a> Cx<'a> {
         }
         self.resolved_now();
         Ok(())
-    }
-
-    fn finish_effects(&mut self, before: &IssueState) {
-        let tz = self.rs.org.calendars[self.rs.settings.calendar as usize].tz();
-        self.d.effects.finish(before, &self.next, &self.bases, tz);
     }
 
     fn deadline_rule(&self) -> &'a crate::model::DeadlineRule {
@@ -1573,7 +1560,7 @@ impl<'a> Cx<'a> {
     fn tell(&mut self, to: To, kind: &'static str, template: &str, mut vars: MessageVars) {
         let org = &self.rs.org;
         if let To::Department(d) = to {
-            vars.department = Some(org.departments[d as usize].id.clone());
+            vars.department = Some(org.departments[d as usize].key.clone());
         }
         // Loading checked every template a rule names, and every kind has its own.
         let Some(template) = self.rs.templates.interned(template) else {
@@ -1603,12 +1590,6 @@ impl<'a> Cx<'a> {
                     .rs
                     .templates
                     .locale_for(&template, channel, &person.locale);
-                self.d.effects.told.push(Told {
-                    person: person.id.to_string(),
-                    channel,
-                    template: template.to_string(),
-                    kind,
-                });
                 self.d.messages.push(Message {
                     kind,
                     template: template.clone(),

@@ -1178,6 +1178,7 @@ impl<'a> Loader<'a> {
             index.insert(d.id.clone(), org.departments.len() as Ix);
             org.departments.push(model::Department {
                 id: d.id.clone(),
+                key: d.id.as_str().into(),
                 names: Names::new(&d.names, &d.id),
                 contacts,
                 calendar,
@@ -2343,7 +2344,7 @@ impl<'a> Loader<'a> {
                 continue;
             }
             out.push(model::Route {
-                name: r.name.clone(),
+                name: r.name.as_str().into(),
                 categories,
                 units,
                 priorities: w.priority.clone(),

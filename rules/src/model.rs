@@ -78,6 +78,8 @@ pub struct Person {
 #[derive(Debug)]
 pub struct Department {
     pub id: String,
+    /// The id again, shared: what every message to the department carries.
+    pub key: Arc<str>,
     pub names: Names,
     pub contacts: Vec<Ix>,
     pub calendar: Ix,
@@ -124,7 +126,7 @@ pub struct Category {
 
 #[derive(Debug)]
 pub struct Route {
-    pub name: String,
+    pub name: Arc<str>,
     pub categories: Option<Vec<Ix>>,
     pub units: Option<Vec<Ix>>,
     pub priorities: Option<Vec<Priority>>,

@@ -71,21 +71,10 @@ impl RuleSet {
                 }
             }
         }
-        let mut effects = crate::effects::Effects {
-            told: messages
-                .iter()
-                .map(|m| crate::effects::Told {
-                    person: m.to.to_string(),
-                    channel: m.channel,
-                    template: m.template.to_string(),
-                    kind: m.kind,
-                })
-                .collect(),
+        let effects = crate::effects::Effects {
             notes: vec![format!("the rules changed: {reason}")],
             ..Default::default()
         };
-        let tz = org.calendars[self.settings.calendar as usize].tz();
-        effects.finish(state, &next, &[], tz);
         Decision {
             effects,
             rules_version: self.version.clone(),

@@ -57,7 +57,7 @@ async fn act(
         s.engine.act(&id, event, &actor).await?
     };
     Ok(Json(
-        json!({"id": id, "state": stored.state, "version": stored.version, "trace": decision.trace, "effects": decision.effects}),
+        json!({"id": id, "state": stored.state, "version": stored.version, "trace": decision.trace}),
     ))
 }
 

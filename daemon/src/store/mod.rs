@@ -93,6 +93,12 @@ pub struct TimelineEntry {
     /// events stored before decisions carried it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub effects: Option<serde_json::Value>,
+    /// The decision's messages, from which the effects' `told` is filled in when served.
+    #[serde(skip)]
+    pub messages: Option<serde_json::Value>,
+    /// The issue's state after the decision: the effects compare it with the one before.
+    #[serde(skip)]
+    pub next: Option<escalade_rules::IssueState>,
 }
 
 /// A pending timer that has fallen due.

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use escalade_rules::{DeadlineKind, Decision, Event, Issue, MeetingCall, Timer};
+use escalade_rules::{DeadlineKind, Decision, Event, Issue, IssueState, MeetingCall, Timer};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -153,6 +153,7 @@ impl SqliteStore {
         let job = Job::Apply {
             id: stored.issue.id.clone(),
             version: stored.version,
+            before: Box::new(stored.state.clone()),
             event: event.clone(),
             decision: decision.clone(),
             at,
@@ -204,7 +205,7 @@ impl SqliteStore {
 
     pub async fn timeline(&self, id: &str) -> Result<Vec<TimelineEntry>> {
         let rows = sqlx::query(
-            "SELECT seq, at, actor, kind, payload, rules_version, json_extract(decision, '$.effects') FROM events WHERE issue_id = ? ORDER BY seq",
+            "SELECT seq, at, actor, kind, payload, rules_version, json_extract(decision, '$.effects'), json_extract(decision, '$.messages'), json_extract(decision, '$.next') FROM events WHERE issue_id = ? ORDER BY seq",
         )
         .bind(id)
         .fetch_all(&self.reader)
@@ -221,6 +222,14 @@ impl SqliteStore {
                     effects: r
                         .get::<Option<&str>, _>(6)
                         .map(|e| parse("decision effects", e))
+                        .transpose()?,
+                    messages: r
+                        .get::<Option<&str>, _>(7)
+                        .map(|e| parse("decision messages", e))
+                        .transpose()?,
+                    next: r
+                        .get::<Option<&str>, _>(8)
+                        .map(|e| parse("decision state", e))
                         .transpose()?,
                 })
             })
@@ -530,6 +539,8 @@ enum Job {
     Apply {
         id: String,
         version: i64,
+        /// The state the decision was made on: the webhook's effects compare with it.
+        before: Box<IssueState>,
         event: Event,
         decision: Decision,
         at: DateTime<Utc>,
@@ -539,6 +550,9 @@ enum Job {
         reply: oneshot::Sender<Result<i64>>,
     },
 }
+
+/// The state before a report.
+static NO_STATE: std::sync::LazyLock<IssueState> = std::sync::LazyLock::new(IssueState::default);
 
 /// The most writes committed together.
 const MAX_BATCH: usize = 512;
@@ -615,6 +629,8 @@ struct Write<'a> {
     job: usize,
     issue_id: &'a str,
     event: &'a Event,
+    /// The state the decision was made on.
+    before: &'a IssueState,
     decision: &'a Decision,
     at: DateTime<Utc>,
     actor: &'a str,
@@ -709,6 +725,7 @@ async fn write_batch(
                     job: i,
                     issue_id: &issue.id,
                     event: &Event::Reported,
+                    before: &NO_STATE,
                     decision,
                     at: *at,
                     actor,
@@ -718,6 +735,7 @@ async fn write_batch(
             Job::Apply {
                 id,
                 version,
+                before,
                 event,
                 decision,
                 at,
@@ -735,6 +753,7 @@ async fn write_batch(
                         job: i,
                         issue_id: id,
                         event,
+                        before,
                         decision,
                         at: *at,
                         actor,
@@ -921,6 +940,8 @@ async fn write_batch(
         let mut events = Vec::with_capacity(writes.len());
         for w in &writes {
             let seq = seq_of(w)?;
+            let mut effects = w.decision.effects.clone();
+            effects.complete(w.before, w.decision);
             let body = serde_json::json!({
                 "issue_id": w.issue_id,
                 "seq": seq,
@@ -929,7 +950,7 @@ async fn write_batch(
                 "actor": w.actor,
                 "payload": w.event,
                 "rules_version": &*w.decision.rules_version,
-                "effects": w.decision.effects,
+                "effects": effects,
             });
             events.push((w, seq, body.to_string()));
         }

@@ -156,13 +156,14 @@ impl Cx<'_> {
         let decided_by = policy.decided_by.clone();
         let cal = self.deadline_calendar();
         let decide_by = cal.add(self.now, within);
-        self.bases.push((
-            "decide",
-            format!(
-                "{within} of working time on {} from {}",
-                cal.id(),
-                self.now.with_timezone(&cal.tz()).to_rfc3339()
-            ),
+        self.d.effects.counted.push((
+            crate::effects::Deadline::Decide,
+            crate::effects::Basis {
+                duration: within,
+                calendar: cal.key(),
+                from: self.now,
+                left_when_stopped: false,
+            },
         ));
         let department = self.primary();
         if kind == RequestKind::Extension {
@@ -328,14 +329,14 @@ impl Cx<'_> {
             if let Some(secs) = left {
                 let at = cal.add_seconds(self.now, secs);
                 self.next.set_deadline(kind, Some(at));
-                self.bases.push((
-                    kind.as_str(),
-                    format!(
-                        "the {} of working time left when the clock stopped, on {} from {}",
-                        crate::calendar::WorkDuration::minutes((secs / 60) as u32),
-                        cal.id(),
-                        self.now.with_timezone(&tz).to_rfc3339()
-                    ),
+                self.d.effects.counted.push((
+                    crate::effects::Deadline::from(kind),
+                    crate::effects::Basis {
+                        duration: crate::calendar::WorkDuration::minutes(((secs + 30) / 60) as u32),
+                        calendar: cal.key(),
+                        from: self.now,
+                        left_when_stopped: true,
+                    },
                 ));
             }
         }
@@ -472,13 +473,14 @@ impl Cx<'_> {
                 let cal = &self.rs.org.calendars[self.rs.settings.calendar as usize];
                 let at = cal.add(self.now, within);
                 self.next.verify_by = Some(at);
-                self.bases.push((
-                    "verify",
-                    format!(
-                        "{within} of working time on {} from {}",
-                        cal.id(),
-                        self.now.with_timezone(&cal.tz()).to_rfc3339()
-                    ),
+                self.d.effects.counted.push((
+                    crate::effects::Deadline::Verify,
+                    crate::effects::Basis {
+                        duration: within,
+                        calendar: cal.key(),
+                        from: self.now,
+                        left_when_stopped: false,
+                    },
                 ));
                 let leader = self.reporters_leader();
                 let names = self.names(&leader);
