@@ -523,6 +523,10 @@ impl<'a> Cx<'a> {
                 }
                 self.next.rating = Some(*rating);
                 self.trace(format!("evaluated by the reporter: {rating}/5"));
+                self.d
+                    .effects
+                    .notes
+                    .push(format!("the reporter rated the handling {rating}/5"));
                 Ok(())
             }
             // Decided before a context is built: see `RuleSet::sent_to_triage`.

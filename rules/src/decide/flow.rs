@@ -437,6 +437,10 @@ impl Cx<'_> {
             "{department} rated the report: {}",
             verdict.as_str()
         ));
+        self.d.effects.notes.push(format!(
+            "{department} rated the report: {}",
+            verdict.as_str()
+        ));
         Ok(())
     }
 
