@@ -689,24 +689,8 @@ async fn read_form(
         let name = field.name().unwrap_or_default().to_string();
         match name.as_str() {
             "issue" => {
-                if issue.is_some() {
-                    return Err(field_error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid",
-                        "issue",
-                        "more than one `issue` part",
-                    ));
-                }
-                let bytes = read_field(&mut field, max_body_bytes)
-                    .await?
-                    .ok_or_else(|| {
-                        field_error(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "body_too_large",
-                            "issue",
-                            format!("the `issue` part is larger than {max_body_bytes} bytes"),
-                        )
-                    })?;
+                let bytes =
+                    read_json_part(&mut field, issue.is_some(), "issue", max_body_bytes).await?;
                 let parsed: Issue = parse(&bytes)?;
                 // Refused before any photo is read; the engine asks again when it decides.
                 s.engine.may_submit(actor, &parsed)?;
@@ -824,6 +808,31 @@ async fn read_photo(
         )));
     }
     Ok(bytes)
+}
+
+/// The JSON part `name` of a multipart request, the only one of its name, at most `limit` bytes.
+async fn read_json_part(
+    field: &mut axum::extract::multipart::Field<'_>,
+    seen: bool,
+    name: &'static str,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
+    if seen {
+        return Err(field_error(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            name,
+            format!("more than one `{name}` part"),
+        ));
+    }
+    read_field(field, limit).await?.ok_or_else(|| {
+        field_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            name,
+            format!("the `{name}` part is larger than {limit} bytes"),
+        )
+    })
 }
 
 /// A part's bytes, or `None` once they pass `limit` (the rest is not read).

@@ -16,15 +16,13 @@ fn garbage(unit: &str, reporter: &str) -> Value {
 }
 
 async fn submit(api: &Api, body: Value) -> String {
-    let admin = api.client("admin", None).await;
-    let (status, b) = api.post(&admin, "/api/v1/issues", body).await;
+    let (status, b) = api.post(&api.admin, "/api/v1/issues", body).await;
     assert_eq!(status, 201, "{b}");
     b["id"].as_str().unwrap().to_string()
 }
 
 async fn issue(api: &Api, id: &str) -> Value {
-    let admin = api.client("admin", None).await;
-    let (status, b) = api.get(&admin, &format!("/api/v1/issues/{id}")).await;
+    let (status, b) = api.get(&api.admin, &format!("/api/v1/issues/{id}")).await;
     assert_eq!(status, 200, "{b}");
     b
 }
@@ -242,8 +240,7 @@ async fn a_duplicates_reporter_is_told_when_the_original_is_resolved() {
         )
         .await;
     assert_eq!(status, 200, "{b}");
-    let admin = api.client("admin", None).await;
-    let (_, outbox) = api.get(&admin, "/api/v1/outbox?limit=1000").await;
+    let (_, outbox) = api.get(&api.admin, "/api/v1/outbox?limit=1000").await;
     let told: Vec<&str> = outbox["messages"]
         .as_array()
         .unwrap()
@@ -552,9 +549,10 @@ async fn scorecards_score_departments_and_grids_on_the_policys_points() {
     let (status, body) = api.act(&urban, &b, json!({"event": "acknowledged"})).await;
     assert_eq!(status, 200, "{body}");
 
-    let admin = api.client("admin", None).await;
     let week = "from=2026-03-02T00:00:00%2B08:00&to=2026-03-09T00:00:00%2B08:00";
-    let (status, cards) = api.get(&admin, &format!("/api/v1/scorecards?{week}")).await;
+    let (status, cards) = api
+        .get(&api.admin, &format!("/api/v1/scorecards?{week}"))
+        .await;
     assert_eq!(status, 200, "{cards}");
     let card = |kind: &str, id: &str| -> Value {
         cards[kind]
@@ -667,7 +665,7 @@ async fn scorecards_score_departments_and_grids_on_the_policys_points() {
         ("/api/v1/scorecards?department=urban&unit=g-0001", "unit"),
         ("/api/v1/scorecards?colour=red", "query"),
     ] {
-        let (status, b) = api.get(&admin, path).await;
+        let (status, b) = api.get(&api.admin, path).await;
         assert_eq!(
             (status, b["error"]["field"].as_str()),
             (400, Some(field)),

@@ -3,47 +3,20 @@
 //! unless it is an admin's. The API in-process on the example organisation, SQLite in a temp
 //! dir.
 
-use std::sync::Arc;
-
 use escalade::auth::{Actor, Grant, Role};
-use escalade::engine::{Engine, ManualClock};
-use escalade::store::Store;
-use escalade_rules::RuleSet;
 use serde_json::{Value, json};
 
 mod support;
 
-use support::{client, integration_token, person_token, token};
+use support::{Api, client, integration_token, person_token, token};
 
 const CITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/city");
 
-struct Server {
-    base: String,
-    engine: Arc<Engine>,
-    admin: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    _dir: tempfile::TempDir,
+async fn start() -> Api {
+    Api::start(CITY, "2026-03-03T10:00:00+08:00").await
 }
 
-async fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
-        .await
-        .unwrap();
-    let clock = Arc::new(ManualClock::new("2026-03-03T02:00:00Z".parse().unwrap()));
-    let engine = Arc::new(Engine::new(store, RuleSet::load(CITY).unwrap(), clock));
-    let (base, stop) = support::serve_api(engine.clone(), CITY, dir.path(), 1 << 20).await;
-    let admin = client(&token(&engine, "admin", None).await);
-    Server {
-        base,
-        engine,
-        admin,
-        _stop: stop,
-        _dir: dir,
-    }
-}
-
-impl Server {
+impl Api {
     /// Submits `issue` with `c`: the status and the body.
     async fn submit(&self, c: &reqwest::Client, issue: &Value) -> (u16, Value) {
         let r = c

@@ -2,83 +2,33 @@
 //! who may see and record it, the outcome applied to every agenda issue (a closed one skipped),
 //! a recording repeated or contradicted, bad outcomes that change nothing; and comments.
 
-use std::sync::Arc;
-
-use chrono::{DateTime, FixedOffset, Utc};
-use escalade::engine::{Engine, ManualClock};
-use escalade::store::Store;
-use escalade_rules::RuleSet;
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 mod support;
 
+use support::Api;
+
 const CITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/city");
 
 fn at(s: &str) -> DateTime<Utc> {
-    DateTime::<FixedOffset>::parse_from_rfc3339(s)
-        .unwrap()
-        .with_timezone(&Utc)
+    support::at(s)
 }
 
-struct Server {
-    base: String,
-    engine: Arc<Engine>,
-    clock: Arc<ManualClock>,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    _dir: tempfile::TempDir,
+async fn start() -> Api {
+    Api::start(CITY, "2026-03-03T10:00:00+08:00").await
 }
 
-async fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
+/// The kinds of issue `id`'s events, in order.
+async fn events(s: &Api, id: &str) -> Vec<String> {
+    s.engine
+        .store()
+        .timeline(id)
         .await
-        .unwrap();
-    let clock = Arc::new(ManualClock::new(at("2026-03-03T10:00:00+08:00")));
-    let engine = Arc::new(Engine::new(
-        store,
-        RuleSet::load(CITY).unwrap(),
-        clock.clone(),
-    ));
-    let (base, stop) = support::serve_api(engine.clone(), CITY, dir.path(), 1 << 20).await;
-    Server {
-        base,
-        engine,
-        clock,
-        _stop: stop,
-        _dir: dir,
-    }
-}
-
-impl Server {
-    async fn client(&self, role: &str, scope: Option<&str>) -> reqwest::Client {
-        support::client(&support::token(&self.engine, role, scope).await)
-    }
-
-    async fn get(&self, c: &reqwest::Client, path: &str) -> (u16, Value) {
-        let r = c.get(format!("{}{path}", self.base)).send().await.unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn post(&self, c: &reqwest::Client, path: &str, body: Value) -> (u16, Value) {
-        let r = c
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn events(&self, id: &str) -> Vec<String> {
-        self.engine
-            .store()
-            .timeline(id)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.kind)
-            .collect()
-    }
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
 }
 
 /// Exposed wiring and fire risk: the example's hook convenes the joint meeting, which sits at
@@ -222,7 +172,7 @@ async fn a_joint_meeting_is_convened_seen_by_its_invitees_and_its_outcome_record
     assert_eq!(st, 403);
     let (_, m) = s.get(&admin, &path).await;
     assert_eq!(m["status"], "scheduled");
-    assert_eq!(s.events(a).await, ["reported"]);
+    assert_eq!(events(&s, a).await, ["reported"]);
     // Per issue, the outcome goes through the meeting.
     let (st, body) = s
         .post(
@@ -260,8 +210,8 @@ async fn a_joint_meeting_is_convened_seen_by_its_invitees_and_its_outcome_record
     assert_eq!(ia["state"], "in_progress");
     assert_eq!(ia["departments"], json!(["fire", "urban", "housing"]));
     assert_eq!(ia["resolve_by"], "2026-03-07T03:00:00Z");
-    assert_eq!(s.events(a).await, ["reported", "meeting_outcome"]);
-    assert_eq!(s.events(b).await, ["reported", "closed_at_grid"]);
+    assert_eq!(events(&s, a).await, ["reported", "meeting_outcome"]);
+    assert_eq!(events(&s, b).await, ["reported", "closed_at_grid"]);
     // The housing department now sees issue a in its queue.
     let housing = s.client("department", Some("housing")).await;
     let (_, q) = s.get(&housing, "/api/v1/departments/housing/queue").await;
@@ -270,7 +220,7 @@ async fn a_joint_meeting_is_convened_seen_by_its_invitees_and_its_outcome_record
     // The same outcome again finishes nothing new; another one is refused.
     let (st, again) = s.post(&district, &outcome, enforcement).await;
     assert_eq!(st, 200, "{again}");
-    assert_eq!(s.events(a).await, ["reported", "meeting_outcome"]);
+    assert_eq!(events(&s, a).await, ["reported", "meeting_outcome"]);
     let (st, body) = s
         .post(&district, &outcome, json!({"outcome": "resolved"}))
         .await;

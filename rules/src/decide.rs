@@ -1378,6 +1378,23 @@ impl<'a> Cx<'a> {
         at
     }
 
+    /// The reporter's check on site falls due `within` of working time on the default calendar.
+    pub(super) fn set_verify_by(&mut self, within: WorkDuration) -> DateTime<Utc> {
+        let cal = &self.rs.org.calendars[self.rs.settings.calendar as usize];
+        let at = cal.add(self.now, within);
+        self.next.verify_by = Some(at);
+        self.d.effects.counted.push((
+            crate::effects::Deadline::Verify,
+            crate::effects::Basis {
+                duration: within,
+                calendar: cal.key(),
+                from: self.now,
+                left_when_stopped: false,
+            },
+        ));
+        at
+    }
+
     /// The issue is resolved: deadlines end, the reporter is asked to verify (within the
     /// policy's time, if it sets one) and the reporters of merged duplicates are told.
     fn resolved_now(&mut self) {
@@ -1386,18 +1403,7 @@ impl<'a> Cx<'a> {
         self.next.resolve_by = None;
         self.next.suspension = None;
         if let Some((within, _)) = self.rs.case_flow.verification {
-            let cal = &self.rs.org.calendars[self.rs.settings.calendar as usize];
-            let at = cal.add(self.now, within);
-            self.next.verify_by = Some(at);
-            self.d.effects.counted.push((
-                crate::effects::Deadline::Verify,
-                crate::effects::Basis {
-                    duration: within,
-                    calendar: cal.key(),
-                    from: self.now,
-                    left_when_stopped: false,
-                },
-            ));
+            self.set_verify_by(within);
         }
         self.tell_reporter("resolved", MessageVars::default());
         for f in self.next.followers.clone() {

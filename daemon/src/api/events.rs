@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::{
     ApiError, AppState, authenticate, body_error, check_listed_photos, field_error, is_multipart,
-    limit_body, multipart_error, parse, read_field, read_photo,
+    limit_body, multipart_error, parse, read_json_part, read_photo,
 };
 
 /// The route, with a body limit large enough for a resolution and its photos; the JSON, alone or
@@ -93,24 +93,8 @@ async fn read_resolution(
         let name = field.name().unwrap_or_default().to_string();
         match name.as_str() {
             "event" => {
-                if note.is_some() {
-                    return Err(field_error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid",
-                        "event",
-                        "more than one `event` part",
-                    ));
-                }
-                let bytes = read_field(&mut field, max_body_bytes)
-                    .await?
-                    .ok_or_else(|| {
-                        field_error(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "body_too_large",
-                            "event",
-                            format!("the `event` part is larger than {max_body_bytes} bytes"),
-                        )
-                    })?;
+                let bytes =
+                    read_json_part(&mut field, note.is_some(), "event", max_body_bytes).await?;
                 match parse::<Event>(&bytes)? {
                     Event::Resolved {
                         note: n,

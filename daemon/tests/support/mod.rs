@@ -242,6 +242,8 @@ pub fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
 /// with a clock the test moves.
 pub struct Api {
     pub base: String,
+    /// A client with the first token of the store, an admin's.
+    pub admin: reqwest::Client,
     pub engine: std::sync::Arc<escalade::engine::Engine>,
     pub clock: std::sync::Arc<escalade::engine::ManualClock>,
     _stop: tokio::sync::oneshot::Sender<()>,
@@ -262,8 +264,10 @@ impl Api {
             clock.clone(),
         ));
         let (base, stop) = serve_api(engine.clone(), rules_dir, dir.path(), 1 << 20).await;
+        let admin = client(&token(&engine, "admin", None).await);
         Api {
             base,
+            admin,
             engine,
             clock,
             _stop: stop,

@@ -474,18 +474,7 @@ impl Cx<'_> {
                 "unverified, the reporter's leader having been told",
             ),
             VerificationLapse::Escalate => {
-                let cal = &self.rs.org.calendars[self.rs.settings.calendar as usize];
-                let at = cal.add(self.now, within);
-                self.next.verify_by = Some(at);
-                self.d.effects.counted.push((
-                    crate::effects::Deadline::Verify,
-                    crate::effects::Basis {
-                        duration: within,
-                        calendar: cal.key(),
-                        from: self.now,
-                        left_when_stopped: false,
-                    },
-                ));
+                let at = self.set_verify_by(within);
                 let leader = self.reporters_leader();
                 let names = self.names(&leader);
                 self.trace(format!(
