@@ -103,6 +103,10 @@ impl From<EngineError> for ApiError {
                 field: Some(field.into()),
                 ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
             },
+            EngineError::Refused(Refusal::Unchanged { field, message }) => ApiError {
+                field: Some(field.into()),
+                ..ApiError::new(StatusCode::CONFLICT, "unchanged", message)
+            },
             EngineError::NotFound(id) => not_found(format!("issue {id}")),
             EngineError::Forbidden { message, field } => ApiError {
                 field: Some(field.into()),

@@ -453,6 +453,32 @@ impl Engine {
         may_submit(&self.rules(), actor, issue)
     }
 
+    /// A meeting as `actor` may see it: the agenda items whose issues it may see, on one rules
+    /// snapshot; its participants and departments only if it may see every item (they were
+    /// invited for issues it may not see).
+    pub async fn meeting_for(&self, actor: &Actor, mut m: Meeting) -> Result<Meeting> {
+        if actor.role == Role::Admin {
+            return Ok(m);
+        }
+        let rules = self.rules();
+        let total = m.agenda.len();
+        let mut kept = Vec::with_capacity(total);
+        for item in std::mem::take(&mut m.agenda) {
+            if let Some(i) = self.store.issue(&item.issue).await?
+                && actor.may_see(&rules, &i.issue, &i.state)
+            {
+                kept.push(item);
+            }
+        }
+        if kept.len() < total {
+            m.participants.clear();
+            m.departments
+                .retain(|d| actor.role == Role::Department && actor.scope.as_ref() == Some(d));
+        }
+        m.agenda = kept;
+        Ok(m)
+    }
+
     /// An issue, if the caller may see it: 404 before 403, both on the state read.
     pub async fn issue_for(&self, actor: &Actor, id: &str) -> Result<StoredIssue> {
         let stored = self

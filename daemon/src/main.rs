@@ -62,8 +62,24 @@ enum Command {
     Replay(cli::replay::ReplayArgs),
 }
 
+/// A command whose reader goes away (`escalade check DIR | head -1`) ends as command-line tools
+/// do, by SIGPIPE, quietly, rather than panic on the failed write. The daemon keeps the Rust
+/// runtime's default of ignoring SIGPIPE: a client hanging up is an error on its socket, never the
+/// end of the process.
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: called first thing in `main`, before any thread exists; `signal` with `SIG_DFL`
+    // only restores the default disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
-    let result = match Cli::parse().command {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run(_)) {
+        end_quietly_on_a_closed_pipe();
+    }
+    let result = match cli.command {
         Command::Run(a) => cli::run::run(a),
         Command::Token { action, config } => store::token(action, config.as_deref()),
         Command::Outbox { action, config } => store::outbox(action, config.as_deref()),

@@ -673,3 +673,31 @@ async fn scorecards_score_departments_and_grids_on_the_policys_points() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reassigning_an_issue_to_its_own_department_is_refused_and_restarts_nothing() {
+    let api = Api::start(CITY, "2026-03-03T10:00:00+08:00").await;
+    let id = submit(&api, garbage("g-0001", "p-g-0001")).await;
+    let before = issue(&api, &id).await["state"]["acknowledge_by"].clone();
+    api.clock.set(support::at("2026-03-03T15:00:00+08:00"));
+    let street = api.client("leader", Some("s-huayuanlu")).await;
+    let (status, b) = api
+        .act(
+            &street,
+            &id,
+            json!({"event": "reassigned", "department": "urban"}),
+        )
+        .await;
+    assert_eq!(
+        (
+            status,
+            b["error"]["code"].as_str(),
+            b["error"]["field"].as_str()
+        ),
+        (409, Some("unchanged"), Some("department")),
+        "{b}"
+    );
+    let after = issue(&api, &id).await;
+    assert_eq!(after["state"]["acknowledge_by"], before);
+    assert_eq!(after["timeline"].as_array().unwrap().len(), 1);
+}

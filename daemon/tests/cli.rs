@@ -615,3 +615,29 @@ async fn a_token_made_for_a_person_reports_as_that_person() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"]["field"], "reporter");
 }
+
+/// `escalade test DIR | head -1`: a reader that goes away ends the command quietly, by SIGPIPE,
+/// as command-line tools end; it used to panic on the failed write and exit 101.
+#[test]
+fn a_command_whose_reader_goes_away_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_escalade"))
+        .args(["test", &example()])
+        .current_dir(ROOT)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader is gone before the first line is written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}: {stderr}",
+        out.status
+    );
+}

@@ -92,6 +92,27 @@ async fn a_joint_meeting_is_convened_seen_by_its_invitees_and_its_outcome_record
         (403, Some("forbidden"))
     );
     assert_eq!(s.get(&other_leader, &path).await.0, 403);
+    // A leader sees only the agenda items of its subtree, and not the people invited for the
+    // others: g-0001's leader sees issue a, not b of g-0002 nor who was invited for it.
+    for listed in [
+        s.get(&grid_leader, &path).await.1,
+        s.get(&grid_leader, "/api/v1/meetings").await.1["meetings"][0].clone(),
+    ] {
+        let agenda: Vec<&str> = listed["agenda"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["issue"].as_str().unwrap())
+            .collect();
+        assert_eq!(agenda, [a], "{listed}");
+        assert_eq!(listed["participants"], json!([]), "{listed}");
+        assert!(
+            listed
+                .get("issues")
+                .is_none_or(|i| i.as_array().unwrap().len() == 1),
+            "{listed}"
+        );
+    }
     let (st, body) = s.get(&water, "/api/v1/meetings").await;
     assert_eq!(st, 200);
     assert_eq!(body["meetings"], json!([]));

@@ -1035,6 +1035,16 @@ impl<'a> Cx<'a> {
                 field: "department",
                 message: format!("unknown department `{department}`"),
             })?;
+        if self.next.departments.first().map(String::as_str) == Some(department) {
+            return Err(Refusal::Unchanged {
+                field: "department",
+                message: format!(
+                    "issue {} is already {department}'s: reassigning it there would only restart its deadlines",
+                    self.issue.id
+                ),
+            }
+            .into());
+        }
         let was_triage = self.next.triage;
         // The dispatcher's answer to a return: assigned elsewhere, the return was right.
         let returned = self.next.returned_by.take();

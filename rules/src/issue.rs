@@ -641,6 +641,13 @@ pub enum Refusal {
         field: &'static str,
         message: String,
     },
+    /// The event would change nothing but restart a clock (reassigning an issue to the
+    /// department that holds it): refused, so that nobody postpones an escalation so.
+    #[error("{field}: {message}")]
+    Unchanged {
+        field: &'static str,
+        message: String,
+    },
     /// A hook was stopped by the wall-clock limit, which depends on the machine's load rather
     /// than on the rules and the issue: no decision rests on it. The same event may be tried
     /// again later.

@@ -66,12 +66,16 @@ pub(super) async fn list(
         f.after = Some(parsed.ok_or_else(|| bad_query("cursor", format!("invalid cursor `{c}`")))?);
     }
     scope(&actor, &mut f)?;
-    let meetings = s
+    let mut meetings = Vec::new();
+    for m in s
         .engine
         .store()
         .meetings(&f)
         .await
-        .map_err(EngineError::from)?;
+        .map_err(EngineError::from)?
+    {
+        meetings.push(s.engine.meeting_for(&actor, m).await?);
+    }
     let next = (meetings.len() as i64 == f.limit)
         .then(|| {
             meetings
@@ -95,13 +99,14 @@ async fn visible(s: &AppState, actor: &Actor, id: i64) -> Result<Meeting, ApiErr
         return Err(not_found(format!("meeting {id}")));
     }
     scope(actor, &mut f)?;
-    store
+    let m = store
         .meetings(&f)
         .await
         .map_err(EngineError::from)?
         .into_iter()
         .next()
-        .ok_or_else(|| forbidden(actor, &format!("see meeting {id}")))
+        .ok_or_else(|| forbidden(actor, &format!("see meeting {id}")))?;
+    Ok(s.engine.meeting_for(actor, m).await?)
 }
 
 /// The meeting with where each agenda issue stands now: after a joint enforcement action, its
@@ -160,5 +165,6 @@ pub(super) async fn outcome(
     let record: OutcomeRecord = parse(&body)?;
     visible(&s, &actor, id).await?;
     let held = s.engine.record_outcome(id, &record, &actor).await?;
+    let held = s.engine.meeting_for(&actor, held).await?;
     Ok((StatusCode::OK, Json(with_issues(&s, held).await?)))
 }
