@@ -201,22 +201,36 @@ fn forbidden(actor: &Actor, what: &str) -> ApiError {
 
 /// Parses a JSON body, naming line and column of a syntax error and the field of a data error.
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        use serde_json::error::Category;
-        match e.classify() {
-            Category::Data => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string())
-            }
-            _ => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_json",
-                format!(
-                    "malformed JSON at line {} column {}: {e}",
-                    e.line(),
-                    e.column()
-                ),
-            ),
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let (e, path) = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        // Nothing but white space may follow the value.
+        Ok(v) => match de.end() {
+            Ok(()) => return Ok(v),
+            Err(e) => (e, None),
+        },
+        Err(e) => {
+            let path = e.path().to_string();
+            (e.into_inner(), Some(path).filter(|p| p != "."))
         }
+    };
+    use serde_json::error::Category;
+    // Valid JSON with a wrong field is 422 naming it (`priority`, `location.lat`), whatever
+    // kind of error the parser reports it as (an enum given a number reads as a syntax error).
+    let valid_json = || serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok();
+    Err(match e.classify() {
+        Category::Data | Category::Syntax if path.is_some() || valid_json() => ApiError {
+            field: path,
+            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string())
+        },
+        _ => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!(
+                "malformed JSON at line {} column {}: {e}",
+                e.line(),
+                e.column()
+            ),
+        ),
     })
 }
 
@@ -341,6 +355,35 @@ fn readable(
     effects["lines"] = json!(lines);
 }
 
+/// A JSON body must say it is JSON: `application/json`, or a `+json` type.
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json" || essence.ends_with("+json") {
+        return Ok(());
+    }
+    Err(ApiError {
+        field: Some("Content-Type".into()),
+        ..ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            if ct.is_empty() {
+                "the body is sent without a Content-Type: send JSON as application/json".to_string()
+            } else {
+                format!("the body is sent as `{ct}`: send JSON as application/json")
+            },
+        )
+    })
+}
+
 /// `POST /api/v1/issues`: the issue as JSON, or `multipart/form-data` with an `issue` part (the
 /// same JSON) and `photo` parts. Nothing is stored unless all of it is valid.
 async fn submit(
@@ -358,6 +401,7 @@ async fn submit(
             .await
             .map_err(body_error)?;
         let actor = authenticate(&s, &headers).await?;
+        require_json(&headers)?;
         let issue: Issue = parse(&body)?;
         (actor, issue, None, format!("{:x}", Sha256::digest(&body)))
     };

@@ -26,6 +26,64 @@ use crate::spec::{Channel, Priority, Trigger};
 
 /// The longest comment taken, in characters.
 pub const MAX_COMMENT_CHARS: usize = 4000;
+/// The longest description of a report, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 4000;
+/// The longest address of a report, in characters.
+pub const MAX_ADDRESS_CHARS: usize = 500;
+
+/// What a report must be before anything is decided on it: a description that says something,
+/// texts within their lengths and without NUL characters, coordinates on the globe.
+fn check_report(issue: &Issue) -> Result<(), Refusal> {
+    let bad = |field: &'static str, message: String| Refusal::Invalid { field, message };
+    for (field, text) in [
+        ("category", Some(issue.category.as_str())),
+        ("unit", Some(issue.unit.as_str())),
+        ("description", Some(issue.description.as_str())),
+        ("reporter", issue.reporter.as_deref()),
+        ("address", issue.address.as_deref()),
+    ] {
+        if text.is_some_and(|t| t.contains('\0')) {
+            return Err(bad(field, format!("`{field}` contains a NUL character")));
+        }
+    }
+    if issue.description.trim().is_empty() {
+        return Err(bad(
+            "description",
+            "a report must say what the problem is".into(),
+        ));
+    }
+    if issue.description.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(bad(
+            "description",
+            format!("a description has at most {MAX_DESCRIPTION_CHARS} characters"),
+        ));
+    }
+    if issue
+        .address
+        .as_ref()
+        .is_some_and(|a| a.chars().count() > MAX_ADDRESS_CHARS)
+    {
+        return Err(bad(
+            "address",
+            format!("an address has at most {MAX_ADDRESS_CHARS} characters"),
+        ));
+    }
+    if let Some(l) = issue.location {
+        if !(l.lat.is_finite() && (-90.0..=90.0).contains(&l.lat)) {
+            return Err(bad(
+                "location.lat",
+                format!("latitude {} is not between -90 and 90", l.lat),
+            ));
+        }
+        if !(l.lon.is_finite() && (-180.0..=180.0).contains(&l.lon)) {
+            return Err(bad(
+                "location.lon",
+                format!("longitude {} is not between -180 and 180", l.lon),
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// What the rules decided for one event.
 #[derive(Clone, Debug, Serialize)]
@@ -160,6 +218,12 @@ fn said(field: &'static str, text: &str, blank: &str) -> Result<(), Refusal> {
             message: blank.to_string(),
         });
     }
+    if text.contains('\0') {
+        return Err(Refusal::Invalid {
+            field,
+            message: format!("`{field}` contains a NUL character"),
+        });
+    }
     if text.chars().count() > MAX_COMMENT_CHARS {
         return Err(Refusal::Invalid {
             field,
@@ -213,6 +277,9 @@ impl RuleSet {
                 state: state.state.as_str(),
                 allowed: allowed_actions(state.state),
             });
+        }
+        if *event == Event::Reported {
+            check_report(issue)?;
         }
         if let Event::SentToTriage { reason } = event {
             // Decided without the category or unit: the new rules may not know them.

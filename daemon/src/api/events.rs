@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::{
     ApiError, AppState, authenticate, body_error, check_listed_photos, field_error, is_multipart,
-    limit_body, multipart_error, parse, read_json_part, read_photo,
+    limit_body, multipart_error, parse, read_json_part, read_photo, require_json,
 };
 
 /// The route, with a body limit large enough for a resolution and its photos; the JSON, alone or
@@ -49,6 +49,7 @@ async fn act(
         let body = Bytes::from_request(limit_body(request, max_body_bytes), &())
             .await
             .map_err(body_error)?;
+        require_json(&headers)?;
         let event: Event = parse(&body)?;
         refuse_unposted(&event)?;
         if let Event::Resolved { photos, .. } = &event {

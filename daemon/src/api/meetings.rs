@@ -162,6 +162,7 @@ pub(super) async fn outcome(
     let body = body.map_err(body_error)?;
     let actor = authenticate(&s, &headers).await?;
     let id = meeting_id(&id)?;
+    super::require_json(&headers)?;
     let record: OutcomeRecord = parse(&body)?;
     visible(&s, &actor, id).await?;
     let held = s.engine.record_outcome(id, &record, &actor).await?;
