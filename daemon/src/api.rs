@@ -355,6 +355,30 @@ fn readable(
     effects["lines"] = json!(lines);
 }
 
+/// The longest idempotency key taken, in bytes.
+const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+/// An `Idempotency-Key`: 1 to 200 visible ASCII characters.
+fn idempotency_key(v: &HeaderValue) -> Result<&str, ApiError> {
+    let bad = |message: String| ApiError {
+        field: Some("Idempotency-Key".into()),
+        ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_header", message)
+    };
+    let k = v
+        .to_str()
+        .map_err(|_| bad("the idempotency key must be visible ASCII".into()))?;
+    if k.trim().is_empty() {
+        return Err(bad("the idempotency key is empty".into()));
+    }
+    if k.len() > MAX_IDEMPOTENCY_KEY {
+        return Err(bad(format!(
+            "the idempotency key has {} characters, at most {MAX_IDEMPOTENCY_KEY}",
+            k.len()
+        )));
+    }
+    Ok(k)
+}
+
 /// A JSON body must say it is JSON: `application/json`, or a `+json` type.
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let ct = headers
@@ -406,14 +430,7 @@ async fn submit(
         (actor, issue, None, format!("{:x}", Sha256::digest(&body)))
     };
     let key = match headers.get("idempotency-key") {
-        Some(v) => Some(v.to_str().map_err(|_| ApiError {
-            field: Some("Idempotency-Key".into()),
-            ..ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_header",
-                "the idempotency key must be visible ASCII",
-            )
-        })?),
+        Some(v) => Some(idempotency_key(v)?),
         None => None,
     };
     if photos.is_none() {

@@ -396,11 +396,20 @@ impl Engine {
             By::System(_) => {}
         }
         let (mut issue, actor) = as_reported(by, issue);
+        // A key is the caller's own: another token's use of the same key is another request.
+        let scoped = idempotency.map(|(key, hash)| {
+            let owner = match by {
+                By::Caller(a) => format!("token:{}", a.token),
+                other => other.name(),
+            };
+            (format!("{owner}/{key}"), hash)
+        });
+        let idempotency = scoped.as_ref().map(|(k, h)| (k.as_str(), *h));
         if let Some((key, hash)) = idempotency
             && let Some(first) = self.store.idempotent(key, hash).await?
         {
             return Ok(Submitted {
-                issue: first,
+                issue: self.first_answer(first).await?,
                 replayed: true,
             });
         }
@@ -425,16 +434,37 @@ impl Engine {
             .create(&issue, &branch, &decision, now, &actor, idempotency)
             .await?;
         self.timers_added(&decision);
-        if !submitted.replayed {
-            self.offer_shadow(
-                &issue,
-                &IssueState::default(),
-                &Event::Reported,
-                now,
-                &decision,
-            );
+        if submitted.replayed {
+            // Another request with the key committed first: its answer is this one's.
+            return Ok(Submitted {
+                issue: self.first_answer(submitted.issue).await?,
+                replayed: true,
+            });
         }
+        self.offer_shadow(
+            &issue,
+            &IssueState::default(),
+            &Event::Reported,
+            now,
+            &decision,
+        );
         Ok(submitted)
+    }
+
+    /// The answer a submission first got: the issue as reported, in the state its report left
+    /// it (whatever happened to it since), at version 1.
+    async fn first_answer(&self, now: StoredIssue) -> Result<StoredIssue> {
+        let recorded = self.store.recorded(&now.issue.id).await?;
+        let Some(first) = recorded.first() else {
+            return Ok(now);
+        };
+        let state: IssueState = serde_json::from_value(first.decision["next"].clone())
+            .map_err(|e| EngineError::Decide(format!("the stored first decision: {e}")))?;
+        Ok(StoredIssue {
+            state,
+            version: 1,
+            issue: now.issue,
+        })
     }
 
     /// Acknowledges an issue through a link, for the department it was sent to: inside the

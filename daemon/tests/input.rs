@@ -193,3 +193,55 @@ async fn an_event_must_be_json_and_its_texts_free_of_nul() {
     assert_eq!(issue["state"]["state"], "assigned");
     assert_eq!(issue["timeline"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_is_the_callers_own_and_replays_the_first_answer() {
+    let api = Api::start(CITY, "2026-03-03T10:00:00+08:00").await;
+    let one = api.client("reporter", Some("g-0001")).await;
+    let two = api.client("reporter", Some("g-0001")).await;
+    let submit = |c: &reqwest::Client, key: &str, body: Value| {
+        c.post(format!("{}/api/v1/issues", api.base))
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .body(body.to_string())
+            .send()
+    };
+    let mut other = garbage();
+    other["description"] = json!("另一处垃圾");
+    // Two callers using one key make two issues: neither sees the other's request.
+    let a = submit(&one, "k-1", garbage()).await.unwrap();
+    assert_eq!(a.status(), 201);
+    let a: Value = a.json().await.unwrap();
+    let b = submit(&two, "k-1", other.clone()).await.unwrap();
+    assert_eq!(b.status(), 201);
+    let b: Value = b.json().await.unwrap();
+    assert_ne!(a["id"], b["id"]);
+    // The issue moves on; the same caller's retry gets the first answer, not today's state.
+    let urban = api.client("department", Some("urban")).await;
+    let id = a["id"].as_str().unwrap();
+    let (status, _) = api.act(&urban, id, json!({"event": "acknowledged"})).await;
+    assert_eq!(status, 200);
+    let again = submit(&one, "k-1", garbage()).await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], a["id"]);
+    assert_eq!(again["state"], a["state"], "the first answer");
+    assert_eq!(again["state"]["state"], "assigned");
+    // The same caller, the same key, another body: refused.
+    let reused = submit(&one, "k-1", other).await.unwrap();
+    assert_eq!(reused.status(), 422);
+    // Keys are 1 to 200 visible characters.
+    for key in ["", "   ", &"k".repeat(201)] {
+        let r = submit(&one, key, garbage()).await.unwrap();
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(
+            (status.as_u16(), body["error"]["field"].as_str()),
+            (400, Some("Idempotency-Key")),
+            "{key:?}: {body}"
+        );
+    }
+    let (_, list) = api.get(&api.admin, "/api/v1/issues").await;
+    assert_eq!(list["issues"].as_array().unwrap().len(), 2);
+}
