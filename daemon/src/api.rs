@@ -872,6 +872,11 @@ async fn read_photo(
             "{what} is {declared_as} but its bytes are {detected}: the part's Content-Type must match the image"
         )));
     }
+    if let Err(e) = crate::photos::check_header(&bytes, detected) {
+        return Err(unsupported(format!(
+            "{what} begins like {detected} but is not one: {e}"
+        )));
+    }
     Ok(bytes)
 }
 

@@ -65,6 +65,25 @@ pub fn detect(bytes: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// Reads the header of an image `detect` named, as far as its dimensions (with their
+/// checksums, for PNG): bytes that only begin like an image (a PNG signature followed by a web
+/// page, say) are refused. HEIF, which the decoder does not read, is taken on its container.
+pub fn check_header(bytes: &[u8], detected: &str) -> Result<(u32, u32), String> {
+    let format = match detected {
+        "image/png" => image::ImageFormat::Png,
+        "image/jpeg" => image::ImageFormat::Jpeg,
+        "image/webp" => image::ImageFormat::WebP,
+        _ => return Ok((0, 0)),
+    };
+    let (w, h) = image::ImageReader::with_format(std::io::Cursor::new(bytes), format)
+        .into_dimensions()
+        .map_err(|e| e.to_string())?;
+    if w == 0 || h == 0 {
+        return Err(format!("it claims {w}×{h} pixels"));
+    }
+    Ok((w, h))
+}
+
 /// What the bytes are, for messages: a MIME type if recognised, else text or unknown data.
 pub fn describe(bytes: &[u8]) -> String {
     if bytes.is_empty() {

@@ -303,6 +303,11 @@ async fn bad_photos_are_refused_and_nothing_is_stored() {
     let huge = [&JPEG[..], &vec![0u8; 1 << 20][..]].concat();
     let png = &PNG[..];
     let jpeg = &JPEG[..];
+    // A PNG signature, then a web page: it begins like a PNG and is none.
+    let disguised = [&PNG[..8], &b"<html><script>alert(1)</script></html>"[..]].concat();
+    // A PNG whose header chunk is damaged (its checksum no longer holds).
+    let mut damaged = PNG.to_vec();
+    damaged[20] ^= 0x40;
     let mut listing_unknown = garbage();
     listing_unknown["photos"] = json!(["0".repeat(64)]);
     let mut listing_a_path = garbage();
@@ -372,6 +377,26 @@ async fn bad_photos_are_refused_and_nothing_is_stored() {
             "unsupported_photo",
             Some("photo"),
             vec!["text/plain".into(), "image/jpeg".into()],
+        ),
+        (
+            "a PNG signature followed by HTML",
+            admin
+                .post(s.issues())
+                .multipart(form(&garbage(), &[(&disguised, "a.png", "image/png")])),
+            415,
+            "unsupported_photo",
+            Some("photo"),
+            vec!["begins like image/png but is not one".into()],
+        ),
+        (
+            "a PNG with a damaged header",
+            admin
+                .post(s.issues())
+                .multipart(form(&garbage(), &[(&damaged, "b.png", "image/png")])),
+            415,
+            "unsupported_photo",
+            Some("photo"),
+            vec!["begins like image/png but is not one".into()],
         ),
         (
             "a GIF",
