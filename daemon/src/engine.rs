@@ -208,6 +208,14 @@ fn as_reported(by: By<'_>, mut issue: Issue) -> (Issue, String) {
     (issue, name)
 }
 
+/// The key a caller sent, from the key stored for it (`OWNER/KEY`).
+fn idempotency_key_sent(stored: Option<&str>) -> String {
+    stored
+        .and_then(|k| k.split_once('/'))
+        .map(|(_, k)| k.to_string())
+        .unwrap_or_default()
+}
+
 /// A link acknowledges its issue and does nothing else.
 fn link_only_acknowledges(c: &Claim, what: &str) -> EngineError {
     EngineError::Forbidden {
@@ -405,8 +413,15 @@ impl Engine {
             (format!("{owner}/{key}"), hash)
         });
         let idempotency = scoped.as_ref().map(|(k, h)| (k.as_str(), *h));
+        // A reused key is named as the caller sent it.
+        let named = |e: StoreError| match (e, idempotency) {
+            (StoreError::KeyReused(_), Some(_)) => {
+                StoreError::KeyReused(idempotency_key_sent(scoped.as_ref().map(|s| s.0.as_str())))
+            }
+            (e, _) => e,
+        };
         if let Some((key, hash)) = idempotency
-            && let Some(first) = self.store.idempotent(key, hash).await?
+            && let Some(first) = self.store.idempotent(key, hash).await.map_err(named)?
         {
             return Ok(Submitted {
                 issue: self.first_answer(first).await?,
@@ -432,7 +447,8 @@ impl Engine {
         let submitted = self
             .store
             .create(&issue, &branch, &decision, now, &actor, idempotency)
-            .await?;
+            .await
+            .map_err(named)?;
         self.timers_added(&decision);
         if submitted.replayed {
             // Another request with the key committed first: its answer is this one's.
