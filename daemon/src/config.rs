@@ -80,6 +80,25 @@ impl Config {
         file: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, String> {
+        let mut c = Config::load_unchecked(file, &env)?;
+        c.check_channels(&env)?;
+        Ok(c)
+    }
+
+    /// `load` without checking the delivery channels and links or reading their secrets: what
+    /// the commands that only need the store (tokens, the outbox, rule versions) read, so that
+    /// they run where the delivery secrets are not set.
+    pub fn load_for_store(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, String> {
+        Config::load_unchecked(file, &env)
+    }
+
+    fn load_unchecked(
+        file: Option<&Path>,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, String> {
         let mut c = match file {
             Some(f) => {
                 let text = std::fs::read_to_string(f)
@@ -131,9 +150,8 @@ impl Config {
                 .parse()
                 .map_err(|_| format!("ESCALADE_MAX_PHOTOS: `{v}` is not a number"))?;
         }
-        c.channel_overrides(&env)?;
-        c.links_overrides(&env)?;
-        c.check_channels(&env)?;
+        c.channel_overrides(env)?;
+        c.links_overrides(env)?;
         Ok(c)
     }
 

@@ -641,3 +641,29 @@ fn a_command_whose_reader_goes_away_ends_quietly() {
         out.status
     );
 }
+
+/// The store's commands need the store only: a configuration whose delivery secrets are not set
+/// in this environment still serves `token create` and `outbox list`, while `run` refuses it,
+/// naming the variable.
+#[test]
+fn the_stores_commands_run_without_the_delivery_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("escalade.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir: {}\nsmtp:\n  host: 127.0.0.1\n  port: 2525\n  from: escalade@example.org\n  username: u\n  password_env: ESCALADE_TEST_UNSET_PASSWORD\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let out = escalade(&["token", "create", "--config", cfg, "--role", "admin"]);
+    expect_code(&out, 0, "token create with the secret unset");
+    let out = escalade(&["outbox", "list", "--config", cfg]);
+    expect_code(&out, 0, "outbox list with the secret unset");
+    let out = escalade(&["run", "--config", cfg, "--rules", &example()]);
+    expect_code(&out, 2, "run with the secret unset");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ESCALADE_TEST_UNSET_PASSWORD"), "{err}");
+}

@@ -33,7 +33,9 @@ pub struct RunArgs {
 }
 
 pub fn run(a: RunArgs) -> Result<(), Failure> {
-    let mut cfg = super::store::config(a.config.as_deref())?;
+    // The daemon delivers: its channels are checked and their secrets read.
+    let mut cfg = crate::config::Config::load(a.config.as_deref(), |k| std::env::var(k).ok())
+        .map_err(Failure::Usage)?;
     if let Some(r) = a.rules {
         cfg.rules = r;
     }

@@ -57,9 +57,10 @@ pub enum OutboxAction {
     Retry { id: i64 },
 }
 
-/// The configuration, from `--config` and the environment.
+/// The configuration, from `--config` and the environment, as the commands of the store need it:
+/// the delivery channels are not checked nor their secrets read (`run` reads them).
 pub fn config(file: Option<&Path>) -> Result<Config, Failure> {
-    Config::load(file, |k| std::env::var(k).ok()).map_err(Failure::Usage)
+    Config::load_for_store(file, |k| std::env::var(k).ok()).map_err(Failure::Usage)
 }
 
 /// Runs `f` on the configuration's store (which must exist unless `create`), closing it after.
