@@ -189,6 +189,28 @@ async fn an_event_must_be_json_and_its_texts_free_of_nul() {
     )
     .await;
     assert_eq!(got, 422, "{b}");
+    // Every text of an event is bounded, whichever event carries it.
+    for (event, field) in [
+        (
+            json!({"event": "resolved", "note": "修".repeat(4001)}),
+            "note",
+        ),
+        (
+            json!({"event": "closed_at_grid", "note": "修".repeat(4001)}),
+            "note",
+        ),
+        (
+            json!({"event": "duplicate", "original": "1".repeat(4001)}),
+            "original",
+        ),
+    ] {
+        let (got, b) = send(&api, &path, Some("application/json"), event.to_string()).await;
+        assert_eq!(
+            (got, b["error"]["field"].as_str()),
+            (422, Some(field)),
+            "{b}"
+        );
+    }
     let (_, issue) = api.get(&api.admin, &format!("/api/v1/issues/{id}")).await;
     assert_eq!(issue["state"]["state"], "assigned");
     assert_eq!(issue["timeline"].as_array().unwrap().len(), 1);

@@ -281,6 +281,21 @@ impl RuleSet {
         if *event == Event::Reported {
             check_report(issue)?;
         }
+        // Every text an event carries is bounded and free of NUL characters.
+        for (field, text) in event.texts() {
+            if text.contains('\0') {
+                return Err(Refusal::Invalid {
+                    field,
+                    message: format!("`{field}` contains a NUL character"),
+                });
+            }
+            if text.chars().count() > MAX_COMMENT_CHARS {
+                return Err(Refusal::Invalid {
+                    field,
+                    message: format!("`{field}` has at most {MAX_COMMENT_CHARS} characters"),
+                });
+            }
+        }
         if let Event::SentToTriage { reason } = event {
             // Decided without the category or unit: the new rules may not know them.
             return Ok(self.sent_to_triage(issue, state, reason, now));

@@ -503,6 +503,28 @@ impl Event {
         )
     }
 
+    /// The free texts a person writes into the event, by field, for the checks every text passes
+    /// (the daemon's own reasons are not a person's).
+    pub fn texts(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            Event::Progress { note }
+            | Event::Resolved { note, .. }
+            | Event::ClosedAtGrid { note }
+            | Event::RequestDecided { note, .. }
+            | Event::Resumed { note } => vec![("note", note)],
+            Event::Rejected { reason }
+            | Event::Returned { reason }
+            | Event::SuspensionRequested { reason }
+            | Event::ExtensionRequested { reason, .. } => vec![("reason", reason)],
+            Event::Evaluated { comment, .. } | Event::ReportRated { comment, .. } => {
+                vec![("comment", comment)]
+            }
+            Event::Commented { text } => vec![("text", text)],
+            Event::Duplicate { original } => vec![("original", original)],
+            _ => Vec::new(),
+        }
+    }
+
     /// The daemon's own events, never posted by a person.
     pub fn is_system(&self) -> bool {
         self.is_timer()
