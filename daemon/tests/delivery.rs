@@ -867,10 +867,11 @@ async fn the_rate_limit_holds_across_a_batch() {
     assert_eq!(got.len(), N + 1);
     let span = got[N].at - got[1].at;
     // (N - 1) / R: 250 ms. The bucket spaces the sends by 50 ms each (a timer never fires
-    // early); the server's receive times carry each request's own trip over loopback, whose
-    // differences are tens of microseconds: a millisecond allows for them.
+    // early); the server's receive times carry each request's own trip over loopback, which on
+    // a loaded machine (CI compiling beside it) varies by milliseconds: 246 ms was seen. Without
+    // the bucket the six arrive within a few milliseconds, so 200 ms still shows the spacing.
     assert!(
-        span >= std::time::Duration::from_millis(249),
+        span >= std::time::Duration::from_millis(200),
         "{N} SMS at 20/s arrived within {span:?}"
     );
 }
