@@ -114,17 +114,10 @@ pub async fn scorecards(
             if within.is_some_and(|w| !org.in_subtree(u, w)) {
                 continue;
             }
-            let x = rolled.entry(u).or_insert_with(|| UnitFigures {
+            *rolled.entry(u).or_insert_with(|| UnitFigures {
                 unit: org.units[u as usize].id.clone(),
                 ..Default::default()
-            });
-            x.reported += f.reported;
-            x.rated_valid += f.rated_valid;
-            x.rated_invalid += f.rated_invalid;
-            x.rated_duplicate += f.rated_duplicate;
-            x.rated_not_ours += f.rated_not_ours;
-            x.verified_on_time += f.verified_on_time;
-            x.verification_lapsed += f.verification_lapsed;
+            }) += &f;
         }
         let tier = org.tiers[scoring.unit_tier as usize].id.clone();
         for (u, figures) in rolled {

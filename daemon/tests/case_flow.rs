@@ -464,7 +464,7 @@ async fn a_resolution_carries_photos_of_the_fixed_site_where_the_policy_asks_for
     .await
     .unwrap();
     assert_eq!(r.status(), 422);
-    // Refused by the rules (a leader may not resolve): the photo is not written.
+    // Refused before the decision (a leader may not resolve): the photo is not written.
     let street = api.client("leader", Some("s-huayuanlu")).await;
     let r = street
         .post(format!("{}/api/v1/issues/{id}/events", api.base))

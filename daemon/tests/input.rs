@@ -200,8 +200,8 @@ async fn an_event_must_be_json_and_its_texts_free_of_nul() {
             "note",
         ),
         (
-            json!({"event": "duplicate", "original": "1".repeat(4001)}),
-            "original",
+            json!({"event": "returned", "reason": "不".repeat(4001)}),
+            "reason",
         ),
     ] {
         let (got, b) = send(&api, &path, Some("application/json"), event.to_string()).await;

@@ -209,25 +209,13 @@ impl MessageVars {
     }
 }
 
-/// A text a person must write (a progress note, a rejection's reason): not blank, and at most
-/// `MAX_COMMENT_CHARS` characters.
+/// A text a person must write (a progress note, a rejection's reason): not blank. Its length
+/// and characters are checked for every event's texts (`Event::texts`) before it is decided.
 fn said(field: &'static str, text: &str, blank: &str) -> Result<(), Refusal> {
     if text.trim().is_empty() {
         return Err(Refusal::Invalid {
             field,
             message: blank.to_string(),
-        });
-    }
-    if text.contains('\0') {
-        return Err(Refusal::Invalid {
-            field,
-            message: format!("`{field}` contains a NUL character"),
-        });
-    }
-    if text.chars().count() > MAX_COMMENT_CHARS {
-        return Err(Refusal::Invalid {
-            field,
-            message: format!("`{field}` has at most {MAX_COMMENT_CHARS} characters"),
         });
     }
     Ok(())
@@ -614,20 +602,7 @@ impl<'a> Cx<'a> {
             // Decided before a context is built: see `RuleSet::sent_to_triage`.
             Event::SentToTriage { .. } => Ok(()),
             Event::Commented { text } => {
-                if text.trim().is_empty() {
-                    return Err(Refusal::Invalid {
-                        field: "text",
-                        message: "a comment needs text".into(),
-                    }
-                    .into());
-                }
-                if text.chars().count() > MAX_COMMENT_CHARS {
-                    return Err(Refusal::Invalid {
-                        field: "text",
-                        message: format!("a comment has at most {MAX_COMMENT_CHARS} characters"),
-                    }
-                    .into());
-                }
+                said("text", text, "a comment needs text")?;
                 self.trace("comment added");
                 Ok(())
             }
@@ -649,9 +624,9 @@ impl<'a> Cx<'a> {
             Event::Followed { person, duplicate } => self.followed(person, duplicate),
             Event::ReportRated {
                 verdict,
-                comment,
                 department,
-            } => self.report_rated(*verdict, comment, department),
+                ..
+            } => self.report_rated(*verdict, department),
             Event::VerificationLapsed => self.verification_lapsed(),
         }
     }

@@ -53,6 +53,19 @@ pub struct UnitFigures {
     pub verification_lapsed: u64,
 }
 
+impl std::ops::AddAssign<&UnitFigures> for UnitFigures {
+    /// Adds another unit's counts (rolling grids up to a higher tier); the id stays.
+    fn add_assign(&mut self, o: &UnitFigures) {
+        self.reported += o.reported;
+        self.rated_valid += o.rated_valid;
+        self.rated_invalid += o.rated_invalid;
+        self.rated_duplicate += o.rated_duplicate;
+        self.rated_not_ours += o.rated_not_ours;
+        self.verified_on_time += o.verified_on_time;
+        self.verification_lapsed += o.verification_lapsed;
+    }
+}
+
 /// What a department is scored on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -870,3 +870,47 @@ fn a_hook_failing_on_a_later_event_keeps_the_issue_routed() {
     );
     assert!(!t.timers.is_empty());
 }
+
+/// `case_flow.verification.on_lapse`: a resolution nobody checks on site in time closes as
+/// confirmed by lapse (`confirm`) or as unverified (`unverified`), once the time has passed.
+#[test]
+fn a_lapsed_check_on_site_closes_as_the_policy_says() {
+    use escalade_rules::issue::Verification;
+    for (lapse, want) in [
+        ("confirm", Verification::AutoConfirmed),
+        ("unverified", Verification::Unverified),
+    ] {
+        let rs = mini_with(|path, text| {
+            if path == "policy.yaml" {
+                format!("{text}\ncase_flow:\n  verification: {{within: 2h, on_lapse: {lapse}}}\n")
+            } else {
+                text.to_string()
+            }
+        });
+        let mut t = Timeline::report(
+            &rs,
+            issue("garbage", "bins"),
+            at("2026-03-02T09:00:00+08:00"),
+        )
+        .unwrap();
+        t.apply(at("2026-03-02T09:30:00+08:00"), Event::Acknowledged)
+            .unwrap();
+        t.apply(
+            at("2026-03-02T10:00:00+08:00"),
+            Event::Resolved {
+                note: "swept".into(),
+                photos: Vec::new(),
+            },
+        )
+        .unwrap();
+        // 2h of working time from Monday 10:00: due at 12:00.
+        assert_eq!(t.state.verify_by, Some(at("2026-03-02T12:00:00+08:00")));
+        t.advance_to(at("2026-03-02T11:59:00+08:00"));
+        assert_eq!(t.state.state, State::Resolved, "{lapse}: not yet due");
+        t.advance_to(at("2026-03-02T12:00:00+08:00"));
+        assert_eq!(t.state.state, State::Closed, "{lapse}");
+        assert_eq!(t.state.verification, Some(want), "{lapse}");
+        assert_eq!(t.state.counts.verification_lapses, 1);
+        assert_eq!(t.state.verify_by, None);
+    }
+}

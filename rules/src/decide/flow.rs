@@ -392,7 +392,6 @@ impl Cx<'_> {
     pub(super) fn report_rated(
         &mut self,
         verdict: ReportVerdict,
-        comment: &str,
         department: &str,
     ) -> Result<(), Failure> {
         if department.is_empty() {
@@ -418,15 +417,6 @@ impl Cx<'_> {
             return Err(invalid(
                 "verdict",
                 format!("{department} rated this report already"),
-            ));
-        }
-        if comment.chars().count() > super::MAX_COMMENT_CHARS {
-            return Err(invalid(
-                "comment",
-                format!(
-                    "a comment has at most {} characters",
-                    super::MAX_COMMENT_CHARS
-                ),
             ));
         }
         self.next.report_ratings.push(ReportRating {
