@@ -24,8 +24,10 @@ mod support;
 const CITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/city");
 
 /// The router's sources, where every route is declared.
-const SOURCES: [(&str, &str); 4] = [
+const SOURCES: [(&str, &str); 6] = [
     ("src/api.rs", include_str!("../src/api.rs")),
+    ("src/api/submit.rs", include_str!("../src/api/submit.rs")),
+    ("src/api/issues.rs", include_str!("../src/api/issues.rs")),
     ("src/api/events.rs", include_str!("../src/api/events.rs")),
     ("src/api/rules.rs", include_str!("../src/api/rules.rs")),
     (

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::Actor;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
@@ -13,8 +14,8 @@ use escalade_rules::Event;
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, AppState, authenticate, body_error, check_listed_photos, field_error, is_multipart,
-    limit_body, multipart_error, parse, read_json_part, read_photo, require_json,
+    ApiError, AppState, body_error, check_listed_photos, field_error, is_multipart, limit_body,
+    multipart_error, parse, read_json_part, read_photo, require_json,
 };
 
 /// The route, with a body limit large enough for a resolution and its photos; the JSON, alone or
@@ -25,8 +26,8 @@ pub(super) fn events_route(state: &AppState, max_body_bytes: usize) -> MethodRou
         .saturating_add(l.max_photos.saturating_mul(l.max_photo_bytes))
         .saturating_add(64 << 10);
     post(
-        move |s: State<Arc<AppState>>, id: Path<String>, request: Request| {
-            act(s, id, max_body_bytes, request)
+        move |s: State<Arc<AppState>>, actor: Actor, id: Path<String>, request: Request| {
+            act(s, actor, id, max_body_bytes, request)
         },
     )
     .layer(DefaultBodyLimit::max(whole))
@@ -34,12 +35,12 @@ pub(super) fn events_route(state: &AppState, max_body_bytes: usize) -> MethodRou
 
 async fn act(
     State(s): State<Arc<AppState>>,
+    actor: Actor,
     Path(id): Path<String>,
     max_body_bytes: usize,
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
     let headers = request.headers().clone();
-    let actor = authenticate(&s, &headers).await?;
     let (stored, decision) = if is_multipart(&headers) {
         let (note, photos) = read_resolution(&s, request, max_body_bytes).await?;
         s.engine

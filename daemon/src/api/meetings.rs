@@ -11,8 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, AppState, authenticate, bad_query, body_error, forbidden, not_found, page_limit,
-    parse, query,
+    ApiError, AppState, bad_query, body_error, forbidden, not_found, page_limit, parse, query,
 };
 use crate::auth::{Actor, Role};
 use crate::engine::{EngineError, OutcomeRecord};
@@ -40,10 +39,9 @@ fn scope(actor: &Actor, f: &mut MeetingFilter) -> Result<(), ApiError> {
 
 pub(super) async fn list(
     State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
+    actor: Actor,
     uri: axum::http::Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let actor = authenticate(&s, &headers).await?;
     let q: MeetingQuery = query(uri.query())?;
     let mut f = MeetingFilter {
         status: q.status,
@@ -143,10 +141,9 @@ fn meeting_id(raw: &str) -> Result<i64, ApiError> {
 
 pub(super) async fn get(
     State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
+    actor: Actor,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let actor = authenticate(&s, &headers).await?;
     let id = meeting_id(&id)?;
     let meeting = visible(&s, &actor, id).await?;
     Ok(Json(with_issues(&s, meeting).await?))
@@ -155,12 +152,12 @@ pub(super) async fn get(
 /// Records the outcome: a leader whose subtree holds every agenda issue, or an admin.
 pub(super) async fn outcome(
     State(s): State<Arc<AppState>>,
+    actor: Actor,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let body = body.map_err(body_error)?;
-    let actor = authenticate(&s, &headers).await?;
     let id = meeting_id(&id)?;
     super::require_json(&headers)?;
     let record: OutcomeRecord = parse(&body)?;

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, authenticate, bad_query, forbidden, not_found, page_limit, query};
-use crate::auth::Role;
+use super::{ApiError, AppState, bad_query, forbidden, not_found, page_limit, query};
+use crate::auth::{Actor, Role};
 use crate::engine::EngineError;
 use crate::store::{OutboxFilter, Requeue};
 
@@ -27,10 +27,9 @@ const STATUSES: [&str; 4] = ["queued", "sending", "sent", "dead"];
 /// `GET /api/v1/outbox[?status=queued|sending|sent|dead][&limit=N][&cursor=C]`: rows by id.
 pub(super) async fn list(
     State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
+    actor: Actor,
     uri: axum::http::Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let actor = authenticate(&s, &headers).await?;
     let q: OutboxQuery = query(uri.query())?;
     if actor.role != Role::Admin {
         return Err(forbidden(&actor, "read the outbox"));
@@ -71,10 +70,9 @@ pub(super) async fn list(
 /// afresh; 404 for an unknown row, 409 for one that is not dead.
 pub(super) async fn retry(
     State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
+    actor: Actor,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let actor = authenticate(&s, &headers).await?;
     if actor.role != Role::Admin {
         return Err(forbidden(&actor, "retry outbox messages"));
     }

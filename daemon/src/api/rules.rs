@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, authenticate, bad_query, forbidden, page_limit, query};
+use super::{ApiError, AppState, bad_query, forbidden, page_limit, query};
 use crate::auth::{Actor, Role};
 use crate::engine::EngineError;
 use crate::reload::ReloadError;
@@ -26,9 +26,8 @@ fn admin(actor: &Actor, what: &str) -> Result<(), ApiError> {
 /// summary, and the last reload attempt with its outcome and diagnostics.
 pub(super) async fn status(
     State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
+    actor: Actor,
 ) -> Result<Json<Value>, ApiError> {
-    let actor = authenticate(&s, &headers).await?;
     admin(&actor, "read the rules' status")?;
     let st = s.rules.status();
     Ok(Json(json!({
@@ -52,10 +51,9 @@ struct ReloadQuery {
 /// any refusal the old rules stay live.
 pub(super) async fn reload(
     State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
+    actor: Actor,
     uri: axum::http::Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let actor = authenticate(&s, &headers).await?;
     let q: ReloadQuery = query(uri.query())?;
     admin(&actor, "reload the rules")?;
     match s
@@ -107,10 +105,9 @@ struct VersionsQuery {
 /// `GET /api/v1/rules/versions`: every version that went live, newest first.
 pub(super) async fn versions(
     State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
+    actor: Actor,
     uri: axum::http::Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let actor = authenticate(&s, &headers).await?;
     let q: VersionsQuery = query(uri.query())?;
     admin(&actor, "list the rule versions")?;
     let before = match &q.cursor {
@@ -137,10 +134,9 @@ pub(super) async fn versions(
 /// version that decided it, with its trace, and checked against the stored decision.
 pub(super) async fn explain(
     State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
+    actor: Actor,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let actor = authenticate(&s, &headers).await?;
     admin(&actor, &format!("explain issue {id}"))?;
     match crate::explain::explain_issue(s.engine.store(), &s.rules, &id).await {
         Ok(x) => Ok(Json(
@@ -196,9 +192,8 @@ struct CandidateBody {
 /// run since it started: counts by kind, example issues, the latest differences.
 pub(super) async fn shadow(
     State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
+    actor: Actor,
 ) -> Result<Json<Value>, ApiError> {
-    let actor = authenticate(&s, &headers).await?;
     admin(&actor, "read the shadow rules")?;
     let running = s.engine.shadow();
     let summary = s
@@ -219,11 +214,10 @@ pub(super) async fn shadow(
 /// beside the live rules (replacing shadow rules that ran).
 pub(super) async fn start_shadow(
     State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
+    actor: Actor,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = body.map_err(super::body_error)?;
-    let actor = authenticate(&s, &headers).await?;
     admin(&actor, "run shadow rules")?;
     let b: CandidateBody = super::parse(&body)?;
     let (path, rules) = candidate(&s, &b.dir).await?;
@@ -253,9 +247,8 @@ pub(super) async fn start_shadow(
 /// `DELETE /api/v1/rules/shadow`: stops the shadow rules; their differences stay readable.
 pub(super) async fn stop_shadow(
     State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
+    actor: Actor,
 ) -> Result<Json<Value>, ApiError> {
-    let actor = authenticate(&s, &headers).await?;
     admin(&actor, "stop shadow rules")?;
     let stopped = s.engine.set_shadow(None);
     if let Some(old) = &stopped {
@@ -292,11 +285,10 @@ struct ReplayBody {
 /// `candidates_dir` and through the versions that decided them; what differs.
 pub(super) async fn replay(
     State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
+    actor: Actor,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = body.map_err(super::body_error)?;
-    let actor = authenticate(&s, &headers).await?;
     admin(&actor, "replay candidate rules")?;
     let b: ReplayBody = super::parse(&body)?;
     let rules = Arc::new(candidate(&s, &b.dir).await?.1);

@@ -5,13 +5,12 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ApiError, AppState, authenticate, bad_query, forbidden, query};
-use crate::auth::Role;
+use super::{ApiError, AppState, bad_query, forbidden, query};
+use crate::auth::{Actor, Role};
 use crate::engine::EngineError;
 use crate::scorecards::{Show, Which, scorecards};
 
@@ -31,10 +30,9 @@ const LONGEST_DAYS: i64 = 366;
 
 pub(super) async fn get(
     State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
+    actor: Actor,
     uri: axum::http::Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let actor = authenticate(&s, &headers).await?;
     let q: ScorecardQuery = query(uri.query())?;
     let rules = s.engine.rules();
     let org = &rules.org;

@@ -1,0 +1,259 @@
+//! Reading issues: one with its readable timeline, lists, queues, overdue boards, photos.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState, bad_query, forbidden, internal, not_found, page_limit, query};
+use crate::auth::{Actor, Role};
+use crate::engine::EngineError;
+use crate::store::IssueFilter;
+
+pub(crate) async fn issue(
+    State(s): State<Arc<AppState>>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let store = s.engine.store();
+    let stored = s.engine.issue_for(&actor, &id).await?;
+    let mut timeline = store.timeline(&id).await.map_err(EngineError::from)?;
+    let rules = s.engine.rules();
+    // Each decision's effects completed from the state before it (the previous decision's)
+    // and its own next state and messages.
+    let mut before = escalade_rules::IssueState::default();
+    for e in &mut timeline {
+        let next = e.next.take();
+        if let Some(v) = &mut e.effects {
+            let messages = e.messages.take();
+            readable(
+                &rules,
+                v,
+                messages.as_ref().and_then(Value::as_array),
+                &before,
+                next.as_ref(),
+            );
+        }
+        if let Some(n) = next {
+            before = n;
+        }
+    }
+    Ok(Json(
+        json!({"id": id, "issue": stored.issue, "state": stored.state, "version": stored.version, "timeline": timeline}),
+    ))
+}
+
+/// Adds to a decision's effects, as stored, who was told (from its messages), what changed from
+/// the state before to its next state, and the sentences
+/// a person reads (`lines`), times in the rules' default zone. Effects that no longer read as
+/// `Effects` are served as stored.
+pub(crate) fn readable(
+    rules: &escalade_rules::RuleSet,
+    effects: &mut Value,
+    messages: Option<&Vec<Value>>,
+    before: &escalade_rules::IssueState,
+    next: Option<&escalade_rules::IssueState>,
+) {
+    let Ok(mut e) = serde_json::from_value::<escalade_rules::effects::Effects>(effects.clone())
+    else {
+        return;
+    };
+    if let Some(m) = messages {
+        e.told_from(m);
+    }
+    if let Some(n) = next {
+        e.compare(before, n);
+    }
+    let lines = rules.effect_lines(&e);
+    *effects = serde_json::to_value(&e).expect("plain data serialises");
+    effects["lines"] = json!(lines);
+}
+
+/// Query of `GET /api/v1/issues`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    state: Option<String>,
+    department: Option<String>,
+    /// A unit: issues in its subtree.
+    unit: Option<String>,
+    tier: Option<String>,
+    overdue: Option<bool>,
+    from: Option<chrono::DateTime<chrono::FixedOffset>>,
+    to: Option<chrono::DateTime<chrono::FixedOffset>>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+    /// `reported` (report order) or `deadline` (the nearest deadline first); a department's
+    /// queue defaults to `deadline`, other lists to `reported`.
+    order: Option<String>,
+}
+
+/// Lists issues, narrowed to what the caller may see: a reporter's or leader's unit subtree, a
+/// department's own issues.
+pub(crate) async fn run_list(
+    s: &AppState,
+    actor: &Actor,
+    q: ListQuery,
+    open: bool,
+    queue: bool,
+) -> Result<Json<Value>, ApiError> {
+    let rules = s.engine.rules();
+    let org = &rules.org;
+    let mut f = IssueFilter {
+        state: q.state,
+        open,
+        department: q.department,
+        subtree: q.unit,
+        tier: q.tier,
+        overdue_at: q.overdue.unwrap_or(false).then(|| s.engine.now()),
+        from: q.from.map(|t| t.with_timezone(&chrono::Utc)),
+        to: q.to.map(|t| t.with_timezone(&chrono::Utc)),
+        after: None,
+        limit: page_limit(q.limit),
+        by_deadline: match q.order.as_deref() {
+            None => queue,
+            Some("deadline") => true,
+            Some("reported") => false,
+            Some(o) => {
+                return Err(bad_query(
+                    "order",
+                    format!("unknown order `{o}`: deadline or reported"),
+                ));
+            }
+        },
+    };
+    if let Some(st) = &f.state
+        && escalade_rules::State::parse(st).is_none()
+    {
+        return Err(bad_query("state", format!("unknown state `{st}`")));
+    }
+    if let Some(u) = &f.subtree
+        && org.unit(u).is_none()
+    {
+        return Err(bad_query("unit", format!("unknown unit `{u}`")));
+    }
+    if let Some(d) = &f.department
+        && org.department(d).is_none()
+    {
+        return Err(bad_query("department", format!("unknown department `{d}`")));
+    }
+    if let Some(t) = &f.tier
+        && org.tier(t).is_none()
+    {
+        return Err(bad_query("tier", format!("unknown tier `{t}`")));
+    }
+    if let Some(c) = q.cursor {
+        let parsed = c
+            .split_once(':')
+            .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_string())));
+        f.after = Some(parsed.ok_or_else(|| bad_query("cursor", format!("invalid cursor `{c}`")))?);
+    }
+    match actor.role {
+        Role::Admin => {}
+        Role::Department => match (&f.department, &actor.scope) {
+            (Some(d), Some(mine)) if d != mine => {
+                return Err(forbidden(actor, &format!("list the issues of {d}")));
+            }
+            _ => f.department = actor.scope.clone(),
+        },
+        Role::Reporter | Role::Leader => {
+            let scope = actor.scope.clone().unwrap_or_default();
+            match &f.subtree {
+                Some(u) => {
+                    let inside = match (org.unit(u), org.unit(&scope)) {
+                        (Some(u), Some(sc)) => org.in_subtree(u, sc),
+                        _ => false,
+                    };
+                    if !inside {
+                        return Err(forbidden(actor, &format!("list the issues of {u}")));
+                    }
+                }
+                None => f.subtree = Some(scope),
+            }
+        }
+    }
+    let rows = s.engine.store().list(&f).await.map_err(EngineError::from)?;
+    let next = (rows.len() as i64 == f.limit)
+        .then(|| rows.last().map(|r| r.cursor.clone()))
+        .flatten();
+    let issues: Vec<Value> = rows
+        .into_iter()
+        .map(|r| json!({"id": r.issue.issue.id, "issue": r.issue.issue, "state": r.issue.state, "version": r.issue.version}))
+        .collect();
+    Ok(Json(json!({"issues": issues, "next_cursor": next})))
+}
+
+pub(crate) async fn list(
+    State(s): State<Arc<AppState>>,
+    actor: Actor,
+    uri: axum::http::Uri,
+) -> Result<Json<Value>, ApiError> {
+    run_list(&s, &actor, query(uri.query())?, false, false).await
+}
+
+/// A department's queue: its open issues.
+pub(crate) async fn queue(
+    State(s): State<Arc<AppState>>,
+    actor: Actor,
+    Path(id): Path<String>,
+    uri: axum::http::Uri,
+) -> Result<Json<Value>, ApiError> {
+    if s.engine.rules().org.department(&id).is_none() {
+        return Err(not_found(format!("department {id}")));
+    }
+    let mut q: ListQuery = query(uri.query())?;
+    q.department = Some(id);
+    run_list(&s, &actor, q, true, true).await
+}
+
+/// A leader's overdue board: the open issues of a subtree with a deadline passed.
+pub(crate) async fn overdue(
+    State(s): State<Arc<AppState>>,
+    actor: Actor,
+    Path(id): Path<String>,
+    uri: axum::http::Uri,
+) -> Result<Json<Value>, ApiError> {
+    if s.engine.rules().org.unit(&id).is_none() {
+        return Err(not_found(format!("unit {id}")));
+    }
+    let mut q: ListQuery = query(uri.query())?;
+    q.unit = Some(id);
+    q.overdue = Some(true);
+    run_list(&s, &actor, q, true, false).await
+}
+
+/// `GET /api/v1/issues/{id}/photos/{hash}`: one of the issue's photos, to whoever may see it.
+pub(crate) async fn photo(
+    State(s): State<Arc<AppState>>,
+    actor: Actor,
+    Path((id, hash)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let stored = s.engine.issue_for(&actor, &id).await?;
+    if !stored.issue.photos.contains(&hash) && !stored.state.after_photos.contains(&hash) {
+        return Err(not_found(format!("photo {hash} on issue {id}")));
+    }
+    let store = s.photos.clone();
+    let name = hash.clone();
+    let found = tokio::task::spawn_blocking(move || store.get(&name))
+        .await
+        .map_err(|e| internal(format!("reading photo {hash}: {e}")))?
+        .map_err(|e| internal(format!("reading photo {hash}: {e}")))?;
+    let Some((bytes, content_type)) = found else {
+        return Err(internal(format!(
+            "photo {hash} of issue {id} is missing from the photo store"
+        )));
+    };
+    Ok((
+        [
+            ("content-type", content_type),
+            // The name is the content: it never changes.
+            ("cache-control", "private, max-age=31536000, immutable"),
+            ("x-content-type-options", "nosniff"),
+        ],
+        bytes,
+    )
+        .into_response())
+}
