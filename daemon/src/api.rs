@@ -1,7 +1,6 @@
 //! The HTTP API under `/api/v1` (axum, JSON). Errors are JSON with a stable code, a message and
 //! the field at fault; nothing is answered before the store has committed.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -22,13 +21,15 @@ mod events;
 mod issues;
 mod meetings;
 mod outbox;
+mod request_id;
 mod rules;
 mod scorecards;
+mod server;
 mod submit;
 
 pub(crate) use body::{
-    idempotency_key, is_multipart, limit_body, page_limit, parse, query, read_json_part,
-    read_photo, require_json,
+    JsonBody, idempotency_key, is_multipart, page_limit, parse, query, read_json_part, read_photo,
+    require_json, too_slow, turn,
 };
 pub use error::ApiError;
 pub(crate) use error::{
@@ -36,6 +37,7 @@ pub(crate) use error::{
 };
 use events::events_route;
 use issues::{issue, list, overdue, photo, queue};
+pub use server::{HttpLimits, Turns, serve};
 pub(crate) use submit::check_listed_photos;
 use submit::submit_route;
 
@@ -55,9 +57,12 @@ pub struct AppState {
     /// Acknowledgement links, when configured: `/ack/{token}` checks them; without, it
     /// answers 404.
     pub links: Option<Arc<crate::links::Links>>,
+    /// The server's limits, and the turns of reading bodies and uploads.
+    pub turns: Arc<Turns>,
 }
 
-pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+pub fn router(state: Arc<AppState>) -> Router {
+    let max_body_bytes = state.turns.max_body_bytes;
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -94,19 +99,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/ack/{token}", get(ack::show).post(ack::acknowledge))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(request_id::tag))
         .with_state(state)
-}
-
-/// Serves until `shutdown` resolves, then finishes the requests in flight.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: Arc<AppState>,
-    max_body_bytes: usize,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(state, max_body_bytes))
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 /// The OpenAPI document; needs no token (it describes the API and reveals no data).

@@ -45,6 +45,8 @@ pub struct Config {
     /// One-click acknowledgement links in messages; without it messages carry none and
     /// `/ack/...` answers 404.
     pub links: Option<LinksConfig>,
+    /// The HTTP server's limits: connections, timeouts, bodies read at once.
+    pub http: crate::api::HttpLimits,
 }
 
 impl Default for Config {
@@ -67,6 +69,7 @@ impl Default for Config {
             webhook: None,
             delivery: DeliveryConfig::default(),
             links: None,
+            http: Default::default(),
         }
     }
 }
@@ -103,10 +106,21 @@ impl Config {
             Some(f) => {
                 let text = std::fs::read_to_string(f)
                     .map_err(|e| format!("cannot read {}: {e}", f.display()))?;
-                serde_yaml::from_str(&text).map_err(|e| match e.location() {
-                    Some(l) => format!("{}:{}:{}: {e}", f.display(), l.line(), l.column()),
-                    None => format!("{}: {e}", f.display()),
-                })?
+                // The key at fault is named by its path (`http.header_timeout`).
+                serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(&text))
+                    .map_err(|e| {
+                        let path = e.path().to_string();
+                        let e = e.into_inner();
+                        let at = match e.location() {
+                            Some(l) => format!("{}:{}:{}", f.display(), l.line(), l.column()),
+                            None => f.display().to_string(),
+                        };
+                        if path == "." {
+                            format!("{at}: {e}")
+                        } else {
+                            format!("{at}: {path}: {e}")
+                        }
+                    })?
             }
             None => Config::default(),
         };
@@ -150,6 +164,7 @@ impl Config {
                 .parse()
                 .map_err(|_| format!("ESCALADE_MAX_PHOTOS: `{v}` is not a number"))?;
         }
+        c.http.check()?;
         c.channel_overrides(env)?;
         c.links_overrides(env)?;
         Ok(c)

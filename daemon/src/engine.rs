@@ -18,7 +18,7 @@ use futures_util::future::join_all;
 
 use crate::auth::{Actor, Role};
 use crate::links::{Claim, Spent};
-use crate::photos::PhotoStore;
+use crate::photos::{PhotoStore, Received};
 use crate::store::{DueTimer, Meeting, Store, StoreError, StoredIssue, Submitted};
 
 /// Who acts on an issue: a caller of the API, whose permission is checked inside the issue's
@@ -227,13 +227,14 @@ fn link_only_acknowledges(c: &Claim, what: &str) -> EngineError {
     }
 }
 
-/// Writes photos on a blocking thread and returns their names, each once, in order.
-async fn store_photos(store: &PhotoStore, photos: Vec<Vec<u8>>) -> Result<Vec<String>> {
+/// Moves received photos into the store on a blocking thread and returns their names, each
+/// once, in order.
+async fn store_photos(store: &PhotoStore, photos: Vec<Received>) -> Result<Vec<String>> {
     let store = store.clone();
     let stored = tokio::task::spawn_blocking(move || {
         photos
-            .iter()
-            .map(|bytes| store.put(bytes))
+            .into_iter()
+            .map(|r| store.keep(r))
             .collect::<std::result::Result<Vec<_>, _>>()
     })
     .await
@@ -394,7 +395,7 @@ impl Engine {
         issue: Issue,
         by: impl Into<By<'a>>,
         idempotency: Option<(&str, &str)>,
-        photos: Option<(&PhotoStore, Vec<Vec<u8>>)>,
+        photos: Option<(&PhotoStore, Vec<Received>)>,
     ) -> Result<Submitted> {
         let by = by.into();
         let rules = self.rules();
@@ -490,6 +491,41 @@ impl Engine {
     pub async fn acknowledge_by_link(&self, claim: &Claim) -> Result<(StoredIssue, Decision)> {
         self.act_with(&claim.issue, Event::Acknowledged, By::Link(claim), None)
             .await
+    }
+
+    /// Sweeps the photo store at start and every hour (a grace of an hour), until `stop`.
+    pub async fn run_photo_sweeps(
+        self: Arc<Self>,
+        photos: PhotoStore,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        const EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+        loop {
+            match self.sweep_photos(&photos, EVERY).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "photos nothing names were removed"),
+                Err(e) => tracing::warn!(error = %e, "sweeping the photo store failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(EVERY) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Removes the photo files nothing committed names, written more than `grace` ago (see
+    /// `PhotoStore::sweep`); the names are read before the files are listed.
+    pub async fn sweep_photos(
+        &self,
+        photos: &PhotoStore,
+        grace: std::time::Duration,
+    ) -> Result<usize> {
+        let named = self.store.photo_names().await?;
+        let photos = photos.clone();
+        tokio::task::spawn_blocking(move || photos.sweep(&named, grace))
+            .await
+            .map_err(|e| EngineError::Photos(e.to_string()))?
+            .map_err(|e| EngineError::Photos(e.to_string()))
     }
 
     /// Whether the caller may report this issue where it says and as whom it says, by the rules
@@ -674,13 +710,12 @@ impl Engine {
         note: String,
         by: &Actor,
         store: &PhotoStore,
-        photos: Vec<Vec<u8>>,
+        photos: Vec<Received>,
     ) -> Result<(StoredIssue, Decision)> {
         let mut names: Vec<String> = Vec::with_capacity(photos.len());
-        for bytes in &photos {
-            let name = crate::photos::name_of(bytes);
-            if !names.contains(&name) {
-                names.push(name);
+        for r in &photos {
+            if !names.contains(&r.photo.hash) {
+                names.push(r.photo.hash.clone());
             }
         }
         let event = Event::Resolved {
@@ -697,7 +732,7 @@ impl Engine {
         event: Event,
         by: By<'_>,
         agenda: Option<i64>,
-        mut photos: Option<(&PhotoStore, Vec<Vec<u8>>)>,
+        mut photos: Option<(&PhotoStore, Vec<Received>)>,
     ) -> Result<(StoredIssue, Decision)> {
         let rules = self.rules();
         let stripe = id

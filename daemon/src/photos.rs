@@ -69,13 +69,22 @@ pub fn detect(bytes: &[u8]) -> Option<&'static str> {
 /// checksums, for PNG): bytes that only begin like an image (a PNG signature followed by a web
 /// page, say) are refused. HEIF, which the decoder does not read, is taken on its container.
 pub fn check_header(bytes: &[u8], detected: &str) -> Result<(u32, u32), String> {
+    check_header_in(std::io::Cursor::new(bytes), detected)
+}
+
+/// `check_header` of an image read from `reader` (a received photo's file, say): as far as
+/// its dimensions, not the whole image.
+pub fn check_header_in(
+    reader: impl std::io::BufRead + std::io::Seek,
+    detected: &str,
+) -> Result<(u32, u32), String> {
     let format = match detected {
         "image/png" => image::ImageFormat::Png,
         "image/jpeg" => image::ImageFormat::Jpeg,
         "image/webp" => image::ImageFormat::WebP,
         _ => return Ok((0, 0)),
     };
-    let (w, h) = image::ImageReader::with_format(std::io::Cursor::new(bytes), format)
+    let (w, h) = image::ImageReader::with_format(reader, format)
         .into_dimensions()
         .map_err(|e| e.to_string())?;
     if w == 0 || h == 0 {
@@ -131,14 +140,64 @@ pub struct PhotoStore {
 }
 
 impl PhotoStore {
-    /// The store at `<state_dir>/photos`, created if absent.
+    /// The store at `<state_dir>/photos`, created if absent. Photos a request was receiving
+    /// when the daemon stopped (under `photos/.uploads`) are removed: nothing names them.
     pub fn open(state_dir: &Path) -> io::Result<PhotoStore> {
         let root = state_dir.join("photos");
         if !root.is_dir() {
             fs::create_dir_all(&root)?;
             sync_dir(state_dir)?;
         }
+        let uploads = root.join(UPLOADS);
+        if uploads.is_dir() {
+            for e in fs::read_dir(&uploads)? {
+                let _ = fs::remove_file(e?.path());
+            }
+        } else {
+            fs::create_dir_all(&uploads)?;
+        }
         Ok(PhotoStore { root })
+    }
+
+    /// Starts receiving a photo: a new file under `photos/.uploads`, removed when the upload is
+    /// dropped unless `keep` took it.
+    pub fn receive(&self) -> io::Result<Upload> {
+        let path = self.root.join(UPLOADS).join(format!(
+            "{}.{}",
+            std::process::id(),
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok(Upload {
+            path,
+            file: Some(file),
+            hasher: Sha256::new(),
+            size: 0,
+            head: Vec::new(),
+            kept: false,
+        })
+    }
+
+    /// Moves a received photo into the store under its hash, durably (a no-op, the upload
+    /// removed, if that photo is stored already).
+    pub fn keep(&self, mut upload: Received) -> Result<Photo, PhotoError> {
+        let photo = upload.photo.clone();
+        let dir = self.root.join(&photo.hash[..2]);
+        let path = dir.join(&photo.hash);
+        if path.is_file() {
+            return Ok(photo);
+        }
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir)?;
+            sync_dir(&self.root)?;
+        }
+        fs::rename(&upload.upload.path, &path)?;
+        upload.upload.kept = true;
+        sync_dir(&dir)?;
+        Ok(photo)
     }
 
     pub fn root(&self) -> &Path {
@@ -193,9 +252,67 @@ impl PhotoStore {
         Ok(photo)
     }
 
+    /// Removes the photos no committed issue or resolution names (`named`) that were written
+    /// more than `grace` ago, and temporary files as old: what a submission whose commit failed
+    /// after its photos were kept, or a crash, leaves behind. The grace spares photos whose
+    /// request is still committing. Returns how many files were removed (blocking).
+    pub fn sweep(
+        &self,
+        named: &std::collections::HashSet<String>,
+        grace: std::time::Duration,
+    ) -> io::Result<usize> {
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(grace)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let mut removed = 0;
+        for dir in fs::read_dir(&self.root)? {
+            let dir = dir?;
+            let name = dir.file_name();
+            let name = name.to_string_lossy();
+            if name.len() != 2 || !dir.file_type()?.is_dir() {
+                continue;
+            }
+            for f in fs::read_dir(dir.path())? {
+                let f = f?;
+                let file = f.file_name();
+                let file = file.to_string_lossy();
+                let orphan = if is_hash(&file) {
+                    !named.contains(file.as_ref())
+                } else {
+                    file.starts_with('.') && file.ends_with(".tmp")
+                };
+                if orphan && f.metadata()?.modified()? < cutoff {
+                    fs::remove_file(f.path())?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Whether a photo named `hash` is stored.
     pub fn contains(&self, hash: &str) -> bool {
         self.path(hash).is_some_and(|p| p.is_file())
+    }
+
+    /// The photo named `hash` opened for reading, with its type and size, to be sent a chunk at
+    /// a time; `None` if `hash` is not a photo name or no such photo is stored (blocking).
+    pub fn open_photo(&self, hash: &str) -> io::Result<Option<(File, &'static str, u64)>> {
+        use std::io::{Read, Seek};
+        let Some(path) = self.path(hash) else {
+            return Ok(None);
+        };
+        let mut f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let size = f.metadata()?.len();
+        let mut head = Vec::with_capacity(HEAD);
+        (&mut f).take(HEAD as u64).read_to_end(&mut head)?;
+        f.rewind()?;
+        let content_type = detect(&head).unwrap_or("application/octet-stream");
+        Ok(Some((f, content_type, size)))
     }
 
     /// The bytes and type of the photo named `hash`; `None` if `hash` is not a photo name or no
@@ -213,6 +330,102 @@ impl PhotoStore {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Where photos being received are written, under the store's root.
+const UPLOADS: &str = ".uploads";
+
+/// A photo being received, written to its file as it arrives, hashed and measured on the way.
+/// Dropped before `PhotoStore::keep`, its file is removed.
+pub struct Upload {
+    path: PathBuf,
+    file: Option<File>,
+    hasher: Sha256,
+    size: u64,
+    /// The first bytes, from which the type is told.
+    head: Vec<u8>,
+    kept: bool,
+}
+
+/// How many of a photo's first bytes are kept to tell its type.
+const HEAD: usize = 4096;
+
+impl Upload {
+    /// Appends a chunk (blocking: a file write).
+    pub fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        if self.head.len() < HEAD {
+            let take = (HEAD - self.head.len()).min(chunk.len());
+            self.head.extend_from_slice(&chunk[..take]);
+        }
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+        self.file
+            .as_mut()
+            .expect("written before it is finished")
+            .write_all(chunk)
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The first bytes received.
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    /// Ends the upload: the file made durable, the type told by the bytes, the header read
+    /// as far as the dimensions (blocking). `Err` says what the bytes are instead.
+    pub fn finish(mut self) -> Result<Received, UploadError> {
+        let file = self.file.take().expect("finished once");
+        file.sync_all().map_err(UploadError::Io)?;
+        drop(file);
+        let Some(content_type) = detect(&self.head) else {
+            return Err(UploadError::Unsupported(describe(&self.head)));
+        };
+        let reader = io::BufReader::new(File::open(&self.path).map_err(UploadError::Io)?);
+        check_header_in(reader, content_type).map_err(|e| UploadError::NotImage {
+            detected: content_type,
+            error: e,
+        })?;
+        let hash = format!("{:x}", std::mem::take(&mut self.hasher).finalize());
+        Ok(Received {
+            photo: Photo {
+                hash,
+                content_type,
+                size: self.size,
+            },
+            upload: self,
+        })
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Why a received photo was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("its bytes are {0}")]
+    Unsupported(String),
+    #[error("it begins like {detected} but is not one: {error}")]
+    NotImage {
+        detected: &'static str,
+        error: String,
+    },
+    #[error("photo store: {0}")]
+    Io(io::Error),
+}
+
+/// A photo received whole and checked, not yet in the store.
+pub struct Received {
+    pub photo: Photo,
+    upload: Upload,
 }
 
 /// Makes a directory's entries (a new file's name) durable.

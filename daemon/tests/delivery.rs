@@ -528,11 +528,12 @@ async fn api(s: &Setup) -> (String, reqwest::Client, tokio::sync::oneshot::Sende
         photo_limits: Default::default(),
         delivery: Some(s.delivery.clone()),
         links: s.delivery.links(),
+        turns: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, state, 1 << 20, async {
+    tokio::spawn(serve(listener, state, async {
         let _ = stopped.await;
     }));
     let token = support::token(&s.engine, "admin", None).await;

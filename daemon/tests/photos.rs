@@ -79,11 +79,12 @@ async fn start() -> Server {
         photo_limits: LIMITS,
         delivery: None,
         links: None,
+        turns: Arc::new(escalade::api::Turns::new(Default::default(), 1 << 16)),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, state, 1 << 16, async {
+    tokio::spawn(serve(listener, state, async {
         let _ = stopped.await;
     }));
     Server {
@@ -566,4 +567,121 @@ async fn bad_photos_are_refused_and_nothing_is_stored() {
     .await;
     assert_eq!(status, 201, "{body}");
     assert!(s.photo_path(&sha(png)).is_file());
+}
+
+/// Every photo file under the store (not the uploads being received), by name.
+fn photo_files(s: &Server) -> std::collections::BTreeSet<String> {
+    files(&s.dir.path().join("photos"))
+        .into_iter()
+        .filter(|p| !p.starts_with(s.dir.path().join("photos").join(".uploads")))
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_submissions_with_one_key_leave_no_photo_that_nothing_names() {
+    let s = start().await;
+    let admin = client(&s.admin);
+    let store = PhotoStore::open(s.dir.path()).unwrap();
+    let png = &PNG[..];
+    let jpeg = &JPEG[..];
+    for round in 0..8 {
+        let key = format!("retry-{round}");
+        let a = admin
+            .post(s.issues())
+            .header("idempotency-key", &key)
+            .multipart(form(&garbage(), &[(png, "a.png", "image/png")]));
+        let b = admin
+            .post(s.issues())
+            .header("idempotency-key", &key)
+            .multipart(form(&garbage(), &[(jpeg, "b.jpg", "image/jpeg")]));
+        let ((sa, ba), (sb, bb)) = tokio::join!(send(a), send(b));
+        // One is taken; the other, a different request under the same key, is refused.
+        let mut statuses = [sa, sb];
+        statuses.sort();
+        assert_eq!(statuses, [201, 422], "{ba} {bb}");
+    }
+    // A commit refused after its photos were kept may leave a file behind; the sweep removes
+    // whatever nothing names, and nothing else.
+    s.engine
+        .sweep_photos(&store, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    let named = s.engine.store().photo_names().await.unwrap();
+    assert_eq!(
+        photo_files(&s),
+        named
+            .iter()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+    );
+    assert!(!named.is_empty());
+    // What the issues name is still served.
+    let (_, list) = send(admin.get(s.issues())).await;
+    for i in list["issues"].as_array().unwrap() {
+        let id = i["id"].as_str().unwrap();
+        let hash = i["issue"]["photos"][0].as_str().unwrap();
+        let r = admin
+            .get(format!("{}/api/v1/issues/{id}/photos/{hash}", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_crash_leaves_in_the_photo_store_is_removed_and_nothing_named_is() {
+    let s = start().await;
+    let admin = client(&s.admin);
+    let (status, body) = send(
+        admin
+            .post(s.issues())
+            .multipart(form(&garbage(), &[(&PNG[..], "a.png", "image/png")])),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let named = sha(&PNG);
+    let root = s.dir.path().join("photos");
+    // A photo half received when the daemon stopped.
+    std::fs::write(root.join(".uploads").join("4242.7"), b"half a photo").unwrap();
+    // A photo kept by a request whose commit never happened, an hour and more ago, and one
+    // kept a moment ago by a request that may still commit.
+    let old = sha(&JPEG);
+    let fresh = "f".repeat(64);
+    for name in [&old, &fresh] {
+        let dir = root.join(&name[..2]);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), JPEG).unwrap();
+    }
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options()
+        .write(true)
+        .open(root.join(&old[..2]).join(&old))
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(root.join(&named[..2]).join(&named))
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
+
+    // Opening the store (a start) clears the uploads; the hourly sweep the rest.
+    let store = PhotoStore::open(s.dir.path()).unwrap();
+    assert_eq!(
+        files(&root.join(".uploads")),
+        Vec::<std::path::PathBuf>::new()
+    );
+    let removed = s
+        .engine
+        .sweep_photos(&store, std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert_eq!(
+        photo_files(&s),
+        [named.clone(), fresh].into_iter().collect()
+    );
 }

@@ -3,8 +3,12 @@
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 
-use super::{ApiError, bad_query, field_error, multipart_error};
-use crate::photos::PhotoLimits;
+use std::sync::Arc;
+
+use axum::extract::FromRequest;
+
+use super::{ApiError, AppState, bad_query, body_error, field_error, multipart_error};
+use crate::photos::{PhotoLimits, PhotoStore, Received, UploadError};
 
 /// Parses a JSON body, naming line and column of a syntax error and the field of a data error.
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -150,14 +154,16 @@ pub(crate) async fn read_json_part(
     })
 }
 
-/// Photo `n` of a multipart request, read as it arrives and refused as soon as it is one too
-/// many, too large, or not an image of a supported type matching its declared one.
+/// Photo `n` of a multipart request, written to the photo store's uploads as it arrives (never
+/// held whole in memory), and refused as soon as it is one too many or too large, or once
+/// received, if it is not an image of a supported type matching its declared one.
 pub(crate) async fn read_photo(
     field: &mut axum::extract::multipart::Field<'_>,
     n: usize,
     limits: PhotoLimits,
+    store: &PhotoStore,
     with: &str,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<Received, ApiError> {
     if n > limits.max_photos {
         return Err(field_error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -171,16 +177,22 @@ pub(crate) async fn read_photo(
         None => format!("photo {n}"),
     };
     let declared = field.content_type().map(str::to_string);
-    let bytes = read_field(field, limits.max_photo_bytes)
-        .await?
-        .ok_or_else(|| {
-            field_error(
+    let io = |e: std::io::Error| super::internal(format!("receiving {what}: {e}"));
+    let mut upload = store.receive().map_err(io)?;
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        if upload.size() + chunk.len() as u64 > limits.max_photo_bytes as u64 {
+            return Err(field_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "photo_too_large",
                 "photo",
                 format!("{what} is larger than {} bytes", limits.max_photo_bytes),
-            )
-        })?;
+            ));
+        }
+        upload = tokio::task::spawn_blocking(move || upload.write(&chunk).map(|()| upload))
+            .await
+            .map_err(|e| super::internal(format!("receiving {what}: {e}")))?
+            .map_err(io)?;
+    }
     let declared_as = declared
         .as_deref()
         .map(|d| format!("declared {d}"))
@@ -193,23 +205,28 @@ pub(crate) async fn read_photo(
             message,
         )
     };
-    let Some(detected) = crate::photos::detect(&bytes) else {
-        return Err(unsupported(format!(
-            "{what} is {declared_as} but its bytes are {}: send a JPEG, PNG, WebP or HEIF image",
-            crate::photos::describe(&bytes)
-        )));
+    let received = tokio::task::spawn_blocking(move || upload.finish())
+        .await
+        .map_err(|e| super::internal(format!("receiving {what}: {e}")))?;
+    let received = match received {
+        Ok(r) => r,
+        Err(UploadError::Unsupported(found)) => {
+            return Err(unsupported(format!(
+                "{what} is {declared_as} but its bytes are {found}: send a JPEG, PNG, WebP or HEIF image"
+            )));
+        }
+        Err(e @ UploadError::NotImage { .. }) => {
+            return Err(unsupported(format!("{what} {e}")));
+        }
+        Err(UploadError::Io(e)) => return Err(io(e)),
     };
+    let detected = received.photo.content_type;
     if !crate::photos::declared_agrees(declared.as_deref(), detected) {
         return Err(unsupported(format!(
             "{what} is {declared_as} but its bytes are {detected}: the part's Content-Type must match the image"
         )));
     }
-    if let Err(e) = crate::photos::check_header(&bytes, detected) {
-        return Err(unsupported(format!(
-            "{what} begins like {detected} but is not one: {e}"
-        )));
-    }
-    Ok(bytes)
+    Ok(received)
 }
 
 /// A query string as `T`; none at all is `T::default()`.
@@ -225,4 +242,64 @@ pub(crate) fn query<T: serde::de::DeserializeOwned + Default>(
 /// A page's size: 100 unless asked, at most 1,000.
 pub(crate) fn page_limit(asked: Option<i64>) -> i64 {
     asked.unwrap_or(100).clamp(1, 1000)
+}
+
+/// How long a request waits for its turn to have its body read before it is answered 503.
+const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A turn from `turns`, or 503 `busy` after waiting a second.
+pub(crate) async fn turn<'a>(
+    turns: &'a tokio::sync::Semaphore,
+    what: &str,
+) -> Result<tokio::sync::SemaphorePermit<'a>, ApiError> {
+    match tokio::time::timeout(TURN_WAIT, turns.acquire()).await {
+        Ok(Ok(p)) => Ok(p),
+        _ => {
+            tracing::warn!(
+                what,
+                "a request waited a second for its turn and was refused"
+            );
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                format!("too many {what} are being read at once: try again shortly"),
+            ))
+        }
+    }
+}
+
+/// 408: the client did not send its body in time.
+pub(crate) fn too_slow(what: &str, limit: std::time::Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "body_timeout",
+        format!("the {what} did not arrive within {}s", limit.as_secs_f64()),
+    )
+}
+
+/// A JSON body, read in its turn (at most `http.max_body_reads` at once), within
+/// `http.body_timeout`, and at most `max_body_bytes` long. Handlers take it after the caller,
+/// so nothing is read for a request without a valid token.
+pub(crate) struct JsonBody(pub axum::body::Bytes);
+
+impl JsonBody {
+    pub(crate) async fn read(s: &AppState, request: Request) -> Result<JsonBody, ApiError> {
+        let _turn = turn(&s.turns.bodies, "request bodies").await?;
+        let limit = s.turns.limits.body_timeout.0;
+        let read =
+            axum::body::Bytes::from_request(limit_body(request, s.turns.max_body_bytes), &());
+        match tokio::time::timeout(limit, read).await {
+            Ok(Ok(b)) => Ok(JsonBody(b)),
+            Ok(Err(e)) => Err(body_error(e)),
+            Err(_) => Err(too_slow("request body", limit)),
+        }
+    }
+}
+
+impl axum::extract::FromRequest<Arc<AppState>> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, s: &Arc<AppState>) -> Result<JsonBody, ApiError> {
+        JsonBody::read(s, request).await
+    }
 }

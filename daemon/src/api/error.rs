@@ -39,7 +39,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"code": self.code, "message": self.message, "field": self.field});
+        let mut body = json!({"code": self.code, "message": self.message, "field": self.field, "request_id": super::request_id::current()});
         if let (Some(Value::Object(extra)), Some(obj)) = (self.extra, body.as_object_mut()) {
             obj.extend(extra);
         }

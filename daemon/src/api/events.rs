@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use crate::auth::Actor;
+use crate::photos::Received;
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
 use axum::http::StatusCode;
 use axum::routing::{MethodRouter, post};
@@ -14,8 +14,8 @@ use escalade_rules::Event;
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, AppState, body_error, check_listed_photos, field_error, is_multipart, limit_body,
-    multipart_error, parse, read_json_part, read_photo, require_json,
+    ApiError, AppState, JsonBody, check_listed_photos, field_error, is_multipart, multipart_error,
+    parse, read_json_part, read_photo, require_json, too_slow, turn,
 };
 
 /// The route, with a body limit large enough for a resolution and its photos; the JSON, alone or
@@ -42,15 +42,18 @@ async fn act(
 ) -> Result<Json<Value>, ApiError> {
     let headers = request.headers().clone();
     let (stored, decision) = if is_multipart(&headers) {
-        let (note, photos) = read_resolution(&s, request, max_body_bytes).await?;
+        let _turn = turn(&s.turns.uploads, "uploads").await?;
+        let limit = s.turns.limits.upload_timeout.0;
+        let (note, photos) =
+            tokio::time::timeout(limit, read_resolution(&s, request, max_body_bytes))
+                .await
+                .map_err(|_| too_slow("upload", limit))??;
         s.engine
             .resolve_with_photos(&id, note, &actor, &s.photos, photos)
             .await?
     } else {
-        let body = Bytes::from_request(limit_body(request, max_body_bytes), &())
-            .await
-            .map_err(body_error)?;
         require_json(&headers)?;
+        let JsonBody(body) = JsonBody::read(&s, request).await?;
         let event: Event = parse(&body)?;
         refuse_unposted(&event)?;
         if let Event::Resolved { photos, .. } = &event {
@@ -85,12 +88,12 @@ async fn read_resolution(
     s: &AppState,
     request: Request,
     max_body_bytes: usize,
-) -> Result<(String, Vec<Vec<u8>>), ApiError> {
+) -> Result<(String, Vec<Received>), ApiError> {
     let mut multipart = Multipart::from_request(request, &())
         .await
         .map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
     let mut note: Option<String> = None;
-    let mut photos: Vec<Vec<u8>> = Vec::new();
+    let mut photos: Vec<Received> = Vec::new();
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or_default().to_string();
         match name.as_str() {
@@ -133,7 +136,9 @@ async fn read_resolution(
                     ));
                 }
                 let n = photos.len() + 1;
-                photos.push(read_photo(&mut field, n, s.photo_limits, "a resolution").await?);
+                photos.push(
+                    read_photo(&mut field, n, s.photo_limits, &s.photos, "a resolution").await?,
+                );
             }
             other => {
                 return Err(field_error(

@@ -91,6 +91,9 @@ pub(crate) struct ListQuery {
     order: Option<String>,
 }
 
+/// The most a page of issues holds, in bytes of JSON (about 2 MiB).
+const MAX_PAGE_BYTES: usize = 2 << 20;
+
 /// Lists issues, narrowed to what the caller may see: a reporter's or leader's unit subtree, a
 /// department's own issues.
 pub(crate) async fn run_list(
@@ -176,13 +179,22 @@ pub(crate) async fn run_list(
         }
     }
     let rows = s.engine.store().list(&f).await.map_err(EngineError::from)?;
-    let next = (rows.len() as i64 == f.limit)
-        .then(|| rows.last().map(|r| r.cursor.clone()))
-        .flatten();
-    let issues: Vec<Value> = rows
-        .into_iter()
-        .map(|r| json!({"id": r.issue.issue.id, "issue": r.issue.issue, "state": r.issue.state, "version": r.issue.version}))
-        .collect();
+    let full = rows.len() as i64 == f.limit;
+    // A page ends at `limit` issues or once it holds `MAX_PAGE_BYTES`, whichever comes first;
+    // the cursor goes on from its last issue.
+    let mut issues: Vec<Value> = Vec::with_capacity(rows.len());
+    let mut bytes = 0usize;
+    let mut next = None;
+    let count = rows.len();
+    for (i, r) in rows.into_iter().enumerate() {
+        let v = json!({"id": r.issue.issue.id, "issue": r.issue.issue, "state": r.issue.state, "version": r.issue.version});
+        bytes += serde_json::to_vec(&v).map(|b| b.len()).unwrap_or(0);
+        issues.push(v);
+        if (bytes >= MAX_PAGE_BYTES && i + 1 < count) || (full && i + 1 == count) {
+            next = Some(r.cursor);
+            break;
+        }
+    }
     Ok(Json(json!({"issues": issues, "next_cursor": next})))
 }
 
@@ -237,11 +249,11 @@ pub(crate) async fn photo(
     }
     let store = s.photos.clone();
     let name = hash.clone();
-    let found = tokio::task::spawn_blocking(move || store.get(&name))
+    let found = tokio::task::spawn_blocking(move || store.open_photo(&name))
         .await
         .map_err(|e| internal(format!("reading photo {hash}: {e}")))?
         .map_err(|e| internal(format!("reading photo {hash}: {e}")))?;
-    let Some((bytes, content_type)) = found else {
+    let Some((file, content_type, size)) = found else {
         return Err(internal(format!(
             "photo {hash} of issue {id} is missing from the photo store"
         )));
@@ -252,8 +264,34 @@ pub(crate) async fn photo(
             // The name is the content: it never changes.
             ("cache-control", "private, max-age=31536000, immutable"),
             ("x-content-type-options", "nosniff"),
+            ("content-length", &size.to_string()),
         ],
-        bytes,
+        axum::body::Body::from_stream(chunks(file)),
     )
         .into_response())
+}
+
+/// A file's bytes as a stream of 64 KiB chunks, each read on a blocking thread: a photo is sent
+/// without being held whole in memory.
+fn chunks(
+    file: std::fs::File,
+) -> impl futures_util::Stream<Item = std::io::Result<axum::body::Bytes>> + Send {
+    futures_util::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let read = tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut buf = vec![0u8; 64 << 10];
+            let n = file.read(&mut buf)?;
+            buf.truncate(n);
+            Ok::<_, std::io::Error>((buf, file))
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
+        match read {
+            Ok((buf, _)) if buf.is_empty() => None,
+            Ok((buf, file)) => Some((Ok(axum::body::Bytes::from(buf)), Some(file))),
+            Err(e) => Some((Err(e), None)),
+        }
+    })
 }

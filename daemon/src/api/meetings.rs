@@ -3,15 +3,13 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, AppState, bad_query, body_error, forbidden, not_found, page_limit, parse, query,
+    ApiError, AppState, JsonBody, bad_query, forbidden, not_found, page_limit, parse, query,
 };
 use crate::auth::{Actor, Role};
 use crate::engine::{EngineError, OutcomeRecord};
@@ -155,9 +153,8 @@ pub(super) async fn outcome(
     actor: Actor,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let body = body.map_err(body_error)?;
     let id = meeting_id(&id)?;
     super::require_json(&headers)?;
     let record: OutcomeRecord = parse(&body)?;

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, bad_query, forbidden, page_limit, query};
+use super::{ApiError, AppState, JsonBody, bad_query, forbidden, page_limit, query};
 use crate::auth::{Actor, Role};
 use crate::engine::EngineError;
 use crate::reload::ReloadError;
@@ -215,9 +215,8 @@ pub(super) async fn shadow(
 pub(super) async fn start_shadow(
     State(s): State<Arc<AppState>>,
     actor: Actor,
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body.map_err(super::body_error)?;
     admin(&actor, "run shadow rules")?;
     let b: CandidateBody = super::parse(&body)?;
     let (path, rules) = candidate(&s, &b.dir).await?;
@@ -286,9 +285,8 @@ struct ReplayBody {
 pub(super) async fn replay(
     State(s): State<Arc<AppState>>,
     actor: Actor,
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body.map_err(super::body_error)?;
     admin(&actor, "replay candidate rules")?;
     let b: ReplayBody = super::parse(&body)?;
     let rules = Arc::new(candidate(&s, &b.dir).await?.1);

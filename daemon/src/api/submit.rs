@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,10 +12,11 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{
-    ApiError, AppState, body_error, field_error, idempotency_key, internal, is_multipart,
-    limit_body, multipart_error, parse, read_json_part, read_photo, require_json,
+    ApiError, AppState, JsonBody, field_error, idempotency_key, internal, is_multipart,
+    multipart_error, parse, read_json_part, read_photo, require_json, too_slow, turn,
 };
 use crate::auth::Actor;
+use crate::photos::Received;
 
 /// `POST /api/v1/issues`: the issue as JSON, or `multipart/form-data` with an `issue` part (the
 /// same JSON) and `photo` parts. Nothing is stored unless all of it is valid.
@@ -28,13 +28,15 @@ pub(crate) async fn submit(
 ) -> Result<Response, ApiError> {
     let headers = request.headers().clone();
     let (issue, photos, hash) = if is_multipart(&headers) {
-        let form = read_form(&s, &actor, request, max_body_bytes).await?;
+        let _turn = turn(&s.turns.uploads, "uploads").await?;
+        let limit = s.turns.limits.upload_timeout.0;
+        let form = tokio::time::timeout(limit, read_form(&s, &actor, request, max_body_bytes))
+            .await
+            .map_err(|_| too_slow("upload", limit))??;
         (form.issue, Some(form.photos), form.hash)
     } else {
         require_json(&headers)?;
-        let body = Bytes::from_request(limit_body(request, max_body_bytes), &())
-            .await
-            .map_err(body_error)?;
+        let JsonBody(body) = JsonBody::read(&s, request).await?;
         let issue: Issue = parse(&body)?;
         (issue, None, format!("{:x}", Sha256::digest(&body)))
     };
@@ -83,13 +85,14 @@ pub(crate) fn submit_route(state: &AppState, max_body_bytes: usize) -> MethodRou
     .layer(DefaultBodyLimit::max(whole))
 }
 
-/// A multipart submission read and checked in memory: nothing is stored yet.
+/// A multipart submission read and checked: its photos received (in the photo store's uploads,
+/// not in it), nothing stored yet.
 pub(crate) struct Form {
     issue: Issue,
-    /// The photos' bytes, in order, each a supported image.
-    photos: Vec<Vec<u8>>,
-    /// The request's hash for idempotency: of the issue part and the photos, not of the
-    /// boundaries (which a client may choose anew on a retry).
+    /// The photos, in order, each a supported image.
+    photos: Vec<Received>,
+    /// The request's hash for idempotency: of the issue part and the photos' hashes, not of
+    /// the boundaries (which a client may choose anew on a retry).
     hash: String,
 }
 
@@ -106,7 +109,7 @@ pub(crate) async fn read_form(
         .map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
     let limits = s.photo_limits;
     let mut issue: Option<Issue> = None;
-    let mut photos: Vec<Vec<u8>> = Vec::new();
+    let mut photos: Vec<Received> = Vec::new();
     let mut hasher = Sha256::new();
     hasher.update(b"multipart");
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
@@ -140,10 +143,9 @@ pub(crate) async fn read_form(
                     ));
                 }
                 let n = photos.len() + 1;
-                let bytes = read_photo(&mut field, n, limits, "an issue").await?;
-                hasher.update((bytes.len() as u64).to_be_bytes());
-                hasher.update(&bytes);
-                photos.push(bytes);
+                let received = read_photo(&mut field, n, limits, &s.photos, "an issue").await?;
+                hasher.update(received.photo.hash.as_bytes());
+                photos.push(received);
             }
             "" => {
                 return Err(ApiError::new(

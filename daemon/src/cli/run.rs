@@ -171,6 +171,12 @@ async fn daemon(cfg: Config, force_rules: bool) -> Result<(), String> {
     let scheduler = tokio::spawn(engine.clone().run_scheduler(stopped.clone()));
     // Scheduled reports: a run missed while the daemon was down happens now, once.
     let jobs = tokio::spawn(crate::jobs::run_jobs(engine.clone(), stopped.clone()));
+    // Photos a failed commit or a crash left behind, nothing naming them.
+    tokio::spawn(
+        engine
+            .clone()
+            .run_photo_sweeps(photos.clone(), stopped.clone()),
+    );
     let delivery = Arc::new(crate::notify::Delivery::new(engine.clone(), &cfg)?);
     let workers = delivery.clone().spawn(stopped.clone());
     let reloads = tokio::spawn(reload_on_signal(steward.clone(), stopped.clone()));
@@ -197,8 +203,9 @@ async fn daemon(cfg: Config, force_rules: bool) -> Result<(), String> {
         rules: steward,
         links: delivery.links(),
         delivery: Some(delivery),
+        turns: Arc::new(crate::api::Turns::new(cfg.http.clone(), cfg.max_body_bytes)),
     });
-    crate::api::serve(listener, state, cfg.max_body_bytes, shutdown_signal())
+    crate::api::serve(listener, state, shutdown_signal())
         .await
         .map_err(|e| format!("server: {e}"))?;
     running.store(false, Ordering::Relaxed);

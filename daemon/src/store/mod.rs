@@ -465,6 +465,11 @@ impl Store {
         on!(self, s => s.record_run(job, scheduled_at, ran_at, messages).await)
     }
 
+    /// Every photo name a committed issue or resolution holds.
+    pub async fn photo_names(&self) -> Result<std::collections::HashSet<String>> {
+        on!(self, s => s.photo_names().await)
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<()> {
         on!(self, s => s.ping().await)

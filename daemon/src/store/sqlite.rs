@@ -512,6 +512,18 @@ impl SqliteStore {
     }
 
     /// Whether the database answers.
+    pub async fn photo_names(&self) -> Result<std::collections::HashSet<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT j.value FROM issues, json_each(issues.body, '$.photos') AS j
+             UNION
+             SELECT j.value FROM events, json_each(events.payload, '$.photos') AS j
+             WHERE events.kind = 'resolved'",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.into_iter().map(|(h,)| h).collect())
+    }
+
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())

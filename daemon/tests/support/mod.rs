@@ -122,6 +122,17 @@ pub async fn serve_steward(
     state_dir: &Path,
     max_body: usize,
 ) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let turns = escalade::api::Turns::new(Default::default(), max_body);
+    serve_limited(engine, rules, state_dir, turns).await
+}
+
+/// `serve_steward` with the server's limits the caller chose.
+pub async fn serve_limited(
+    engine: std::sync::Arc<escalade::engine::Engine>,
+    rules: std::sync::Arc<escalade::reload::Rules>,
+    state_dir: &Path,
+    turns: escalade::api::Turns,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
     use std::sync::Arc;
     let state = Arc::new(escalade::api::AppState {
         rules,
@@ -131,11 +142,12 @@ pub async fn serve_steward(
         photo_limits: Default::default(),
         delivery: None,
         links: None,
+        turns: Arc::new(turns),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(escalade::api::serve(listener, state, max_body, async {
+    tokio::spawn(escalade::api::serve(listener, state, async {
         let _ = stopped.await;
     }));
     (base, stop)
@@ -252,6 +264,11 @@ pub struct Api {
 
 impl Api {
     pub async fn start(rules_dir: &str, now: &str) -> Api {
+        Api::start_with(rules_dir, now, Default::default()).await
+    }
+
+    /// `start`, with the server's limits the test chose.
+    pub async fn start_with(rules_dir: &str, now: &str, limits: escalade::api::HttpLimits) -> Api {
         use std::sync::Arc;
         let dir = tempfile::tempdir().unwrap();
         let store = escalade::store::Store::open_sqlite(&dir.path().join("db.sqlite"))
@@ -263,7 +280,9 @@ impl Api {
             escalade_rules::RuleSet::load(rules_dir).unwrap(),
             clock.clone(),
         ));
-        let (base, stop) = serve_api(engine.clone(), rules_dir, dir.path(), 1 << 20).await;
+        let rules = steward(&engine, rules_dir).await;
+        let turns = escalade::api::Turns::new(limits, 1 << 20);
+        let (base, stop) = serve_limited(engine.clone(), rules, dir.path(), turns).await;
         let admin = client(&token(&engine, "admin", None).await);
         Api {
             base,
