@@ -972,10 +972,24 @@ impl Engine {
 
     /// The scheduler: fires due timers, then sleeps until the earliest pending one (or a minute,
     /// or until a decision may have added a sooner one), until `shutdown` turns true.
-    pub async fn run_scheduler(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run_scheduler(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        self.run_scheduler_watched(shutdown, None).await
+    }
+
+    /// `run_scheduler`, pinging `watchdog` at the top of every pass and sleeping no longer than
+    /// its interval: a pass that never ends stops the pings, and the service manager restarts
+    /// the daemon.
+    pub async fn run_scheduler_watched(
+        self: Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+        watchdog: Option<crate::systemd::Watchdog>,
+    ) {
         loop {
             if *shutdown.borrow() {
                 return;
+            }
+            if let Some(w) = &watchdog {
+                w.ping();
             }
             self.next_look.store(i64::MAX, Ordering::Release);
             if let Err(e) = self.fire_due().await {
@@ -990,6 +1004,7 @@ impl Engine {
                 Ok(None) => Duration::from_secs(60),
                 Err(_) => Duration::from_secs(1),
             };
+            let wait = watchdog.as_ref().map_or(wait, |w| wait.min(w.every()));
             let look = now + chrono::Duration::from_std(wait).unwrap_or_default();
             self.next_look
                 .store(look.timestamp_millis(), Ordering::Release);
