@@ -912,6 +912,12 @@ impl Engine {
     /// them together: one issue's timers fire one after another in due order, while different
     /// issues' decisions share the store's group commits instead of paying one each.
     pub async fn fire_due(&self) -> Result<usize> {
+        self.fire_due_watched(None).await
+    }
+
+    /// `fire_due`, pinging `watchdog` after each batch: a long catch-up that makes progress is
+    /// not taken for a hang, a batch that never ends is.
+    async fn fire_due_watched(&self, watchdog: Option<&crate::systemd::Watchdog>) -> Result<usize> {
         let mut fired = 0;
         while fired < MAX_FIRINGS {
             let now = self.now();
@@ -929,6 +935,9 @@ impl Engine {
                 r?;
             }
             fired += batch.len();
+            if let Some(w) = watchdog {
+                w.ping();
+            }
         }
         Ok(fired)
     }
@@ -976,9 +985,9 @@ impl Engine {
         self.run_scheduler_watched(shutdown, None).await
     }
 
-    /// `run_scheduler`, pinging `watchdog` at the top of every pass and sleeping no longer than
-    /// its interval: a pass that never ends stops the pings, and the service manager restarts
-    /// the daemon.
+    /// `run_scheduler`, pinging `watchdog` at the top of every pass and after each batch of
+    /// timers it fires, and sleeping no longer than its interval: a pass that stops making
+    /// progress stops the pings, and the service manager restarts the daemon.
     pub async fn run_scheduler_watched(
         self: Arc<Self>,
         mut shutdown: watch::Receiver<bool>,
@@ -992,7 +1001,7 @@ impl Engine {
                 w.ping();
             }
             self.next_look.store(i64::MAX, Ordering::Release);
-            if let Err(e) = self.fire_due().await {
+            if let Err(e) = self.fire_due_watched(watchdog.as_ref()).await {
                 tracing::error!(error = %e, "firing timers failed; retrying shortly");
             }
             let now = self.now();

@@ -270,6 +270,78 @@ async fn a_scheduler_that_hangs_stops_the_pings() {
         .unwrap();
 }
 
+/// A long catch-up (timers that fell due while the daemon was down) is one pass of many
+/// batches: each batch that completes pings, so progress is not taken for a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_catch_up_pings_after_each_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = escalade::store::Store::open_sqlite(&dir.path().join("db.sqlite"))
+        .await
+        .unwrap();
+    let clock = Arc::new(escalade::engine::ManualClock::new(support::at(
+        "2026-03-02T10:00:00+08:00",
+    )));
+    let engine = Arc::new(Engine::new(
+        store,
+        escalade_rules::RuleSet::load(MINI).unwrap(),
+        clock.clone(),
+    ));
+    let issue = escalade_rules::Issue {
+        category: "garbage".into(),
+        unit: "g1".into(),
+        description: "bins overflowing".into(),
+        reporter: Some("p-g1".into()),
+        ..Default::default()
+    };
+    let submitted = futures_util::future::join_all(
+        (0..300).map(|_| engine.submit(issue.clone(), "reporter:p-g1", None)),
+    )
+    .await;
+    assert!(submitted.iter().all(Result::is_ok));
+    // A month later every deadline of every issue is due: more than 256 issues, so each round
+    // of their timers takes two batches.
+    clock.set(support::at("2026-04-01T10:00:00+08:00"));
+    let due = engine
+        .store()
+        .due(engine.now(), 10_000)
+        .await
+        .unwrap()
+        .len();
+    let (tx, rx) = std::sync::mpsc::channel::<Instant>();
+    let tx = std::sync::Mutex::new(tx);
+    // An interval that never lapses here: every ping comes from the loop's passes.
+    let watchdog = Watchdog::new(Duration::from_secs(3600), move || {
+        let _ = tx.lock().unwrap().send(Instant::now());
+    });
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let scheduler = tokio::spawn(
+        engine
+            .clone()
+            .run_scheduler_watched(stopped, Some(watchdog)),
+    );
+    let start = Instant::now();
+    while engine.store().next_due().await.unwrap().unwrap() <= engine.now() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the catch-up did not end"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pings = rx.try_iter().count();
+    // The pass and the one a decision's wake-up starts ping once each at their top; the rest
+    // (7 when this was written, for 1,200 due) are batches.
+    assert!(
+        due >= 300 && pings >= 2 + 3,
+        "{pings} pings for a catch-up of {due} due timers and more"
+    );
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), scheduler)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
