@@ -172,7 +172,7 @@ impl Config {
                 "json" => LogFormat::Json,
                 _ => {
                     return Err(format!(
-                        "ESCALADE_LOG_FORMAT: unknown log format `{v}`, expected `json` or `pretty`"
+                        "ESCALADE_LOG_FORMAT: unknown log format `{v}`, expected `pretty` or `json`"
                     ));
                 }
             };

@@ -436,7 +436,7 @@ fn a_bad_log_format_is_refused_naming_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("ESCALADE_LOG_FORMAT: unknown log format `text`, expected `json` or `pretty`"),
+        err.contains("ESCALADE_LOG_FORMAT: unknown log format `text`, expected `pretty` or `json`"),
         "{err}"
     );
     assert!(!state.exists());
