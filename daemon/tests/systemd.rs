@@ -168,8 +168,9 @@ async fn the_scheduler_pings_the_watchdog_at_half_its_interval() {
         .filter(|n| n.get("WATCHDOG") == Some("1"))
         .map(|n| n.at)
         .collect();
+    // About 6; fewer on a loaded machine, hundreds from a loop that spins.
     assert!(
-        (5..=8).contains(&pings.len()),
+        (4..=10).contains(&pings.len()),
         "{} pings in 3 s, every 500 ms expected",
         pings.len()
     );
@@ -255,14 +256,14 @@ async fn a_scheduler_that_hangs_stops_the_pings() {
     };
     // No timer is pending: the loop wakes for the watchdog alone.
     let running = count(Duration::from_secs(1));
-    assert!((8..=12).contains(&running), "{running} pings in 1 s");
+    assert!((6..=15).contains(&running), "{running} pings in 1 s");
     clock.set(true);
-    count(Duration::from_millis(300)); // the pass under way when the clock stopped
+    count(Duration::from_millis(500)); // the pass under way when the clock stopped
     let hung = count(Duration::from_secs(1));
     assert_eq!(hung, 0, "pings while the scheduler's pass hangs");
     clock.set(false);
     let resumed = count(Duration::from_millis(500));
-    assert!(resumed >= 3, "{resumed} pings in 500 ms once the pass ends");
+    assert!(resumed >= 2, "{resumed} pings in 500 ms once the pass ends");
     stop.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(5), scheduler)
         .await
