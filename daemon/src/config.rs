@@ -47,6 +47,21 @@ pub struct Config {
     pub links: Option<LinksConfig>,
     /// The HTTP server's limits: connections, timeouts, bodies read at once.
     pub http: crate::api::HttpLimits,
+    /// How the daemon writes its log to stderr: `pretty` (a line of text per event) or `json`
+    /// (a JSON object per line).
+    pub log_format: LogFormat,
+}
+
+/// The form of the daemon's log lines.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One line of text per event: time, level, target, message, then `key=value` fields.
+    #[default]
+    Pretty,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `message` and the event's
+    /// fields beside them.
+    Json,
 }
 
 impl Default for Config {
@@ -70,6 +85,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             links: None,
             http: Default::default(),
+            log_format: LogFormat::default(),
         }
     }
 }
@@ -78,7 +94,7 @@ impl Config {
     /// Reads `file` if given, then applies `ESCALADE_LISTEN`, `ESCALADE_RULES`,
     /// `ESCALADE_RULES_WATCH`, `ESCALADE_CANDIDATES_DIR`, `ESCALADE_SHADOW_RULES`,
     /// `ESCALADE_STATE_DIR`, `ESCALADE_DATABASE`, `ESCALADE_MAX_BODY_BYTES`,
-    /// `ESCALADE_MAX_PHOTO_BYTES` and `ESCALADE_MAX_PHOTOS`.
+    /// `ESCALADE_MAX_PHOTO_BYTES`, `ESCALADE_MAX_PHOTOS` and `ESCALADE_LOG_FORMAT`.
     pub fn load(
         file: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
@@ -165,6 +181,17 @@ impl Config {
                 .map_err(|_| format!("ESCALADE_MAX_PHOTOS: `{v}` is not a number"))?;
         }
         c.http.check()?;
+        if let Some(v) = env("ESCALADE_LOG_FORMAT") {
+            c.log_format = match v.as_str() {
+                "pretty" => LogFormat::Pretty,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(format!(
+                        "ESCALADE_LOG_FORMAT: unknown log format `{v}`, expected `pretty` or `json`"
+                    ));
+                }
+            };
+        }
         c.channel_overrides(env)?;
         c.links_overrides(env)?;
         Ok(c)
@@ -344,6 +371,33 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.contains("ESCALADE_MAX_BODY_BYTES"), "{e}");
+    }
+
+    #[test]
+    fn log_format_is_read_from_the_file_or_the_environment() {
+        assert_eq!(load_yaml("", &[]).unwrap().log_format, LogFormat::Pretty);
+        let c = load_yaml("log_format: json\n", &[]).unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        let c = load_yaml("log_format: json\n", &[("ESCALADE_LOG_FORMAT", "pretty")]).unwrap();
+        assert_eq!(c.log_format, LogFormat::Pretty);
+        let c = load_yaml("", &[("ESCALADE_LOG_FORMAT", "json")]).unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn an_unknown_log_format_is_refused_naming_the_key() {
+        let e = load_yaml("listen: 127.0.0.1:0\nlog_format: xml\n", &[]).unwrap_err();
+        assert!(
+            e.contains("c.yaml:2:")
+                && e.contains("log_format")
+                && e.contains("unknown variant `xml`"),
+            "{e}"
+        );
+        let e = load_yaml("", &[("ESCALADE_LOG_FORMAT", "JSON ")]).unwrap_err();
+        assert!(
+            e.contains("ESCALADE_LOG_FORMAT") && e.contains("`JSON `") && e.contains("`pretty`"),
+            "{e}"
+        );
     }
 
     #[test]

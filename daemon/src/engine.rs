@@ -947,6 +947,12 @@ impl Engine {
     /// them together: one issue's timers fire one after another in due order, while different
     /// issues' decisions share the store's group commits instead of paying one each.
     pub async fn fire_due(&self) -> Result<usize> {
+        self.fire_due_watched(None).await
+    }
+
+    /// `fire_due`, pinging `watchdog` after each batch: a long catch-up that makes progress is
+    /// not taken for a hang, a batch that never ends is.
+    async fn fire_due_watched(&self, watchdog: Option<&crate::systemd::Watchdog>) -> Result<usize> {
         let mut fired = 0;
         while fired < MAX_FIRINGS {
             let now = self.now();
@@ -964,6 +970,9 @@ impl Engine {
                 r?;
             }
             fired += batch.len();
+            if let Some(w) = watchdog {
+                w.ping();
+            }
         }
         Ok(fired)
     }
@@ -1007,13 +1016,27 @@ impl Engine {
 
     /// The scheduler: fires due timers, then sleeps until the earliest pending one (or a minute,
     /// or until a decision may have added a sooner one), until `shutdown` turns true.
-    pub async fn run_scheduler(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run_scheduler(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        self.run_scheduler_watched(shutdown, None).await
+    }
+
+    /// `run_scheduler`, pinging `watchdog` at the top of every pass and after each batch of
+    /// timers it fires, and sleeping no longer than its interval: a pass that stops making
+    /// progress stops the pings, and the service manager restarts the daemon.
+    pub async fn run_scheduler_watched(
+        self: Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+        watchdog: Option<crate::systemd::Watchdog>,
+    ) {
         loop {
             if *shutdown.borrow() {
                 return;
             }
+            if let Some(w) = &watchdog {
+                w.ping();
+            }
             self.next_look.store(i64::MAX, Ordering::Release);
-            if let Err(e) = self.fire_due().await {
+            if let Err(e) = self.fire_due_watched(watchdog.as_ref()).await {
                 tracing::error!(error = %e, "firing timers failed; retrying shortly");
             }
             let now = self.now();
@@ -1025,6 +1048,7 @@ impl Engine {
                 Ok(None) => Duration::from_secs(60),
                 Err(_) => Duration::from_secs(1),
             };
+            let wait = watchdog.as_ref().map_or(wait, |w| wait.min(w.every()));
             let look = now + chrono::Duration::from_std(wait).unwrap_or_default();
             self.next_look
                 .store(look.timestamp_millis(), Ordering::Release);

@@ -19,3 +19,4 @@ pub mod replay;
 pub mod scorecards;
 pub mod shadow;
 pub mod store;
+pub mod systemd;

@@ -198,6 +198,8 @@ pub struct Rules {
     database: Option<PathBuf>,
     /// One replay at a time: it lives issues on every core.
     pub replays: tokio::sync::Semaphore,
+    /// Told `RELOADING=1` then `READY=1` around every reload.
+    service: crate::systemd::ServiceManager,
 }
 
 /// How many stored versions stay loaded for `explain`.
@@ -362,7 +364,15 @@ impl Rules {
             candidates_dir: None,
             database: None,
             replays: tokio::sync::Semaphore::new(1),
+            service: crate::systemd::ServiceManager::none(),
         }
+    }
+
+    /// The service manager to tell of every reload (`RELOADING=1`, then `READY=1` with the
+    /// outcome as its status), whatever asked for it: a signal, the API or the file watcher.
+    pub fn with_service_manager(mut self, service: crate::systemd::ServiceManager) -> Rules {
+        self.service = service;
+        self
     }
 
     /// Candidate directories named over the API must lie under `dir`.
@@ -475,6 +485,8 @@ impl Rules {
     /// diagnostics.
     pub async fn reload(&self, by: &str, force: bool) -> Result<Reloaded, ReloadError> {
         let _one = self.serial.lock().await;
+        self.service
+            .reloading(&format!("reloading the rules ({by})"));
         let at = self.engine.now();
         let result = self.try_reload(by, force, at).await;
         let attempt = match &result {
@@ -526,6 +538,15 @@ impl Rules {
                 }
             }
         };
+        let live = &self.engine.rules().version;
+        self.service.ready(&format!(
+            "serving; rules version {} live; reload by {by}: {}",
+            &live[..16.min(live.len())],
+            match &result {
+                Ok(_) => attempt.outcome.to_string(),
+                Err(_) => format!("{}, the old rules stay live", attempt.outcome),
+            }
+        ));
         self.status.lock().expect("rules status lock").last_attempt = Some(attempt);
         result
     }

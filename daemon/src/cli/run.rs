@@ -3,6 +3,10 @@
 //! batches), the scheduled reports and the delivery workers, then listens at once: a backlog of
 //! due timers does not hold up serving. SIGTERM or SIGINT stops accepting, finishes the requests
 //! in flight and exits.
+//!
+//! Under systemd (`Type=notify`) it says `READY=1` once the store is migrated, the rules loaded
+//! and the socket listening, with `STATUS=` lines on the way; the scheduler pings the watchdog
+//! (see `crate::systemd`).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -11,9 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::Utc;
 use clap::Args;
+use tokio::signal::unix::{SignalKind, signal};
 
 use super::{Failure, load, runtime};
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use crate::engine::{Engine, SystemClock};
 use crate::reload::{ReloadError, Rules};
 use crate::store::Store;
@@ -39,20 +44,28 @@ pub fn run(a: RunArgs) -> Result<(), Failure> {
     if let Some(r) = a.rules {
         cfg.rules = r;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    init_log(cfg.log_format);
     // Diagnostics print as `escalade check` prints them; start-up loads again through the
     // reload path, which also checks the rules against the store's open issues.
     load(&cfg.rules)?;
     runtime()?
         .block_on(daemon(cfg, a.force_rules))
         .map_err(Failure::Usage)
+}
+
+/// The log on stderr, filtered by `RUST_LOG` (default `info`), in the configured form.
+fn init_log(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => log.with_ansi(std::io::stderr().is_terminal()).init(),
+        // The event's fields beside `message`, not nested: what journald and log shippers
+        // index.
+        LogFormat::Json => log.json().flatten_event(true).init(),
+    }
 }
 
 /// Holds an exclusive lock on `<database>.lock` for as long as the daemon runs: only one
@@ -95,6 +108,7 @@ fn own_store(db: &std::path::Path) -> Result<std::fs::File, String> {
 }
 
 async fn daemon(cfg: Config, force_rules: bool) -> Result<(), String> {
+    let service = crate::systemd::ServiceManager::from_env();
     std::fs::create_dir_all(&cfg.state_dir).map_err(|e| {
         format!(
             "cannot create state directory {}: {e}",
@@ -109,12 +123,14 @@ async fn daemon(cfg: Config, force_rules: bool) -> Result<(), String> {
     })?;
     let db = cfg.database_path();
     let _owned = own_store(&db)?;
+    service.status(&format!("opening and migrating the store {}", db.display()));
     let options = crate::store::StoreOptions {
         webhook_events: cfg.webhook.is_some(),
     };
     let store = Store::open_sqlite_with(&db, options)
         .await
         .map_err(|e| format!("{}: {e}", db.display()))?;
+    service.status(&format!("loading the rules {}", cfg.rules.display()));
     // Start-up is the first reload: checked against open issues, recorded as a version.
     // To the millisecond, as the engine keeps time.
     let now = Utc::now();
@@ -132,7 +148,8 @@ async fn daemon(cfg: Config, force_rules: bool) -> Result<(), String> {
     let steward = Arc::new(
         Rules::new(engine.clone(), cfg.rules.clone(), live)
             .with_candidates(cfg.candidates_dir.clone())
-            .with_database(db.clone()),
+            .with_database(db.clone())
+            .with_service_manager(service.clone()),
     );
     if let Some(dir) = &cfg.shadow_rules {
         let rules = steward.load_candidate(dir).await.map_err(|e| match e {
@@ -168,7 +185,19 @@ async fn daemon(cfg: Config, force_rules: bool) -> Result<(), String> {
     }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let running = Arc::new(AtomicBool::new(true));
-    let scheduler = tokio::spawn(engine.clone().run_scheduler(stopped.clone()));
+    // The watchdog is pinged from the scheduler's loop: a scheduler that hangs is restarted.
+    let watchdog = service.watchdog();
+    if let Some(w) = &watchdog {
+        tracing::info!(
+            ping_every_ms = w.every().as_millis() as u64,
+            "the scheduler pings the service manager's watchdog"
+        );
+    }
+    let scheduler = tokio::spawn(
+        engine
+            .clone()
+            .run_scheduler_watched(stopped.clone(), watchdog),
+    );
     // Scheduled reports: a run missed while the daemon was down happens now, once.
     let jobs = tokio::spawn(crate::jobs::run_jobs(engine.clone(), stopped.clone()));
     // Photos a failed commit or a crash left behind, nothing naming them.
@@ -179,7 +208,13 @@ async fn daemon(cfg: Config, force_rules: bool) -> Result<(), String> {
     );
     let delivery = Arc::new(crate::notify::Delivery::new(engine.clone(), &cfg)?);
     let workers = delivery.clone().spawn(stopped.clone());
-    let reloads = tokio::spawn(reload_on_signal(steward.clone(), stopped.clone()));
+    // The signals are caught from here on, before READY=1: a SIGHUP that follows at once
+    // reloads, a SIGTERM stops cleanly (uncaught, either would end the process).
+    let hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+    let term =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+    let int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+    let reloads = tokio::spawn(reload_on_signal(steward.clone(), hup, stopped.clone()));
     let watcher = if cfg.rules_watch {
         Some(watch_rules(steward.clone(), stopped)?)
     } else {
@@ -188,8 +223,12 @@ async fn daemon(cfg: Config, force_rules: bool) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    let listen = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     tracing::info!(
-        listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        listen = %listen,
         database = %db.display(),
         rules = %cfg.rules.display(),
         rules_version = %&version[..16],
@@ -205,7 +244,16 @@ async fn daemon(cfg: Config, force_rules: bool) -> Result<(), String> {
         delivery: Some(delivery),
         turns: Arc::new(crate::api::Turns::new(cfg.http.clone(), cfg.max_body_bytes)),
     });
-    crate::api::serve(listener, state, shutdown_signal())
+    // The socket listens (connections queue until the server accepts them): ready.
+    service.ready(&format!(
+        "serving on {listen}; rules version {}",
+        &version[..16]
+    ));
+    let stopping = async move {
+        shutdown_signal(term, int).await;
+        service.stopping();
+    };
+    crate::api::serve(listener, state, stopping)
         .await
         .map_err(|e| format!("server: {e}"))?;
     running.store(false, Ordering::Relaxed);
@@ -226,15 +274,11 @@ async fn daemon(cfg: Config, force_rules: bool) -> Result<(), String> {
 
 /// Reloads the rules on every SIGHUP; a failed reload is logged and the old rules stay live:
 /// a SIGHUP never stops the daemon.
-async fn reload_on_signal(rules: Arc<Rules>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot handle SIGHUP; reload through the API");
-            return;
-        }
-    };
+async fn reload_on_signal(
+    rules: Arc<Rules>,
+    mut hup: tokio::signal::unix::Signal,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -285,12 +329,13 @@ fn watch_rules(
     Ok(debouncer)
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+async fn shutdown_signal(
+    mut term: tokio::signal::unix::Signal,
+    mut int: tokio::signal::unix::Signal,
+) {
     tokio::select! {
         _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+        _ = int.recv() => {}
     }
     tracing::info!("stopping: finishing requests in flight");
 }

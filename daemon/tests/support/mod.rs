@@ -351,3 +351,113 @@ pub const PNG: [u8; 70] = [
     0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
     0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
 ];
+
+/// A service manager's notification socket, bound as systemd binds one: a daemon started with
+/// `NOTIFY_SOCKET` set to `path` sends its notifications (`READY=1`, `STATUS=...`) here.
+pub struct NotifySocket {
+    pub path: std::path::PathBuf,
+    socket: std::os::unix::net::UnixDatagram,
+    _dir: tempfile::TempDir,
+}
+
+/// One notification: its `KEY=value` lines, and when it arrived.
+#[derive(Clone, Debug)]
+pub struct Notification {
+    pub lines: Vec<String>,
+    pub at: std::time::Instant,
+}
+
+impl Notification {
+    /// The value of `key` in this notification.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.lines
+            .iter()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+    }
+}
+
+impl NotifySocket {
+    pub fn bind() -> NotifySocket {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        NotifySocket {
+            path,
+            socket,
+            _dir: dir,
+        }
+    }
+
+    /// The next notification, or `None` if none comes within `timeout`.
+    pub fn next(&self, timeout: std::time::Duration) -> Option<Notification> {
+        self.socket.set_read_timeout(Some(timeout)).unwrap();
+        let mut buf = vec![0u8; 4096];
+        match self.socket.recv(&mut buf) {
+            Ok(n) => Some(Notification {
+                lines: String::from_utf8(buf[..n].to_vec())
+                    .unwrap()
+                    .lines()
+                    .map(str::to_string)
+                    .collect(),
+                at: std::time::Instant::now(),
+            }),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                None
+            }
+            Err(e) => panic!("reading the notification socket: {e}"),
+        }
+    }
+
+    /// Every notification up to and including the first that has `key=value` (a `value` of
+    /// `*` matches any); panics naming `key` if none comes within 15 s.
+    pub fn until(&self, key: &str, value: &str) -> Vec<Notification> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let n = self.next(left.max(std::time::Duration::from_millis(1)));
+            let Some(n) = n else {
+                panic!("no {key}={value} within 15 s; received {seen:?}");
+            };
+            let found = n.get(key).is_some_and(|v| value == "*" || v == value);
+            seen.push(n);
+            if found {
+                return seen;
+            }
+        }
+    }
+
+    /// Every notification that arrives within `span`.
+    pub fn during(&self, span: std::time::Duration) -> Vec<Notification> {
+        let end = std::time::Instant::now() + span;
+        let mut seen = Vec::new();
+        loop {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return seen;
+            }
+            match self.next(left) {
+                Some(n) => seen.push(n),
+                None => return seen,
+            }
+        }
+    }
+}
+
+/// `escalade run` on port 0 over `state` and `rules`, from a command the caller has prepared,
+/// without waiting for it. Its stderr is the caller's to set (else it is the test's).
+pub fn spawn(state: &Path, rules: &str, mut command: Command, flags: &[&str]) -> Daemon {
+    let child = command
+        .args(["run", "--rules", rules])
+        .args(flags)
+        .env("ESCALADE_LISTEN", "127.0.0.1:0")
+        .env("ESCALADE_STATE_DIR", state)
+        .spawn()
+        .unwrap();
+    Daemon(child)
+}
