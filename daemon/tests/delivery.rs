@@ -1244,6 +1244,79 @@ async fn a_message_held_by_quiet_hours_is_aged_from_their_end() {
     assert_eq!(g.sms().len(), 1);
 }
 
+/// Under a digest window of 2 h, a reminder whose deadline is an hour away is not held until
+/// the window ends: it goes at once, on its own, while a message with no deadline that close
+/// waits for the digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_window_longer_than_a_reminders_lead_sends_the_reminder_before_the_deadline() {
+    let (mailbox, port) = smtp_running();
+    let rules = tempfile::tempdir().unwrap();
+    support::copy_rules_edited(
+        CITY,
+        rules.path(),
+        &[(
+            "notifications.yaml",
+            "digest: {window: 15m",
+            "digest: {window: 2h",
+        )],
+    );
+    let s = setup_rules(&smtp_yaml(port), MORNING, rules.path().to_str().unwrap()).await;
+    // Tuesday 10:00: acknowledge within 4 working hours, by 15:30; reminded at 14:30.
+    let first = s.report(None).await;
+    s.drain(MORNING).await;
+    let deadline = s
+        .engine
+        .store()
+        .issue(&first)
+        .await
+        .unwrap()
+        .unwrap()
+        .state
+        .acknowledge_by
+        .unwrap();
+    assert_eq!(deadline, at("2026-03-03T15:30:00+08:00"));
+    // 14:00: another issue; Li is emailed, and the window runs to 16:00.
+    s.clock.set(at("2026-03-03T14:00:00+08:00"));
+    let second = s.report(None).await;
+    assert_eq!(s.drain("2026-03-03T14:00:00+08:00").await.sent, 2);
+    assert_eq!(
+        s.engine.store().next_due().await.unwrap(),
+        Some(at("2026-03-03T14:30:00+08:00"))
+    );
+    // 14:30: the reminder, and a third issue (acknowledged by tomorrow).
+    let reminded = "2026-03-03T14:30:00+08:00";
+    s.clock.set(at(reminded));
+    assert!(s.engine.fire_due().await.unwrap() > 0);
+    let third = s.report(None).await;
+    let pass = s.drain(reminded).await;
+    assert_eq!((pass.sent, pass.held, pass.digests), (2, 2, 0), "{pass:?}");
+    let li = subjects(&mailbox, "urban.li@example.org");
+    assert_eq!(li.len(), 3, "{li:?}");
+    assert!(
+        li[0].ends_with(&first) && li[1].ends_with(&second),
+        "{li:?}"
+    );
+    assert!(
+        li[2].starts_with(&format!("【即将到期】{first} ")),
+        "{li:?}"
+    );
+    for r in s.rows("email").await {
+        if r.kind == "reminder" {
+            assert_eq!(r.sent_at, Some(at(reminded)), "{r:?}");
+            assert!(r.sent_at.unwrap() < deadline);
+        } else if r.issue_id.as_deref() == Some(third.as_str()) {
+            assert_eq!(r.status, "queued", "{r:?}");
+            assert_eq!(r.not_before, at("2026-03-03T16:00:00+08:00"), "{r:?}");
+        }
+    }
+    // The reminder was an email too: the third issue's wait for the window after it.
+    let pass = s.drain("2026-03-03T16:00:00+08:00").await;
+    assert_eq!((pass.sent, pass.held), (0, 2), "{pass:?}");
+    let pass = s.drain("2026-03-03T16:30:00+08:00").await;
+    assert_eq!((pass.sent, pass.stale), (2, 0), "{pass:?}");
+    assert!(subjects(&mailbox, "urban.li@example.org")[3].ends_with(&third));
+}
+
 /// Each bad age is refused, naming the key and what is wrong.
 #[test]
 fn a_bad_stale_after_is_refused_naming_the_key() {

@@ -454,13 +454,21 @@ impl Delivery {
                 for group in by_person {
                     match last.get(&group[0].row.person) {
                         Some(t) if *t + d.window > now => {
-                            for c in &group {
-                                settled.push((
-                                    c.row.id,
-                                    Settlement::Hold {
-                                        not_before: *t + d.window,
-                                    },
-                                ));
+                            let until = *t + d.window;
+                            // The window never holds a message past the deadline it names (a
+                            // reminder's): such a one goes now.
+                            let (pressing, held): (Vec<Claimed>, Vec<Claimed>) =
+                                group.into_iter().partition(|c| {
+                                    deadline_of(c).is_some_and(|at| now < at && at <= until)
+                                });
+                            for c in &held {
+                                settled.push((c.row.id, Settlement::Hold { not_before: until }));
+                            }
+                            if !pressing.is_empty() {
+                                tracing::debug!(person = %pressing[0].row.person, %until,
+                                    messages = pressing.len(),
+                                    "sent before the digest window ends: a deadline falls within it");
+                                groups.push(pressing);
                             }
                         }
                         _ => groups.push(group),
@@ -858,6 +866,16 @@ fn human(d: Duration) -> String {
     } else {
         format!("{s}s")
     }
+}
+
+/// The deadline a message of an issue names (a reminder's, an assignment's), from the
+/// variables the rules queued it with.
+fn deadline_of(c: &Claimed) -> Option<DateTime<Utc>> {
+    if is_report(c) {
+        return None;
+    }
+    let vars: MessageVars = serde_json::from_str(&c.vars).ok()?;
+    vars.deadline.map(|(_, at)| at)
 }
 
 /// A job's report (no issue, or a report template) rather than a message of an issue.
