@@ -1813,6 +1813,119 @@ fn the_daemon_delivers_and_stops_on_sigterm() {
     assert!(status.success(), "{status}");
 }
 
+/// The real binary: messages queued while email was not configured and older than
+/// `stale_after` when it is are not sent; one warning names the channel, the count and the
+/// oldest; a stale email retried through the API is delivered, and a new one goes at once.
+#[test]
+fn the_daemon_configured_late_marks_the_old_backlog_stale_and_says_so_once() {
+    use std::process::Command;
+    let (mailbox, port) = smtp_running();
+    let dir = tempfile::tempdir().unwrap();
+    let admin = support::admin_token(dir.path(), CITY);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = support::client(&admin);
+    let report = |addr: &str| {
+        let r = rt.block_on(
+            c.post(format!("http://{addr}/api/v1/issues"))
+                .json(&json!({"category": "garbage", "unit": "g-0001", "description": "垃圾堆积"}))
+                .send(),
+        );
+        let r = r.unwrap();
+        assert_eq!(r.status(), 201);
+        rt.block_on(r.json::<Value>()).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let started = Instant::now();
+        while !done() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(15),
+                "{what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+
+    // No email channel: three issues' six emails wait.
+    let (daemon, addr) = support::start(dir.path(), CITY);
+    let old: Vec<String> = (0..3).map(|_| report(&addr)).collect();
+    drop(daemon);
+    std::thread::sleep(std::time::Duration::from_millis(5500));
+
+    // Email configured; messages older than 5 s are not sent. One worker claims them two at a
+    // time, and says so once.
+    let config = dir.path().join("escalade.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}  workers: 1\ndelivery: {{stale_after: 5s, batch: 2}}\n",
+            smtp_yaml(port)
+        ),
+    )
+    .unwrap();
+    let (_daemon, addr, log) = support::start_logged(
+        dir.path(),
+        CITY,
+        Command::new(env!("CARGO_BIN_EXE_escalade")),
+        &["--config", config.to_str().unwrap()],
+    );
+    let stale_lines = || -> Vec<String> {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("marked stale"))
+            .cloned()
+            .collect()
+    };
+    wait_for("the daemon says it marked the backlog stale", &|| {
+        !stale_lines().is_empty()
+    });
+    let (status, body) = rt.block_on(get(&c, format!("http://{addr}/api/v1/outbox?status=stale")));
+    assert_eq!(status, 200, "{body}");
+    let stale = body["messages"].as_array().unwrap().clone();
+    assert_eq!(stale.len(), 6, "{body}");
+    let lines = stale_lines();
+    assert_eq!(lines.len(), 1, "one warning for the backlog: {lines:?}");
+    assert!(
+        lines[0].contains("6 email message(s) due more than 5s ago") && lines[0].contains("WARN"),
+        "{}",
+        lines[0]
+    );
+    assert!(mailbox.mails().is_empty());
+
+    // Li's first is retried: delivered.
+    let li = stale
+        .iter()
+        .find(|m| m["address"] == "urban.li@example.org" && m["issue_id"] == old[0].as_str())
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let (status, body) = rt.block_on(post_to(
+        &c,
+        format!("http://{addr}/api/v1/outbox/{li}/retry"),
+    ));
+    assert_eq!(status, 200, "{body}");
+    wait_for("the retried email", &|| {
+        !mailbox.to("urban.li@example.org").is_empty()
+    });
+    assert_eq!(
+        subjects(&mailbox, "urban.li@example.org"),
+        vec![format!("【新派遣】垃圾堆放 {}", old[0])]
+    );
+    // A new issue's email goes at once.
+    let new = report(&addr);
+    wait_for("the new email", &|| {
+        !mailbox.to("urban.zhao@example.org").is_empty()
+    });
+    assert_eq!(
+        subjects(&mailbox, "urban.zhao@example.org"),
+        vec![format!("【新派遣】垃圾堆放 {new}")]
+    );
+    assert_eq!(stale_lines().len(), 1);
+}
+
 /// The real binary, its email and links configured through the environment: the assignment
 /// email it delivers to the SMTP server carries a link whose page acknowledges when confirmed.
 #[test]
