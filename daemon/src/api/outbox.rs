@@ -1,5 +1,5 @@
-//! The outbox: its rows with their delivery so far (dead letters among them), and requeuing a
-//! dead letter. Admins only.
+//! The outbox: its rows with their delivery so far (dead letters and stale messages among
+//! them), and requeuing one of those. Admins only.
 
 use std::sync::Arc;
 
