@@ -252,6 +252,11 @@ fn load_config(dir: &std::path::Path, yaml: &str) -> Config {
 /// The example city on a fresh store in a temp dir (`escalade.sqlite`, where the CLI finds it),
 /// the clock at `now`, and delivery as `yaml` configures it.
 async fn setup(yaml: &str, now: &str) -> Setup {
+    setup_rules(yaml, now, CITY).await
+}
+
+/// `setup` on the rule directory `rules`.
+async fn setup_rules(yaml: &str, now: &str, rules: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let cfg = load_config(dir.path(), yaml);
     let store = Store::open_sqlite_with(
@@ -265,7 +270,7 @@ async fn setup(yaml: &str, now: &str) -> Setup {
     let clock = Arc::new(ManualClock::new(at(now)));
     let engine = Arc::new(Engine::new(
         store,
-        RuleSet::load(CITY).unwrap(),
+        RuleSet::load(rules).unwrap(),
         clock.clone(),
     ));
     let delivery = Arc::new(Delivery::new(engine.clone(), &cfg).unwrap());
@@ -304,6 +309,13 @@ impl Setup {
             .into_iter()
             .filter(|r| r.channel == channel)
             .collect()
+    }
+
+    /// Delivery as `yaml` configures it from now on: what a restart with a new configuration
+    /// does.
+    fn configure(&mut self, yaml: &str) {
+        let cfg = load_config(self.dir.path(), yaml);
+        self.delivery = Arc::new(Delivery::new(self.engine.clone(), &cfg).unwrap());
     }
 
     async fn drain(&self, now: &str) -> Pass {
@@ -1058,6 +1070,338 @@ async fn the_cli_lists_dead_letters_and_retries_one() {
     assert_eq!((row.status.as_str(), row.attempts), ("queued", 0));
 }
 
+// ---- a stale backlog, and reminders under a digest ------------------------------------------
+
+/// Monday 10:00 in Beijing.
+const MONDAY: &str = "2026-03-02T10:00:00+08:00";
+
+/// The subjects of the emails `address` received, in order.
+fn subjects(mailbox: &Mailbox, address: &str) -> Vec<String> {
+    mailbox
+        .to(address)
+        .iter()
+        .map(|m| parse(m).headers.get_first_value("Subject").unwrap())
+        .collect()
+}
+
+/// Messages queued while no channel was configured: once email and SMS are, the messages due
+/// less than the policy's age ago go out; the older ones are not sent but kept `stale` (the
+/// email's age is the default 24 h, the SMS lane's its own 48 h), listed by the API and the
+/// CLI, and one retried by hand is delivered, whatever its age.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_that_waited_for_its_channel_sends_the_young_and_keeps_the_old_stale() {
+    let (mailbox, port) = smtp_running();
+    let (g, base) = start_gateway().await;
+    let mut s = setup("listen: 127.0.0.1:0\n", MONDAY).await;
+    let old = s.report(None).await;
+    s.clock.set(at("2026-03-03T12:00:00+08:00"));
+    let young = s.report(None).await;
+    assert_eq!(s.drain("2026-03-03T12:30:00+08:00").await.claimed, 0);
+    assert_eq!(s.rows("email").await.len(), 4);
+
+    // Tuesday 13:00: the channels are configured. Monday's emails are 27 h old.
+    s.configure(&format!(
+        "{}{}",
+        smtp_yaml(port),
+        sms_yaml(&base, "  stale_after: 48h\n")
+    ));
+    let pass = s.drain("2026-03-03T13:00:00+08:00").await;
+    assert_eq!(
+        (pass.sent, pass.stale, pass.retried, pass.dead),
+        (4, 2, 0, 0),
+        "{pass:?}"
+    );
+    for address in ["urban.li@example.org", "urban.zhao@example.org"] {
+        assert_eq!(
+            subjects(&mailbox, address),
+            vec![format!("【新派遣】垃圾堆放 {young}")],
+            "only the young email went to {address}"
+        );
+    }
+    // The SMS lane's age is 48 h: both texts went.
+    assert_eq!(g.sms().len(), 2);
+    for r in s.rows("email").await {
+        let issue = r.issue_id.clone().unwrap();
+        if issue == old {
+            assert_eq!((r.status.as_str(), r.attempts), ("stale", 0), "{r:?}");
+            assert_eq!(r.sent_at, None);
+            let error = r.last_error.as_deref().unwrap();
+            assert!(error.contains("24h") && error.contains("stale"), "{error}");
+        } else {
+            assert_eq!(r.status, "sent", "{r:?}");
+        }
+    }
+    assert!(s.rows("sms").await.iter().all(|r| r.status == "sent"));
+    let status = s.delivery.status().await.unwrap();
+    assert_eq!(status["channels"]["email"]["stale"], 2, "{status}");
+    assert_eq!(status["unconfigured"], json!([]), "{status}");
+
+    // Listed by the API, due when they were created, oldest first.
+    let (api_base, admin, _stop) = api(&s).await;
+    let (code, body) = get(&admin, format!("{api_base}/api/v1/outbox?status=stale")).await;
+    assert_eq!(code, 200, "{body}");
+    let stale = body["messages"].as_array().unwrap();
+    assert_eq!(stale.len(), 2, "{body}");
+    for m in stale {
+        assert_eq!(
+            (m["issue_id"].as_str(), m["status"].as_str()),
+            (Some(old.as_str()), Some("stale"))
+        );
+        assert_eq!(m["due_at"].as_str().map(at), Some(at(MONDAY)), "{m}");
+        assert!(m["retried_at"].is_null(), "{m}");
+    }
+    // And by the CLI, on the state directory's database.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_escalade"))
+        .args(["outbox", "list", "--status", "stale"])
+        .env("ESCALADE_STATE_DIR", s.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text.lines().count(),
+        3,
+        "a header and the two stale emails: {text}"
+    );
+    assert!(
+        text.lines().skip(1).all(|l| l.contains("\tstale\temail\t")),
+        "{text}"
+    );
+
+    // Li's is retried: due now, and never stale again, though 27 h old. Li was emailed at
+    // 13:00, so the digest window holds it until 13:15; then it goes.
+    let li = stale
+        .iter()
+        .find(|m| m["address"] == "urban.li@example.org")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let (code, body) = post_to(&admin, format!("{api_base}/api/v1/outbox/{li}/retry")).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["message"]["status"], "queued");
+    assert_eq!(
+        body["message"]["retried_at"].as_str().map(at),
+        Some(at("2026-03-03T13:00:00+08:00"))
+    );
+    let pass = s.drain("2026-03-03T13:00:00+08:00").await;
+    assert_eq!((pass.stale, pass.held, pass.sent), (0, 1, 0), "{pass:?}");
+    let pass = s.drain("2026-03-03T13:15:00+08:00").await;
+    assert_eq!((pass.stale, pass.sent), (0, 1), "{pass:?}");
+    assert_eq!(
+        subjects(&mailbox, "urban.li@example.org"),
+        vec![
+            format!("【新派遣】垃圾堆放 {young}"),
+            format!("【新派遣】垃圾堆放 {old}")
+        ]
+    );
+    // Zhao's stays stale, and is not claimed again.
+    let (_, body) = get(&admin, format!("{api_base}/api/v1/outbox?status=stale")).await;
+    assert_eq!(body["messages"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["messages"][0]["address"], "urban.zhao@example.org");
+    assert_eq!(s.drain("2026-03-04T13:00:00+08:00").await.claimed, 0);
+    assert_eq!(mailbox.to("urban.zhao@example.org").len(), 1);
+}
+
+/// A dead letter retried long after it died is sent, not made stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_retried_days_later_is_sent() {
+    let (g, base) = start_gateway().await;
+    g.answer(&[(400, "no such number")]);
+    let s = setup(&sms_yaml(&base, ""), MORNING).await;
+    s.report(None).await;
+    assert_eq!(s.drain(MORNING).await.dead, 1);
+    let id = s.rows("sms").await[0].id;
+    let later = "2026-03-06T10:00:00+08:00";
+    s.engine.store().requeue(id, at(later)).await.unwrap();
+    let pass = s.drain(later).await;
+    assert_eq!((pass.sent, pass.stale), (1, 0), "{pass:?}");
+    assert_eq!(g.sms().len(), 2);
+    assert_eq!(s.rows("sms").await[0].status, "sent");
+}
+
+/// A message held (quiet hours) is due when the hold ends: its age counts from then, not from
+/// when it was created, so a night's wait does not make it stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_held_by_quiet_hours_is_aged_from_their_end() {
+    let (g, base) = start_gateway().await;
+    let s = setup(
+        &sms_yaml(&base, "  stale_after: 2h\n"),
+        "2026-03-02T23:00:00+08:00",
+    )
+    .await;
+    s.report(None).await;
+    let pass = s.drain("2026-03-02T23:00:00+08:00").await;
+    assert_eq!((pass.held, pass.sent), (1, 0), "{pass:?}");
+    let row = &s.rows("sms").await[0];
+    assert_eq!(row.due_at, at("2026-03-03T07:00:00+08:00"));
+    // Eight hours after it was created, one after it was due.
+    let pass = s.drain("2026-03-03T08:00:00+08:00").await;
+    assert_eq!((pass.sent, pass.stale), (1, 0), "{pass:?}");
+    assert_eq!(g.sms().len(), 1);
+}
+
+/// Under a digest window of 2 h, a reminder whose deadline is an hour away is not held until
+/// the window ends: it goes at once, on its own, while a message with no deadline that close
+/// waits for the digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_window_longer_than_a_reminders_lead_sends_the_reminder_before_the_deadline() {
+    let (mailbox, port) = smtp_running();
+    let rules = tempfile::tempdir().unwrap();
+    support::copy_rules_edited(
+        CITY,
+        rules.path(),
+        &[(
+            "notifications.yaml",
+            "digest: {window: 15m",
+            "digest: {window: 2h",
+        )],
+    );
+    let s = setup_rules(&smtp_yaml(port), MORNING, rules.path().to_str().unwrap()).await;
+    // Tuesday 10:00: acknowledge within 4 working hours, by 15:30; reminded at 14:30.
+    let first = s.report(None).await;
+    s.drain(MORNING).await;
+    let deadline = s
+        .engine
+        .store()
+        .issue(&first)
+        .await
+        .unwrap()
+        .unwrap()
+        .state
+        .acknowledge_by
+        .unwrap();
+    assert_eq!(deadline, at("2026-03-03T15:30:00+08:00"));
+    // 14:00: another issue; Li is emailed, and the window runs to 16:00.
+    s.clock.set(at("2026-03-03T14:00:00+08:00"));
+    let second = s.report(None).await;
+    assert_eq!(s.drain("2026-03-03T14:00:00+08:00").await.sent, 2);
+    assert_eq!(
+        s.engine.store().next_due().await.unwrap(),
+        Some(at("2026-03-03T14:30:00+08:00"))
+    );
+    // 14:30: the reminder, and a third issue (acknowledged by tomorrow).
+    let reminded = "2026-03-03T14:30:00+08:00";
+    s.clock.set(at(reminded));
+    assert!(s.engine.fire_due().await.unwrap() > 0);
+    let third = s.report(None).await;
+    let pass = s.drain(reminded).await;
+    assert_eq!((pass.sent, pass.held, pass.digests), (2, 2, 0), "{pass:?}");
+    let li = subjects(&mailbox, "urban.li@example.org");
+    assert_eq!(li.len(), 3, "{li:?}");
+    assert!(
+        li[0].ends_with(&first) && li[1].ends_with(&second),
+        "{li:?}"
+    );
+    assert!(
+        li[2].starts_with(&format!("【即将到期】{first} ")),
+        "{li:?}"
+    );
+    for r in s.rows("email").await {
+        if r.kind == "reminder" {
+            assert_eq!(r.sent_at, Some(at(reminded)), "{r:?}");
+            assert!(r.sent_at.unwrap() < deadline);
+        } else if r.issue_id.as_deref() == Some(third.as_str()) {
+            assert_eq!(r.status, "queued", "{r:?}");
+            assert_eq!(r.not_before, at("2026-03-03T16:00:00+08:00"), "{r:?}");
+        }
+    }
+    // The reminder was an email too: the third issue's wait for the window after it.
+    let pass = s.drain("2026-03-03T16:00:00+08:00").await;
+    assert_eq!((pass.sent, pass.held), (0, 2), "{pass:?}");
+    let pass = s.drain("2026-03-03T16:30:00+08:00").await;
+    assert_eq!((pass.sent, pass.stale), (2, 0), "{pass:?}");
+    assert!(subjects(&mailbox, "urban.li@example.org")[3].ends_with(&third));
+}
+
+/// Each bad age is refused, naming the key and what is wrong.
+#[test]
+fn a_bad_stale_after_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("escalade.yaml");
+    let load = |yaml: &str| {
+        std::fs::write(&f, yaml).unwrap();
+        Config::load(Some(&f), |k| (k == "SMS_KEY").then(|| "k".to_string()))
+    };
+    let gateway = "http://127.0.0.1:9/send";
+    for (yaml, key, says) in [
+        (
+            "delivery: {stale_after: 0}\n".to_string(),
+            "delivery.stale_after",
+            "positive",
+        ),
+        (
+            "delivery: {stale_after: 0s}\n".to_string(),
+            "delivery.stale_after",
+            "positive",
+        ),
+        (
+            "delivery: {stale_after: -1h}\n".to_string(),
+            "delivery.stale_after",
+            "`-1h`",
+        ),
+        (
+            "delivery: {stale_after: -5}\n".to_string(),
+            "delivery.stale_after",
+            "negative",
+        ),
+        (
+            "delivery: {stale_after: 1.5}\n".to_string(),
+            "delivery.stale_after",
+            "`1.5`",
+        ),
+        (
+            "delivery: {stale_after: a day}\n".to_string(),
+            "delivery.stale_after",
+            "`a day`",
+        ),
+        (
+            sms_yaml(gateway, "  stale_after: 0m\n"),
+            "sms.stale_after",
+            "positive",
+        ),
+        (
+            sms_yaml(gateway, "  stale_after: -2h\n"),
+            "sms.stale_after",
+            "`-2h`",
+        ),
+        (
+            format!("{}  stale_after: soon\n", smtp_yaml(25)),
+            "smtp.stale_after",
+            "`soon`",
+        ),
+        (
+            format!("{}  stale_after: 0h\n", smtp_yaml(25)),
+            "smtp.stale_after",
+            "positive",
+        ),
+    ] {
+        let e = load(&yaml).expect_err(&yaml);
+        assert!(e.contains(key) && e.contains(says), "{yaml}: {e}");
+    }
+    // A good one is read, per channel over the policy's.
+    let c = load(&format!(
+        "{}  stale_after: 2h\ndelivery: {{stale_after: 36h}}\n",
+        smtp_yaml(25)
+    ))
+    .unwrap();
+    assert_eq!(
+        c.delivery.stale_after.0,
+        std::time::Duration::from_secs(36 * 3600)
+    );
+    assert_eq!(
+        c.smtp.unwrap().stale_after.unwrap().0,
+        std::time::Duration::from_secs(7200)
+    );
+    assert_eq!(
+        Config::load(None, |_| None).unwrap().delivery.stale_after.0,
+        std::time::Duration::from_secs(24 * 3600)
+    );
+}
+
 // ---- acknowledgement links ------------------------------------------------------------------
 
 const LINK_KEY: &str = "3f1c0a8e9b7d4c2a6e5f1b0d9c8a7e6f";
@@ -1467,6 +1811,119 @@ fn the_daemon_delivers_and_stops_on_sigterm() {
         .unwrap();
     let status = daemon.0.wait().unwrap();
     assert!(status.success(), "{status}");
+}
+
+/// The real binary: messages queued while email was not configured and older than
+/// `stale_after` when it is are not sent; one warning names the channel, the count and the
+/// oldest; a stale email retried through the API is delivered, and a new one goes at once.
+#[test]
+fn the_daemon_configured_late_marks_the_old_backlog_stale_and_says_so_once() {
+    use std::process::Command;
+    let (mailbox, port) = smtp_running();
+    let dir = tempfile::tempdir().unwrap();
+    let admin = support::admin_token(dir.path(), CITY);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = support::client(&admin);
+    let report = |addr: &str| {
+        let r = rt.block_on(
+            c.post(format!("http://{addr}/api/v1/issues"))
+                .json(&json!({"category": "garbage", "unit": "g-0001", "description": "垃圾堆积"}))
+                .send(),
+        );
+        let r = r.unwrap();
+        assert_eq!(r.status(), 201);
+        rt.block_on(r.json::<Value>()).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let started = Instant::now();
+        while !done() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(15),
+                "{what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+
+    // No email channel: three issues' six emails wait.
+    let (daemon, addr) = support::start(dir.path(), CITY);
+    let old: Vec<String> = (0..3).map(|_| report(&addr)).collect();
+    drop(daemon);
+    std::thread::sleep(std::time::Duration::from_millis(5500));
+
+    // Email configured; messages older than 5 s are not sent. One worker claims them two at a
+    // time, and says so once.
+    let config = dir.path().join("escalade.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}  workers: 1\ndelivery: {{stale_after: 5s, batch: 2}}\n",
+            smtp_yaml(port)
+        ),
+    )
+    .unwrap();
+    let (_daemon, addr, log) = support::start_logged(
+        dir.path(),
+        CITY,
+        Command::new(env!("CARGO_BIN_EXE_escalade")),
+        &["--config", config.to_str().unwrap()],
+    );
+    let stale_lines = || -> Vec<String> {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("marked stale"))
+            .cloned()
+            .collect()
+    };
+    wait_for("the daemon says it marked the backlog stale", &|| {
+        !stale_lines().is_empty()
+    });
+    let (status, body) = rt.block_on(get(&c, format!("http://{addr}/api/v1/outbox?status=stale")));
+    assert_eq!(status, 200, "{body}");
+    let stale = body["messages"].as_array().unwrap().clone();
+    assert_eq!(stale.len(), 6, "{body}");
+    let lines = stale_lines();
+    assert_eq!(lines.len(), 1, "one warning for the backlog: {lines:?}");
+    assert!(
+        lines[0].contains("6 email message(s) due more than 5s ago") && lines[0].contains("WARN"),
+        "{}",
+        lines[0]
+    );
+    assert!(mailbox.mails().is_empty());
+
+    // Li's first is retried: delivered.
+    let li = stale
+        .iter()
+        .find(|m| m["address"] == "urban.li@example.org" && m["issue_id"] == old[0].as_str())
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let (status, body) = rt.block_on(post_to(
+        &c,
+        format!("http://{addr}/api/v1/outbox/{li}/retry"),
+    ));
+    assert_eq!(status, 200, "{body}");
+    wait_for("the retried email", &|| {
+        !mailbox.to("urban.li@example.org").is_empty()
+    });
+    assert_eq!(
+        subjects(&mailbox, "urban.li@example.org"),
+        vec![format!("【新派遣】垃圾堆放 {}", old[0])]
+    );
+    // A new issue's email goes at once.
+    let new = report(&addr);
+    wait_for("the new email", &|| {
+        !mailbox.to("urban.zhao@example.org").is_empty()
+    });
+    assert_eq!(
+        subjects(&mailbox, "urban.zhao@example.org"),
+        vec![format!("【新派遣】垃圾堆放 {new}")]
+    );
+    assert_eq!(stale_lines().len(), 1);
 }
 
 /// The real binary, its email and links configured through the environment: the assignment

@@ -1,5 +1,5 @@
-//! The outbox: its rows with their delivery so far (dead letters among them), and requeuing a
-//! dead letter. Admins only.
+//! The outbox: its rows with their delivery so far (dead letters and stale messages among
+//! them), and requeuing one of those. Admins only.
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::{ApiError, AppState, bad_query, forbidden, not_found, page_limit, query};
 use crate::auth::{Actor, Role};
 use crate::engine::EngineError;
-use crate::store::{OutboxFilter, Requeue};
+use crate::store::{OUTBOX_STATUSES, OutboxFilter, Requeue};
 
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,9 +22,8 @@ struct OutboxQuery {
     limit: Option<i64>,
 }
 
-const STATUSES: [&str; 4] = ["queued", "sending", "sent", "dead"];
-
-/// `GET /api/v1/outbox[?status=queued|sending|sent|dead][&limit=N][&cursor=C]`: rows by id.
+/// `GET /api/v1/outbox[?status=queued|sending|sent|dead|stale][&limit=N][&cursor=C]`: rows by
+/// id.
 pub(super) async fn list(
     State(s): State<Arc<AppState>>,
     actor: Actor,
@@ -35,11 +34,11 @@ pub(super) async fn list(
         return Err(forbidden(&actor, "read the outbox"));
     }
     if let Some(st) = &q.status
-        && !STATUSES.contains(&st.as_str())
+        && !OUTBOX_STATUSES.contains(&st.as_str())
     {
         return Err(bad_query(
             "status",
-            format!("unknown status `{st}`: queued, sending, sent or dead"),
+            format!("unknown status `{st}`: queued, sending, sent, dead or stale"),
         ));
     }
     let after = match &q.cursor {
@@ -66,8 +65,9 @@ pub(super) async fn list(
     Ok(Json(json!({ "messages": rows, "next_cursor": next })))
 }
 
-/// `POST /api/v1/outbox/{id}/retry`: a dead letter queued again, due now, its attempts counted
-/// afresh; 404 for an unknown row, 409 for one that is not dead.
+/// `POST /api/v1/outbox/{id}/retry`: a dead letter or a stale message queued again, due now,
+/// its attempts counted afresh, sent whatever its age; 404 for an unknown row, 409 for one
+/// that is neither dead nor stale.
 pub(super) async fn retry(
     State(s): State<Arc<AppState>>,
     actor: Actor,
@@ -94,7 +94,10 @@ pub(super) async fn retry(
             ..ApiError::new(
                 StatusCode::CONFLICT,
                 "not_dead",
-                format!("outbox message {id} is {status}, not dead: only a dead letter is retried"),
+                format!(
+                    "outbox message {id} is {status}, not dead: only a dead letter or a stale \
+                     message is retried"
+                ),
             )
         }),
     }

@@ -10,7 +10,7 @@ use escalade_rules::RuleSet;
 use super::{Failure, load, runtime};
 use crate::auth::{Grant, Role};
 use crate::config::Config;
-use crate::store::{OutboxFilter, Requeue, Store};
+use crate::store::{OUTBOX_STATUSES, OutboxFilter, Requeue, Store};
 
 #[derive(Subcommand)]
 pub enum TokenAction {
@@ -47,13 +47,13 @@ pub enum TokenAction {
 pub enum OutboxAction {
     /// List messages by id, with their attempts, last error and when they are due.
     List {
-        /// queued, sending, sent or dead.
+        /// queued, sending, sent, dead or stale.
         #[arg(long)]
         status: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
-    /// Queue a dead letter again, due now.
+    /// Queue a dead letter or a stale message again, due now (sent whatever its age).
     Retry { id: i64 },
 }
 
@@ -192,10 +192,10 @@ pub fn outbox(action: OutboxAction, config_file: Option<&Path>) -> Result<(), Fa
     match action {
         OutboxAction::List { status, limit } => {
             if let Some(s) = &status
-                && !["queued", "sending", "sent", "dead"].contains(&s.as_str())
+                && !OUTBOX_STATUSES.contains(&s.as_str())
             {
                 return Err(Failure::Usage(format!(
-                    "--status: unknown status `{s}`: queued, sending, sent or dead"
+                    "--status: unknown status `{s}`: queued, sending, sent, dead or stale"
                 )));
             }
             let f = OutboxFilter {
@@ -249,7 +249,7 @@ pub fn outbox(action: OutboxAction, config_file: Option<&Path>) -> Result<(), Fa
                     Ok(())
                 }
                 Requeue::NotDead(status) => Err(Failure::Usage(format!(
-                    "message {id} is {status}, not dead: only a dead letter is retried"
+                    "message {id} is {status}, not dead: only a dead letter or a stale message is retried"
                 ))),
                 Requeue::NotFound => Err(Failure::Usage(format!("no message {id} in the outbox"))),
             }

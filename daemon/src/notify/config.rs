@@ -31,15 +31,22 @@ impl<'de> Deserialize<'de> for Dur {
         #[serde(untagged)]
         enum Raw {
             Secs(u64),
+            Negative(i64),
+            Fraction(f64),
             Text(String),
         }
+        let not = |what: String| {
+            serde::de::Error::custom(format!(
+                "{what}: write a number and a unit, `500ms`, `10s`, `5m` or `1h`"
+            ))
+        };
         match Raw::deserialize(d)? {
             Raw::Secs(s) => Ok(Dur(Duration::from_secs(s))),
-            Raw::Text(t) => parse_duration(&t).map(Dur).ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "`{t}` is not a duration: write a number and a unit, `500ms`, `10s`, `5m` or `1h`"
-                ))
-            }),
+            Raw::Negative(n) => Err(not(format!("`{n}` is negative, not a duration"))),
+            Raw::Fraction(f) => Err(not(format!("`{f}` is not a duration"))),
+            Raw::Text(t) => parse_duration(&t)
+                .map(Dur)
+                .ok_or_else(|| not(format!("`{t}` is not a duration"))),
         }
     }
 }
@@ -129,6 +136,10 @@ pub struct SmtpConfig {
     /// How long one SMTP command may take.
     #[serde(default = "default_timeout")]
     pub timeout: Dur,
+    /// An email due longer ago than this is not sent but made stale; default
+    /// `delivery.stale_after`.
+    #[serde(default, deserialize_with = "smtp_age")]
+    pub stale_after: Option<Dur>,
     /// The password, read from `password_env` or `password_file` by `check`.
     #[serde(skip)]
     pub password: Option<Secret>,
@@ -149,6 +160,7 @@ impl Default for SmtpConfig {
             pool: default_pool(),
             workers: default_workers(),
             timeout: default_timeout(),
+            stale_after: None,
             password: None,
         }
     }
@@ -246,6 +258,10 @@ pub struct SmsConfig {
     pub concurrency: usize,
     #[serde(default = "default_timeout")]
     pub timeout: Dur,
+    /// An SMS due longer ago than this is not sent but made stale; default
+    /// `delivery.stale_after`.
+    #[serde(default, deserialize_with = "sms_age")]
+    pub stale_after: Option<Dur>,
     /// Header values with their secrets read, by `check`.
     #[serde(skip)]
     pub resolved_headers: Vec<(String, Secret)>,
@@ -268,6 +284,7 @@ impl Default for SmsConfig {
             workers: default_workers(),
             concurrency: default_concurrency(),
             timeout: default_timeout(),
+            stale_after: None,
             resolved_headers: Vec::new(),
         }
     }
@@ -324,6 +341,10 @@ pub struct WebhookConfig {
     pub concurrency: usize,
     #[serde(default = "default_timeout")]
     pub timeout: Dur,
+    /// An event due longer ago than this is not posted but made stale; default
+    /// `delivery.stale_after`.
+    #[serde(default, deserialize_with = "webhook_age")]
+    pub stale_after: Option<Dur>,
     /// The key, read by `check`.
     #[serde(skip)]
     pub secret: Secret,
@@ -339,6 +360,7 @@ impl Default for WebhookConfig {
             workers: default_webhook_workers(),
             concurrency: default_concurrency(),
             timeout: default_timeout(),
+            stale_after: None,
             secret: Secret::default(),
         }
     }
@@ -364,6 +386,11 @@ pub struct DeliveryConfig {
     pub lease: Dur,
     /// How often an idle worker looks for due rows.
     pub poll: Dur,
+    /// A message claimed for sending longer than this after it was due (created, or released
+    /// by quiet hours or a digest window) is not sent but made `stale`: a backlog that waited
+    /// for its channel does not all go out late. Each channel's `stale_after` overrides it.
+    #[serde(deserialize_with = "delivery_age")]
+    pub stale_after: Dur,
 }
 
 impl Default for DeliveryConfig {
@@ -375,7 +402,42 @@ impl Default for DeliveryConfig {
             batch: 32,
             lease: Dur(Duration::from_secs(300)),
             poll: Dur(Duration::from_secs(1)),
+            stale_after: Dur(Duration::from_secs(24 * 3600)),
         }
+    }
+}
+
+/// Reads an age (`stale_after`), naming its key in an error: the YAML parser's names only the
+/// section.
+fn age<'de, D: Deserializer<'de>>(key: &str, d: D) -> Result<Dur, D::Error> {
+    Dur::deserialize(d).map_err(|e| serde::de::Error::custom(format!("{key}: {e}")))
+}
+
+fn delivery_age<'de, D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
+    age("delivery.stale_after", d)
+}
+
+fn smtp_age<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Dur>, D::Error> {
+    age("smtp.stale_after", d).map(Some)
+}
+
+fn sms_age<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Dur>, D::Error> {
+    age("sms.stale_after", d).map(Some)
+}
+
+fn webhook_age<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Dur>, D::Error> {
+    age("webhook.stale_after", d).map(Some)
+}
+
+/// Refuses an age of zero for `{section}.stale_after` (a negative or unreadable one is refused
+/// as it is read).
+fn positive_age(section: &str, age: Option<Dur>) -> Result<(), String> {
+    match age {
+        Some(Dur(d)) if d.is_zero() => Err(format!(
+            "{section}.stale_after: must be a positive duration (how long after it was due a \
+             message is still sent, such as `24h`), not 0"
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -417,6 +479,7 @@ impl SmtpConfig {
         if self.pool == 0 || self.workers == 0 {
             return Err("smtp.pool and smtp.workers: at least 1".into());
         }
+        positive_age("smtp", self.stale_after)?;
         self.password = read_secret(
             "smtp",
             "password_env",
@@ -470,6 +533,7 @@ impl SmsConfig {
         if self.burst == 0 || self.workers == 0 || self.concurrency == 0 {
             return Err("sms.burst, sms.workers and sms.concurrency: at least 1".into());
         }
+        positive_age("sms", self.stale_after)?;
         self.resolved_headers.clear();
         for (name, source) in &self.headers {
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
@@ -503,6 +567,7 @@ impl WebhookConfig {
         if self.workers == 0 || self.concurrency == 0 {
             return Err("webhook.workers and webhook.concurrency: at least 1".into());
         }
+        positive_age("webhook", self.stale_after)?;
         self.secret = read_secret(
             "webhook",
             "secret_env",
@@ -536,6 +601,6 @@ impl DeliveryConfig {
         if self.lease.0 < Duration::from_secs(1) || self.poll.0.is_zero() {
             return Err("delivery.lease: at least 1s; delivery.poll: positive".into());
         }
-        Ok(())
+        positive_age("delivery", Some(self.stale_after))
     }
 }

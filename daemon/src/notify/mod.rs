@@ -6,9 +6,13 @@
 //! settle the batch in one statement: `sent`; `queued` again with an exponential, jittered
 //! backoff after a transient failure; `dead` after a permanent one or too many attempts; or
 //! `queued` until later, not counted as an attempt, when quiet hours or a digest window hold
-//! it. A worker that dies mid-send leaves its rows `sending`; once the lease ends they are due
-//! again and sent again: delivery is **at least once** (an email keeps its Message-ID, an SMS
-//! and a webhook call their row's id, so a receiver can drop a repeat).
+//! it (the row is then due when the hold ends); `stale`, not sent and not an attempt, when it
+//! was due longer ago than the channel's `stale_after` (a backlog that waited for its channel to
+//! be configured, or for a relay to come back, does not all go out late: it is logged, listed,
+//! and each row may be retried by hand). A worker that dies mid-send leaves its rows `sending`;
+//! once the lease ends they are due again and sent again: delivery is **at least once** (an
+//! email keeps its Message-ID, an SMS and a webhook call their row's id, so a receiver can drop
+//! a repeat).
 //!
 //! Time comes from the engine's clock: `run_once(route, now)` is one pass at `now`, what the
 //! loop calls and what tests call on a manual clock.
@@ -91,6 +95,10 @@ pub struct Pass {
     pub held: usize,
     /// Digest emails sent (each counts its rows in `sent`).
     pub digests: usize,
+    /// Made stale: due longer ago than the channel's `stale_after`.
+    pub stale: usize,
+    /// When the oldest of them was due.
+    pub oldest_stale: Option<DateTime<Utc>>,
 }
 
 impl std::ops::AddAssign for Pass {
@@ -101,6 +109,11 @@ impl std::ops::AddAssign for Pass {
         self.dead += o.dead;
         self.held += o.held;
         self.digests += o.digests;
+        self.stale += o.stale;
+        self.oldest_stale = match (self.oldest_stale, o.oldest_stale) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 }
 
@@ -116,16 +129,19 @@ pub struct Delivery {
     links: Option<Arc<Links>>,
 }
 
-/// A configured channel: its sender, its workers and how long a claim holds a batch.
+/// A configured channel: its sender, its workers, how long a claim holds a batch and how long
+/// after it was due a message is still sent.
 struct Lane<T> {
     sender: Arc<T>,
     workers: usize,
     lease: Duration,
+    stale_after: Duration,
 }
 
 impl<T> Lane<T> {
     /// The configured lease, plus the time a whole batch may take: its sends in rounds of
-    /// `concurrency`, each up to `timeout`, and `paced` (a rate limit's spacing).
+    /// `concurrency`, each up to `timeout`, and `paced` (a rate limit's spacing). Its
+    /// `stale_after`, else the policy's.
     fn new(
         sender: T,
         workers: usize,
@@ -133,12 +149,14 @@ impl<T> Lane<T> {
         concurrency: usize,
         timeout: Duration,
         paced: Duration,
+        stale_after: Option<config::Dur>,
     ) -> Lane<T> {
         let rounds = cfg.batch.div_ceil(concurrency.max(1)) as u32;
         Lane {
             sender: Arc::new(sender),
             workers,
             lease: cfg.lease.0 + timeout * rounds + paced,
+            stale_after: stale_after.unwrap_or(cfg.stale_after).0,
         }
     }
 }
@@ -164,6 +182,7 @@ impl Delivery {
                 c.pool as usize,
                 c.timeout.0,
                 Duration::ZERO,
+                c.stale_after,
             )),
             None => None,
         };
@@ -181,6 +200,7 @@ impl Delivery {
                     c.concurrency,
                     c.timeout.0,
                     paced,
+                    c.stale_after,
                 ))
             }
             None => None,
@@ -193,6 +213,7 @@ impl Delivery {
                 c.concurrency,
                 c.timeout.0,
                 Duration::ZERO,
+                c.stale_after,
             )),
             None => None,
         };
@@ -234,6 +255,16 @@ impl Delivery {
         .unwrap_or(self.cfg.lease.0)
     }
 
+    /// How long after it was due a message of `route` is still sent.
+    pub fn stale_after(&self, route: Route) -> Duration {
+        match route {
+            Route::Email => self.email.as_ref().map(|l| l.stale_after),
+            Route::Sms => self.sms.as_ref().map(|l| l.stale_after),
+            Route::Webhook => self.webhook.as_ref().map(|l| l.stale_after),
+        }
+        .unwrap_or(self.cfg.stale_after.0)
+    }
+
     /// The delay before retry `attempts + 1`: up to `backoff × 2^(attempts-1)`, capped, chosen at
     /// random below that (full jitter) but at least a second (or `backoff`, if shorter), and no
     /// sooner than the server asked.
@@ -272,9 +303,10 @@ impl Delivery {
         }
     }
 
-    /// One pass of a worker at `now`: claims a batch of `route`'s due rows, holds those quiet
-    /// hours or a digest window hold, sends the rest and settles all of them. A channel not
-    /// configured is left alone: its rows stay queued.
+    /// One pass of a worker at `now`: claims a batch of `route`'s due rows, makes stale those
+    /// due longer ago than `stale_after` (unless retried by hand), holds those quiet hours or a
+    /// digest window hold, sends the rest and settles all of them. A channel not configured is
+    /// left alone: its rows stay queued.
     pub async fn run_once(&self, route: Route, now: DateTime<Utc>) -> Result<Pass, StoreError> {
         if !self.configured(route) {
             return Ok(Pass::default());
@@ -293,9 +325,32 @@ impl Delivery {
             return Ok(pass);
         }
         let rules = self.engine.rules();
+        let age = self.stale_after(route);
+        let cutoff = chrono::Duration::from_std(age)
+            .ok()
+            .and_then(|a| now.checked_sub_signed(a));
         let mut settled = Vec::with_capacity(claimed.len());
         let mut due = Vec::with_capacity(claimed.len());
         for c in claimed {
+            if let Some(cutoff) = cutoff
+                && c.row.retried_at.is_none()
+                && c.row.due_at < cutoff
+            {
+                pass.stale += 1;
+                pass.oldest_stale = Some(
+                    pass.oldest_stale
+                        .map_or(c.row.due_at, |t| t.min(c.row.due_at)),
+                );
+                let error = format!(
+                    "stale: due at {}, not sent within {} (stale_after); retry it to send it",
+                    c.row
+                        .due_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    human(age)
+                );
+                settled.push((c.row.id, Settlement::Stale { error }));
+                continue;
+            }
             match route
                 .channel()
                 .and_then(|ch| rules.notifications.release(ch, c.row.urgent, now))
@@ -318,6 +373,7 @@ impl Delivery {
                 Settlement::Retry { .. } => pass.retried += 1,
                 Settlement::Dead { .. } => pass.dead += 1,
                 Settlement::Hold { .. } => pass.held += 1,
+                Settlement::Stale { .. } => {}
             }
         }
         store.settle(&settled, self.settle_at(now)).await?;
@@ -330,17 +386,20 @@ impl Delivery {
     }
 
     /// Runs passes of every configured channel at `now` until none claims anything: everything
-    /// due at `now` is sent, retried later, dead or held.
+    /// due at `now` is sent, retried later, dead, held or stale.
     pub async fn drain(&self, now: DateTime<Utc>) -> Result<Pass, StoreError> {
         let mut total = Pass::default();
         for route in Route::ALL {
+            let mut tally = StaleTally::default();
             for _ in 0..100_000 {
                 let p = self.run_once(route, now).await?;
                 total += p;
+                tally.add(&p);
                 if p.claimed == 0 {
                     break;
                 }
             }
+            tally.flush(route, self.stale_after(route));
         }
         Ok(total)
     }
@@ -395,13 +454,21 @@ impl Delivery {
                 for group in by_person {
                     match last.get(&group[0].row.person) {
                         Some(t) if *t + d.window > now => {
-                            for c in &group {
-                                settled.push((
-                                    c.row.id,
-                                    Settlement::Hold {
-                                        not_before: *t + d.window,
-                                    },
-                                ));
+                            let until = *t + d.window;
+                            // The window never holds a message past the deadline it names (a
+                            // reminder's): such a one goes now.
+                            let (pressing, held): (Vec<Claimed>, Vec<Claimed>) =
+                                group.into_iter().partition(|c| {
+                                    deadline_of(c).is_some_and(|at| now < at && at <= until)
+                                });
+                            for c in &held {
+                                settled.push((c.row.id, Settlement::Hold { not_before: until }));
+                            }
+                            if !pressing.is_empty() {
+                                tracing::debug!(person = %pressing[0].row.person, %until,
+                                    messages = pressing.len(),
+                                    "sent before the digest window ends: a deadline falls within it");
+                                groups.push(pressing);
                             }
                         }
                         _ => groups.push(group),
@@ -624,12 +691,22 @@ impl Delivery {
 
     async fn worker(self: Arc<Self>, route: Route, mut shutdown: watch::Receiver<bool>) {
         let poll = self.cfg.poll.0;
+        let age = self.stale_after(route);
+        let mut tally = StaleTally::default();
         loop {
             if *shutdown.borrow() {
+                tally.flush(route, age);
                 return;
             }
             let now = self.engine.now();
-            let wait = match self.run_once(route, now).await {
+            let pass = self.run_once(route, now).await;
+            if let Ok(p) = &pass {
+                tally.add(p);
+            }
+            if !matches!(pass, Ok(Pass { claimed: 1.., .. })) || tally.overdue() {
+                tally.flush(route, age);
+            }
+            let wait = match pass {
                 Ok(p) if p.claimed > 0 => continue,
                 Ok(_) => match self.engine.store().next_not_before(route.as_str()).await {
                     Ok(Some(t)) => (t - now)
@@ -664,7 +741,7 @@ impl Delivery {
                     let configured = Route::ALL
                         .iter()
                         .any(|r| r.as_str() == channel && self.configured(*r));
-                    if !configured && status != "dead" {
+                    if !configured && (status == "queued" || status == "sending") {
                         *waiting.entry(channel).or_default() += n;
                     }
                 }
@@ -699,12 +776,13 @@ impl Delivery {
         Ok(json!({"channels": channels, "unconfigured": unconfigured}))
     }
 
-    /// Each channel: configured or not, rows queued, sending and dead; and `unconfigured`, the
-    /// channels with rows waiting but no configuration. Counts every row waiting.
+    /// Each channel: configured or not, rows queued, sending, dead and stale; and
+    /// `unconfigured`, the channels with rows waiting but no configuration. Counts every row
+    /// waiting.
     pub async fn status(&self) -> Result<Value, StoreError> {
         let counts = self.engine.store().outbox_counts().await?;
         let mut channels = serde_json::Map::new();
-        let empty = |configured: bool| json!({"configured": configured, "queued": 0, "sending": 0, "dead": 0});
+        let empty = |configured: bool| json!({"configured": configured, "queued": 0, "sending": 0, "dead": 0, "stale": 0});
         for route in Route::ALL {
             channels.insert(route.as_str().into(), empty(self.configured(route)));
         }
@@ -722,6 +800,82 @@ impl Delivery {
             .collect();
         Ok(json!({"channels": channels, "unconfigured": unconfigured}))
     }
+}
+
+/// How often a worker working through a backlog says how many rows it made stale so far.
+const STALE_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Rows a worker made stale and has not logged yet: one line when the backlog is through (a
+/// pass claims nothing), or every `STALE_LOG_EVERY` while it lasts, not one per batch.
+#[derive(Default)]
+struct StaleTally {
+    count: usize,
+    oldest: Option<DateTime<Utc>>,
+    since: Option<std::time::Instant>,
+}
+
+impl StaleTally {
+    fn add(&mut self, p: &Pass) {
+        if p.stale == 0 {
+            return;
+        }
+        self.count += p.stale;
+        self.oldest = match (self.oldest, p.oldest_stale) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.since.get_or_insert_with(std::time::Instant::now);
+    }
+
+    fn overdue(&self) -> bool {
+        self.since.is_some_and(|t| t.elapsed() >= STALE_LOG_EVERY)
+    }
+
+    fn flush(&mut self, route: Route, age: Duration) {
+        if self.count > 0 {
+            let oldest = self
+                .oldest
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default();
+            tracing::warn!(
+                channel = route.as_str(),
+                stale = self.count,
+                oldest_due = %oldest,
+                stale_after = %human(age),
+                "{} {} message(s) due more than {} ago (the oldest at {oldest}) were not sent but \
+                 marked stale: `escalade outbox list --status stale` lists them, \
+                 `escalade outbox retry ID` sends one",
+                self.count,
+                route.as_str(),
+                human(age),
+            );
+        }
+        *self = StaleTally::default();
+    }
+}
+
+/// A duration as the configuration writes it: `24h`, `90m`, `45s`, `500ms`.
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    if d.subsec_nanos() != 0 || s == 0 {
+        format!("{}ms", d.as_millis())
+    } else if s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// The deadline a message of an issue names (a reminder's, an assignment's), from the
+/// variables the rules queued it with.
+fn deadline_of(c: &Claimed) -> Option<DateTime<Utc>> {
+    if is_report(c) {
+        return None;
+    }
+    let vars: MessageVars = serde_json::from_str(&c.vars).ok()?;
+    vars.deadline.map(|(_, at)| at)
 }
 
 /// A job's report (no issue, or a report template) rather than a message of an issue.

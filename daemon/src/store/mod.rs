@@ -19,7 +19,7 @@ mod outbox;
 mod rules;
 mod sqlite;
 
-pub use outbox::{Claimed, OutboxFilter, Requeue, Settlement, StoreOptions};
+pub use outbox::{Claimed, OUTBOX_STATUSES, OutboxFilter, Requeue, Settlement, StoreOptions};
 pub use rules::{OpenUses, Recorded, RuleVersionRow, ShadowDiff, ShadowKind, ShadowSummary, Use};
 pub use sqlite::SqliteStore;
 
@@ -123,7 +123,8 @@ pub struct OutboxRow {
     pub address: String,
     pub template: String,
     pub locale: String,
-    /// `queued`, `sending` (claimed by a worker), `sent` or `dead`.
+    /// `queued`, `sending` (claimed by a worker), `sent`, `dead`, or `stale` (claimed longer
+    /// than the policy's age after it was due: not sent, kept until retried).
     pub status: String,
     /// Of an urgent issue: never held by quiet hours or a digest.
     pub urgent: bool,
@@ -135,6 +136,12 @@ pub struct OutboxRow {
     pub created_at: DateTime<Utc>,
     /// SMS: the segments the text was sent as.
     pub segments: Option<i64>,
+    /// When it was due: its creation, or the end of the quiet hours or digest window that held
+    /// it. Its age, against the policy's `stale_after`, counts from here.
+    pub due_at: DateTime<Utc>,
+    /// When it was last retried by hand (a dead letter, a stale message): it is then sent
+    /// whatever its age.
+    pub retried_at: Option<DateTime<Utc>>,
 }
 
 /// Which meetings to list. Every filter present must hold.

@@ -17,6 +17,9 @@ pub struct StoreOptions {
     pub webhook_events: bool,
 }
 
+/// An outbox row's statuses, as listings filter on them.
+pub const OUTBOX_STATUSES: [&str; 5] = ["queued", "sending", "sent", "dead", "stale"];
+
 /// Which outbox rows to list: by id, after a cursor.
 #[derive(Clone, Debug, Default)]
 pub struct OutboxFilter {
@@ -45,15 +48,17 @@ pub enum Settlement {
     },
     /// A permanent failure, or too many attempts: kept as a dead letter.
     Dead { error: String },
+    /// Due longer ago than the policy's age: not sent, and not an attempt; kept until retried.
+    Stale { error: String },
     /// Not sent, and not an attempt: held until `not_before` (quiet hours, a digest window).
     Hold { not_before: DateTime<Utc> },
 }
 
-/// What requeuing a dead letter did.
+/// What requeuing a dead letter or a stale message did.
 #[derive(Clone, Debug)]
 pub enum Requeue {
     Requeued(Box<OutboxRow>),
-    /// The row is not dead: its status.
+    /// The row is neither dead nor stale: its status.
     NotDead(String),
     NotFound,
 }
@@ -119,7 +124,8 @@ impl Store {
         }
     }
 
-    /// Queues a dead letter again, due at `now`, its attempts counted afresh.
+    /// Queues a dead letter or a stale message again, due at `now`, its attempts counted
+    /// afresh, retried by hand at `now`: it is sent whatever its age.
     pub async fn requeue(&self, id: i64, now: DateTime<Utc>) -> Result<Requeue> {
         match &self.backend {
             Backend::Sqlite(s) => s.requeue(id, now).await,

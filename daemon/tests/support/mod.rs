@@ -48,12 +48,22 @@ pub fn start(state: &Path, rules: &str) -> (Daemon, String) {
 
 /// `start`, from a command the caller has prepared (more variables, say), with more flags of
 /// `run`.
-pub fn start_with(
+pub fn start_with(state: &Path, rules: &str, command: Command, flags: &[&str]) -> (Daemon, String) {
+    let (daemon, addr, _) = start_logged(state, rules, command, flags);
+    (daemon, addr)
+}
+
+/// `start_with`, keeping every line the daemon logs, as it comes, for the test to read.
+pub fn start_logged(
     state: &Path,
     rules: &str,
     mut command: Command,
     flags: &[&str],
-) -> (Daemon, String) {
+) -> (
+    Daemon,
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
     let mut child = command
         .args(["run", "--rules", rules])
         .args(flags)
@@ -65,18 +75,25 @@ pub fn start_with(
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let daemon = Daemon(child);
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let addr = loop {
         let line = lines
             .next()
             .expect("the daemon logs where it listens")
             .unwrap();
+        log.lock().unwrap().push(line.clone());
         if let Some(i) = line.find("listen=") {
             break line[i + 7..].split_whitespace().next().unwrap().to_string();
         }
     };
     // Keep draining the log so the daemon never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (daemon, addr)
+    let kept = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            kept.lock().unwrap().push(line);
+        }
+    });
+    (daemon, addr, log)
 }
 
 /// A client that sends `token` with every request.

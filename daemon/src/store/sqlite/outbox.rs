@@ -14,7 +14,7 @@ use super::{MAX_VARS, SqliteStore, instant, millis, parse};
 use crate::store::{Claimed, OutboxFilter, OutboxRow, Requeue, Result, Settlement};
 
 /// The columns `row` reads, in its order.
-const COLUMNS: &str = "id, issue_id, event_seq, kind, person, channel, address, template, locale, status, urgent, attempts, last_error, not_before, sent_at, created_at, segments";
+const COLUMNS: &str = "id, issue_id, event_seq, kind, person, channel, address, template, locale, status, urgent, attempts, last_error, not_before, sent_at, created_at, segments, COALESCE(due_at, created_at), retried_at";
 
 fn row(r: &SqliteRow) -> Result<OutboxRow> {
     Ok(OutboxRow {
@@ -35,6 +35,8 @@ fn row(r: &SqliteRow) -> Result<OutboxRow> {
         sent_at: r.get::<Option<i64>, _>(14).map(instant).transpose()?,
         created_at: instant(r.get(15))?,
         segments: r.get(16),
+        due_at: instant(r.get(17))?,
+        retried_at: r.get::<Option<i64>, _>(18).map(instant).transpose()?,
     })
 }
 
@@ -104,7 +106,7 @@ impl SqliteStore {
             .map(|r| {
                 Ok(Claimed {
                     row: row(r)?,
-                    vars: r.get(17),
+                    vars: r.get(19),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -114,7 +116,7 @@ impl SqliteStore {
 
     /// Settles claimed rows, one statement for a batch.
     pub async fn settle(&self, outcomes: &[(i64, Settlement)], now: DateTime<Utc>) -> Result<()> {
-        for chunk in outcomes.chunks(MAX_VARS / 7) {
+        for chunk in outcomes.chunks(MAX_VARS / 8) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "UPDATE outbox SET status = v.column2,
                  not_before = COALESCE(v.column3, outbox.not_before),
@@ -122,13 +124,15 @@ impl SqliteStore {
                  sent_at = v.column5,
                  segments = COALESCE(v.column6, outbox.segments),
                  attempts = outbox.attempts - v.column7,
+                 due_at = COALESCE(v.column8, outbox.due_at),
                  lease_until = NULL
                  FROM (",
             );
             q.push_values(chunk, |mut b, (id, s)| {
-                let (status, not_before, error, sent_at, segments, uncount) = match s {
+                // A hold (not an attempt) makes the row due when it ends; staling is no attempt.
+                let (status, not_before, error, sent_at, segments, uncount, due) = match s {
                     Settlement::Sent { segments } => {
-                        ("sent", None, None, Some(millis(now)), *segments, 0i64)
+                        ("sent", None, None, Some(millis(now)), *segments, 0i64, None)
                     }
                     Settlement::Retry { not_before, error } => (
                         "queued",
@@ -137,12 +141,17 @@ impl SqliteStore {
                         None,
                         None,
                         0,
+                        None,
                     ),
                     Settlement::Dead { error } => {
-                        ("dead", None, Some(error.as_str()), None, None, 0)
+                        ("dead", None, Some(error.as_str()), None, None, 0, None)
+                    }
+                    Settlement::Stale { error } => {
+                        ("stale", None, Some(error.as_str()), None, None, 1, None)
                     }
                     Settlement::Hold { not_before } => {
-                        ("queued", Some(millis(*not_before)), None, None, None, 1)
+                        let t = Some(millis(*not_before));
+                        ("queued", t, None, None, None, 1, t)
                     }
                 };
                 b.push_bind(*id)
@@ -151,7 +160,8 @@ impl SqliteStore {
                     .push_bind(error)
                     .push_bind(sent_at)
                     .push_bind(segments)
-                    .push_bind(uncount);
+                    .push_bind(uncount)
+                    .push_bind(due);
             });
             q.push(") AS v WHERE outbox.id = v.column1 AND outbox.status = 'sending'");
             q.build().execute(&self.writer).await?;
@@ -201,11 +211,12 @@ impl SqliteStore {
         Ok(out)
     }
 
-    /// Queues a dead letter again.
+    /// Queues a dead letter or a stale message again, retried by hand.
     pub async fn requeue(&self, id: i64, now: DateTime<Utc>) -> Result<Requeue> {
         let rows = sqlx::query(&format!(
-            "UPDATE outbox SET status = 'queued', not_before = ?, attempts = 0, lease_until = NULL
-             WHERE id = ? AND status = 'dead' RETURNING {COLUMNS}"
+            "UPDATE outbox SET status = 'queued', not_before = ?1, retried_at = ?1, attempts = 0,
+             lease_until = NULL
+             WHERE id = ?2 AND status IN ('dead', 'stale') RETURNING {COLUMNS}"
         ))
         .bind(millis(now))
         .bind(id)
@@ -227,7 +238,8 @@ impl SqliteStore {
     /// Rows per `(channel, status)` that are not sent.
     pub async fn outbox_counts(&self) -> Result<Vec<(String, String, i64)>> {
         let rows = sqlx::query(
-            "SELECT channel, status, COUNT(*) FROM outbox WHERE status IN ('queued', 'sending', 'dead')
+            "SELECT channel, status, COUNT(*) FROM outbox
+             WHERE status IN ('queued', 'sending', 'dead', 'stale')
              GROUP BY channel, status ORDER BY channel, status",
         )
         .fetch_all(&self.reader)
