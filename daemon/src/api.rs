@@ -62,10 +62,12 @@ pub struct AppState {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
+    crate::metrics::install();
     let max_body_bytes = state.turns.max_body_bytes;
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/api/v1/openapi.json", get(openapi))
         .route(
             "/api/v1/issues",
@@ -106,6 +108,21 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// The OpenAPI document; needs no token (it describes the API and reveals no data).
 async fn openapi() -> Json<&'static Value> {
     Json(crate::openapi::document())
+}
+
+/// `GET /metrics`: Prometheus metrics in the text format; needs no token (it names no issue or
+/// person, only counts), like `/healthz`. Keep it off the public network (the unit listens on
+/// 127.0.0.1).
+async fn metrics(State(s): State<Arc<AppState>>) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let text = crate::metrics::render(&s.engine)
+        .await
+        .map_err(crate::engine::EngineError::from)?;
+    Ok((
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response())
 }
 
 async fn readyz(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {

@@ -128,6 +128,22 @@ pub enum EngineError {
     MeetingNotYet { id: i64, at: DateTime<Utc> },
 }
 
+impl EngineError {
+    /// A short name of the error, for metrics: the API's error code where there is one.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            EngineError::Refused(Refusal::NotAllowed { .. }) => "not_allowed",
+            EngineError::Refused(Refusal::Invalid { .. }) => "invalid",
+            EngineError::Refused(Refusal::Unchanged { .. }) => "unchanged",
+            EngineError::Refused(Refusal::Overloaded { .. }) => "overloaded",
+            EngineError::Forbidden { .. } => "forbidden",
+            EngineError::Store(StoreError::KeyReused(_)) => "idempotency_key_reused",
+            EngineError::NotFound(_) => "not_found",
+            _ => "error",
+        }
+    }
+}
+
 /// A meeting's outcome as recorded: it applies to every issue on the agenda.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -360,7 +376,16 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<Decision> {
         let rules = rules.clone();
-        let decide = move || rules.decide(&issue, &state, &event, now);
+        let name = event.name();
+        let decide = move || {
+            let d = rules.decide(&issue, &state, &event, now);
+            match &d {
+                Ok(d) if d.triage.is_some() => crate::metrics::decision(name, "triage"),
+                Ok(_) => crate::metrics::decision(name, "decided"),
+                Err(_) => crate::metrics::decision(name, "refused"),
+            }
+            d
+        };
         // On the multi-threaded runtime, `block_in_place` hands this worker's other tasks to the
         // rest of the runtime and decides here, without a thread switch; a single-threaded
         // runtime cannot, so there the decision goes to the blocking pool.
@@ -397,7 +422,24 @@ impl Engine {
         idempotency: Option<(&str, &str)>,
         photos: Option<(&PhotoStore, Vec<Received>)>,
     ) -> Result<Submitted> {
-        let by = by.into();
+        let submitted = self
+            .submit_admitted(issue, by.into(), idempotency, photos)
+            .await;
+        match &submitted {
+            Ok(s) if !s.replayed => crate::metrics::received(),
+            Ok(_) => {}
+            Err(e) => crate::metrics::refused(e.reason()),
+        }
+        submitted
+    }
+
+    async fn submit_admitted(
+        &self,
+        issue: Issue,
+        by: By<'_>,
+        idempotency: Option<(&str, &str)>,
+        photos: Option<(&PhotoStore, Vec<Received>)>,
+    ) -> Result<Submitted> {
         let rules = self.rules();
         match by {
             By::Caller(actor) => may_submit(&rules, actor, &issue)?,
@@ -781,6 +823,9 @@ impl Engine {
             {
                 Ok(_) => {
                     self.timers_added(&decision);
+                    if let Some(e) = &decision.escalated {
+                        crate::metrics::escalated(&e.to);
+                    }
                     self.offer_shadow(&stored.issue, &stored.state, &event, now, &decision);
                     let next = StoredIssue {
                         state: decision.next.clone(),
@@ -980,6 +1025,7 @@ impl Engine {
     /// Fires one timer. A timer is never refused by the rules; should the issue be gone or the
     /// decision fail, the timer is dropped rather than retried forever.
     async fn fire(&self, t: &DueTimer) -> Result<()> {
+        crate::metrics::timer_fired((self.now() - t.due).num_milliseconds() as f64 / 1000.0);
         match self
             .act(&t.issue_id, t.event.clone(), By::System("scheduler"))
             .await

@@ -11,6 +11,7 @@ pub mod explain;
 pub mod generate;
 pub mod jobs;
 pub mod links;
+pub mod metrics;
 pub mod notify;
 pub mod openapi;
 pub mod photos;

@@ -538,6 +538,7 @@ impl Rules {
                 }
             }
         };
+        crate::metrics::reloaded(result.is_ok(), at.timestamp());
         let live = &self.engine.rules().version;
         self.service.ready(&format!(
             "serving; rules version {} live; reload by {by}: {}",

@@ -37,6 +37,12 @@ fn fresh() -> Arc<str> {
 }
 
 pub(crate) async fn tag(request: Request, next: Next) -> Response {
+    // The route as declared (`/api/v1/issues/{id}`), so that ids do not make new series.
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = request.method().to_string();
     let id = request
         .headers()
         .get("x-request-id")
@@ -56,6 +62,12 @@ pub(crate) async fn tag(request: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", v);
     }
+    crate::metrics::answered(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     span.in_scope(|| {
         tracing::debug!(
             status = response.status().as_u16(),

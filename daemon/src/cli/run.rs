@@ -108,6 +108,8 @@ fn own_store(db: &std::path::Path) -> Result<std::fs::File, String> {
 }
 
 async fn daemon(cfg: Config, force_rules: bool) -> Result<(), String> {
+    // Metrics are recorded from the first commit on.
+    crate::metrics::install();
     let service = crate::systemd::ServiceManager::from_env();
     std::fs::create_dir_all(&cfg.state_dir).map_err(|e| {
         format!(
@@ -151,6 +153,7 @@ async fn daemon(cfg: Config, force_rules: bool) -> Result<(), String> {
             .with_database(db.clone())
             .with_service_manager(service.clone()),
     );
+    crate::metrics::reloaded(true, engine.now().timestamp());
     if let Some(dir) = &cfg.shadow_rules {
         let rules = steward.load_candidate(dir).await.map_err(|e| match e {
             ReloadError::Invalid(d) => format!(

@@ -331,6 +331,8 @@ impl Delivery {
             .and_then(|a| now.checked_sub_signed(a));
         let mut settled = Vec::with_capacity(claimed.len());
         let mut due = Vec::with_capacity(claimed.len());
+        let due_at: std::collections::HashMap<i64, DateTime<Utc>> =
+            claimed.iter().map(|c| (c.row.id, c.row.due_at)).collect();
         for c in claimed {
             if let Some(cutoff) = cutoff
                 && c.row.retried_at.is_none()
@@ -367,16 +369,29 @@ impl Delivery {
             Route::Sms => self.texts(&rules, due, now, &mut settled).await?,
             Route::Webhook => self.events(due, now, &mut settled).await,
         }
-        for (_, s) in &settled {
+        let at = self.settle_at(now);
+        for (id, s) in &settled {
             match s {
-                Settlement::Sent { .. } => pass.sent += 1,
-                Settlement::Retry { .. } => pass.retried += 1,
-                Settlement::Dead { .. } => pass.dead += 1,
+                Settlement::Sent { .. } => {
+                    pass.sent += 1;
+                    let waited = due_at
+                        .get(id)
+                        .map_or(0.0, |d| (at - *d).num_milliseconds() as f64 / 1000.0);
+                    crate::metrics::notification_sent(route.as_str(), waited);
+                }
+                Settlement::Retry { .. } => {
+                    pass.retried += 1;
+                    crate::metrics::notification_failed(route.as_str(), true);
+                }
+                Settlement::Dead { .. } => {
+                    pass.dead += 1;
+                    crate::metrics::notification_failed(route.as_str(), false);
+                }
                 Settlement::Hold { .. } => pass.held += 1,
                 Settlement::Stale { .. } => {}
             }
         }
-        store.settle(&settled, self.settle_at(now)).await?;
+        store.settle(&settled, at).await?;
         Ok(pass)
     }
 

@@ -102,6 +102,19 @@ pub struct TimelineEntry {
 }
 
 /// A pending timer that has fallen due.
+/// Counts of what the store holds, read when the metrics are scraped.
+#[derive(Clone, Debug, Default)]
+pub struct Gauges {
+    /// Open issues: assigned, acknowledged, in progress or suspended (what queues list).
+    pub open: i64,
+    /// Open issues with an acknowledge or resolve deadline passed.
+    pub overdue: i64,
+    /// Timers waiting to fire.
+    pub timers: i64,
+    /// Outbox rows: channel, status, count.
+    pub outbox: Vec<(String, String, i64)>,
+}
+
 #[derive(Clone, Debug)]
 pub struct DueTimer {
     pub id: i64,
@@ -470,6 +483,11 @@ impl Store {
         messages: &[ReportMessage],
     ) -> Result<bool> {
         on!(self, s => s.record_run(job, scheduled_at, ran_at, messages).await)
+    }
+
+    /// What the store holds now, for the metrics' gauges.
+    pub async fn gauges(&self, now: DateTime<Utc>) -> Result<Gauges> {
+        on!(self, s => s.gauges(now).await)
     }
 
     /// Every photo name a committed issue or resolution holds.

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use escalade_rules::{DeadlineKind, Decision, Event, Issue, IssueState, MeetingCall, Timer};
@@ -512,6 +512,34 @@ impl SqliteStore {
     }
 
     /// Whether the database answers.
+    pub async fn gauges(&self, now: DateTime<Utc>) -> Result<super::Gauges> {
+        let t = millis(now);
+        let (open, overdue, timers): (i64, i64, i64) = sqlx::query_as(
+            "SELECT
+               (SELECT COUNT(*) FROM issues
+                 WHERE status IN ('assigned', 'acknowledged', 'in_progress', 'suspended')),
+               (SELECT COUNT(*) FROM issues
+                 WHERE status IN ('assigned', 'acknowledged', 'in_progress')
+                   AND (acknowledge_by <= ? OR resolve_by <= ?)),
+               (SELECT COUNT(*) FROM timers)",
+        )
+        .bind(t)
+        .bind(t)
+        .fetch_one(&self.reader)
+        .await?;
+        let outbox: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT channel, status, COUNT(*) FROM outbox GROUP BY channel, status ORDER BY 1, 2",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(super::Gauges {
+            open,
+            overdue,
+            timers,
+            outbox,
+        })
+    }
+
     pub async fn photo_names(&self) -> Result<std::collections::HashSet<String>> {
         let rows: Vec<(String,)> = sqlx::query_as(
             "SELECT j.value FROM issues, json_each(issues.body, '$.photos') AS j
@@ -619,6 +647,7 @@ async fn run_batch(pool: &SqlitePool, batch: &mut [Job], webhooks: bool) -> Vec<
             })
             .collect()
     };
+    let started = Instant::now();
     let mut tx = match pool.begin().await {
         Ok(tx) => tx,
         Err(e) => return fail_all(&e, batch.len()),
@@ -628,7 +657,10 @@ async fn run_batch(pool: &SqlitePool, batch: &mut [Job], webhooks: bool) -> Vec<
         Err(e) => return fail_all(&e, batch.len()),
     };
     match tx.commit().await {
-        Ok(()) => out,
+        Ok(()) => {
+            crate::metrics::committed(batch.len(), started.elapsed().as_secs_f64());
+            out
+        }
         Err(e) => fail_all(&e, batch.len()),
     }
 }
