@@ -15,6 +15,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use escalade_rules::{Decision, Event, Issue, IssueState};
 
+pub mod backup;
 mod outbox;
 mod rules;
 mod sqlite;
