@@ -23,7 +23,7 @@ struct Cli {
 enum Command {
     /// Run the daemon: the HTTP API, the engine and the scheduler.
     Run(cli::run::RunArgs),
-    /// Create or revoke API tokens (in the daemon's store).
+    /// Create, list or revoke API tokens (in the daemon's store).
     Token {
         #[command(subcommand)]
         action: store::TokenAction,

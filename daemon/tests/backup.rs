@@ -332,6 +332,26 @@ async fn a_backup_refuses_an_existing_target_unless_forced() {
         std::slice::from_ref(&file),
         "nothing else written"
     );
+    // A directory is never replaced.
+    let dir = tmp.path().join("a-directory");
+    std::fs::create_dir(&dir).unwrap();
+    let err = expect(&backup_of(&api, &dir, &["--force"]), 2, "a directory");
+    assert!(
+        err.contains(&format!("{} is a directory, not a file", dir.display())),
+        "{err}"
+    );
+    std::fs::remove_dir(&dir).unwrap();
+    // Nor is a file written into a directory that is not there.
+    let nowhere = tmp.path().join("no-such-dir").join("x.backup");
+    let err = expect(&backup_of(&api, &nowhere, &[]), 2, "no directory");
+    assert!(
+        err.contains(&format!(
+            "cannot write {}: {} is not a directory",
+            nowhere.display(),
+            nowhere.parent().unwrap().display()
+        )),
+        "{err}"
+    );
     expect(&backup_of(&api, &file, &["--force"]), 0, "--force");
     let said = expect(
         &escalade_in(
@@ -546,4 +566,32 @@ async fn a_restore_into_a_store_that_is_not_empty_is_refused_unless_forced() {
         .join(&sha(&photo)[..2])
         .join(sha(&photo));
     assert_eq!(std::fs::read(path).unwrap(), photo);
+}
+
+/// A backup of another layout, or taken by a newer escalade (a migration this one does not
+/// know), is refused before anything is written.
+#[tokio::test]
+async fn a_backup_of_another_format_or_a_newer_schema_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_api, _, good) = a_backup(tmp.path()).await;
+    let cases = [
+        (
+            "UPDATE backup_meta SET value = '2' WHERE key = 'format'",
+            "its format is 2, this escalade reads 1",
+        ),
+        (
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+             execution_time) VALUES (99990101000000, 'from the future', 1, x'00', 0)",
+            "it was taken by a newer escalade (schema 99990101000000; this one knows up to 11)",
+        ),
+    ];
+    for (i, (sql, says)) in cases.into_iter().enumerate() {
+        let file = tmp.path().join(format!("other-{i}.backup"));
+        std::fs::copy(&good, &file).unwrap();
+        edit(&file, sql, None).await;
+        let target = tmp.path().join(format!("target-{i}"));
+        let err = expect(&restore(&target, &file, &[]), 2, sql);
+        assert!(err.contains(says), "{sql}: {err}");
+        assert!(!target.exists());
+    }
 }

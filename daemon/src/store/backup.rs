@@ -78,8 +78,15 @@ async fn connect(opts: SqliteConnectOptions, path: &Path) -> Result<SqliteConnec
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// A temporary file beside `target`, removed if it is left from an earlier attempt.
+/// A temporary file beside `target`, removed if it is left from an earlier attempt. Its path is
+/// UTF-8: SQLite is given it as text (`VACUUM INTO`).
 fn temp_beside(target: &Path, what: &str) -> Result<PathBuf, String> {
+    if target.to_str().is_none() {
+        return Err(format!(
+            "{} is not valid UTF-8: name a path in UTF-8",
+            target.display()
+        ));
+    }
     let name = target
         .file_name()
         .ok_or_else(|| format!("{} names no file", target.display()))?
@@ -135,6 +142,16 @@ pub async fn backup(
     if to.is_dir() {
         return Err(format!("{} is a directory, not a file", to.display()));
     }
+    match to.parent() {
+        Some(d) if !d.as_os_str().is_empty() && !d.is_dir() => {
+            return Err(format!(
+                "cannot write {}: {} is not a directory",
+                to.display(),
+                d.display()
+            ));
+        }
+        _ => {}
+    }
     let temp = temp_beside(to, "partial")?;
     let r = write_backup(db, state_dir, &temp).await;
     match r {
@@ -167,7 +184,7 @@ async fn write_backup(db: &Path, state_dir: &Path, temp: &Path) -> Result<(), St
         let mut src = connect(options(db)?.read_only(true), db).await?;
         // One statement, one read transaction: the database as of one commit.
         sqlx::query("VACUUM INTO ?")
-            .bind(temp.to_string_lossy().as_ref())
+            .bind(temp.to_str().expect("a UTF-8 path (temp_beside)"))
             .execute(&mut src)
             .await
             .map_err(|e| format!("{}: cannot copy into {}: {e}", db.display(), temp.display()))?;
@@ -420,7 +437,7 @@ pub async fn restore(
     let temp = temp_beside(db, "restoring")?;
     let written = async {
         sqlx::query("VACUUM INTO ?")
-            .bind(temp.to_string_lossy().as_ref())
+            .bind(temp.to_str().expect("a UTF-8 path (temp_beside)"))
             .execute(&mut src)
             .await
             .map_err(err)?;
