@@ -862,23 +862,28 @@ fn token_create_refuses_a_bad_lifetime_or_label_and_creates_nothing() {
 async fn an_expired_token_is_refused_by_the_daemon() {
     let tmp = tempfile::tempdir().unwrap();
     let city = example();
+    // Made while the daemon runs, so that its lifetime is not spent starting it.
+    let (_daemon, addr) = support::start(tmp.path(), &city);
     let out = token_create(
         tmp.path(),
         &city,
-        &["--role", "admin", "--expires-in", "3s"],
+        &["--role", "admin", "--expires-in", "2s"],
     );
-    expect_code(&out, 0, "token create --expires-in 3s");
-    let token = String::from_utf8_lossy(&out.stdout)
+    expect_code(&out, 0, "token create --expires-in 2s");
+    let said = String::from_utf8_lossy(&out.stdout);
+    let token = said.lines().last().unwrap().trim().to_string();
+    let expires = said
         .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string();
-    let (_daemon, addr) = support::start(tmp.path(), &city);
+        .next()
+        .and_then(|l| l.split("expires ").nth(1))
+        .map(|t| support::at(t.trim_end_matches("):")))
+        .unwrap_or_else(|| panic!("no expiry in {said}"));
     let c = support::client(&token);
     let issues = format!("http://{addr}/api/v1/issues");
     assert_eq!(c.get(&issues).send().await.unwrap().status(), 200);
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    // The expiry is printed to the second, truncated.
+    let left = expires - chrono::Utc::now() + chrono::TimeDelta::milliseconds(1200);
+    tokio::time::sleep(left.to_std().unwrap_or_default()).await;
     let r = c.get(&issues).send().await.unwrap();
     assert_eq!(r.status(), 401);
     let body: serde_json::Value = r.json().await.unwrap();
