@@ -167,11 +167,10 @@ fn a_backup_under_load_restores_every_issue_answered_before_it() {
                         .send()
                         .await
                         .unwrap();
-                    assert_eq!(r.status(), 201);
-                    let id = r.json::<Value>().await.unwrap()["id"]
-                        .as_str()
-                        .unwrap()
-                        .to_string();
+                    let status = r.status();
+                    let body = r.json::<Value>().await.unwrap();
+                    assert_eq!(status, 201, "{body}");
+                    let id = body["id"].as_str().unwrap().to_string();
                     out.push((id, description, photo, Instant::now()));
                     sent.fetch_add(1, Ordering::Relaxed);
                 }

@@ -4,9 +4,10 @@
 //! daemon runs: one read transaction, so the copy is the database as of one commit, whatever is
 //! written meanwhile. The photos the copy's issues and events name are then read from
 //! `<state_dir>/photos`, checked against their names (the SHA-256 of their bytes) and stored in
-//! the copy as the table `backup_photos (hash, bytes)`; photos are content-addressed and never
-//! removed, so those a snapshot names are on disk when it is taken (a photo is written before
-//! the issue naming it commits) and photos written after it are simply not needed. Then
+//! the copy as the table `backup_photos (hash, bytes)`. Photos are content-addressed, a photo
+//! is on disk before the issue naming it commits, and the daemon's sweep removes only photos no
+//! committed issue names: those a snapshot names are on disk while it is read, and photos
+//! written after it are simply not needed. Then
 //! `PRAGMA integrity_check` and every photo's hash are checked on the copy, which is renamed into
 //! place only if all is well.
 //!
@@ -26,6 +27,7 @@ use sha2::{Digest, Sha256};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Connection, Row, SqliteConnection};
 
+use super::sqlite::PHOTO_NAMES;
 use crate::photos::{PhotoStore, is_hash, name_of};
 
 /// The version of the backup's layout (`backup_meta.format`).
@@ -47,15 +49,6 @@ pub struct Summary {
     /// The last migration the store had.
     pub schema: i64,
 }
-
-/// The photos a store's issues and events name: a report's, and a resolution's of the fixed
-/// site (`after_photos` in the state, `photos` in a `resolved` event).
-const REFERENCED: &str = "\
-    SELECT j.value FROM issues, json_each(issues.body, '$.photos') AS j WHERE j.type = 'text' \
-    UNION SELECT j.value FROM issues, json_each(issues.state, '$.after_photos') AS j \
-        WHERE j.type = 'text' \
-    UNION SELECT j.value FROM events, json_each(events.payload, '$.photos') AS j \
-        WHERE j.type = 'text'";
 
 /// What SQLite said, without sqlx's wrapping (`database disk image is malformed`).
 fn said(e: &sqlx::Error) -> String {
@@ -210,19 +203,13 @@ async fn write_backup(db: &Path, state_dir: &Path, temp: &Path) -> Result<(), St
             db.display()
         ));
     }
-    let names: Vec<String> = sqlx::query_scalar(REFERENCED)
+    let names: Vec<String> = sqlx::query_scalar(PHOTO_NAMES)
         .fetch_all(&mut copy)
         .await
         .map_err(err)?;
     let names: Vec<&String> = names.iter().filter(|n| is_hash(n)).collect();
-    // Opened (which creates the directory) only when there is a photo to read.
-    let photos = match names.is_empty() {
-        true => None,
-        false => Some(
-            PhotoStore::open(state_dir)
-                .map_err(|e| format!("cannot open the photos of {}: {e}", state_dir.display()))?,
-        ),
-    };
+    // As a reader: the daemon's uploads in flight are its own.
+    let photos = PhotoStore::reader(state_dir);
     let mut tx = copy.begin().await.map_err(err)?;
     sqlx::query("CREATE TABLE backup_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         .execute(&mut *tx)
@@ -232,7 +219,7 @@ async fn write_backup(db: &Path, state_dir: &Path, temp: &Path) -> Result<(), St
         .execute(&mut *tx)
         .await
         .map_err(err)?;
-    for (name, photos) in names.into_iter().zip(photos.iter().cycle()) {
+    for name in names {
         let path = photos.path(name).expect("a photo name");
         let bytes = match fs::read(&path) {
             Ok(b) => b,
@@ -370,7 +357,7 @@ pub async fn verify(file: &Path) -> Result<Summary, String> {
         held.insert(hash.clone());
         last = hash;
     }
-    let names: Vec<String> = sqlx::query_scalar(REFERENCED)
+    let names: Vec<String> = sqlx::query_scalar(PHOTO_NAMES)
         .fetch_all(&mut db)
         .await
         .map_err(|e| not_backup(e.to_string()))?;

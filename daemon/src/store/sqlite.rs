@@ -463,14 +463,7 @@ impl SqliteStore {
 
     /// Whether the database answers.
     pub async fn photo_names(&self) -> Result<std::collections::HashSet<String>> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT j.value FROM issues, json_each(issues.body, '$.photos') AS j
-             UNION
-             SELECT j.value FROM events, json_each(events.payload, '$.photos') AS j
-             WHERE events.kind = 'resolved'",
-        )
-        .fetch_all(&self.reader)
-        .await?;
+        let rows: Vec<(String,)> = sqlx::query_as(PHOTO_NAMES).fetch_all(&self.reader).await?;
         Ok(rows.into_iter().map(|(h,)| h).collect())
     }
 
@@ -485,6 +478,14 @@ impl SqliteStore {
         self.reader.close().await;
     }
 }
+
+/// The photos committed issues and resolutions name: what the photo sweep keeps and what a
+/// backup holds (`store::backup`).
+pub(super) const PHOTO_NAMES: &str =
+    "SELECT j.value FROM issues, json_each(issues.body, '$.photos') AS j
+     UNION
+     SELECT j.value FROM events, json_each(events.payload, '$.photos') AS j
+     WHERE events.kind = 'resolved'";
 
 /// A write waiting for the group commit.
 enum Job {
