@@ -477,6 +477,8 @@ pub fn spawn(state: &Path, rules: &str, mut command: Command, flags: &[&str]) ->
         .spawn()
         .unwrap();
     Daemon(child)
+}
+
 /// `escalade ARGS` with the store in `state` (`ESCALADE_STATE_DIR`), and `env` besides.
 pub fn escalade_in(state: &Path, env: &[(&str, &Path)], args: &[&str]) -> std::process::Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_escalade"));
