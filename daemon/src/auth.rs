@@ -27,6 +27,7 @@
 //! contact (or a person on its rota) acts for the department, a grid's leader reports in the
 //! grid (a unit of the lowest tier), the leader of a higher unit leads its subtree.
 
+use chrono::{DateTime, Utc};
 use escalade_rules::decide::Decider;
 use escalade_rules::{Event, Issue, IssueState, RuleSet};
 use sha2::{Digest, Sha256};
@@ -283,6 +284,83 @@ impl Actor {
             },
         }
     }
+}
+
+/// Why a bearer token was refused: the API's 401 code and what it says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// The caller holding `token` at `now`: refused if the token is unknown or revoked
+/// (`invalid_token`) or expired (`token_expired`). A use is recorded (`Store::token_used`: at
+/// most once a minute per token, so no write is added to every request).
+pub async fn authenticate(
+    store: &crate::store::Store,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<Result<Actor, Refused>, crate::store::StoreError> {
+    let refused = |code, message: String| Ok(Err(Refused { code, message }));
+    let Some(row) = store.token(&hash(token)).await? else {
+        return refused("invalid_token", "the token is unknown or revoked".into());
+    };
+    if let Some(expired) = row.expires_at.filter(|e| *e <= now) {
+        return refused(
+            "token_expired",
+            format!(
+                "token {} expired at {}: ask for a new one",
+                row.id,
+                expired.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        );
+    }
+    let Some(role) = Role::parse(&row.role) else {
+        return refused("invalid_token", "the token's role is unknown".into());
+    };
+    if let Err(e) = store.token_used(row.id, now).await {
+        // The request goes on: a missed "last used" is not worth refusing it.
+        tracing::warn!(token = row.id, error = %e, "cannot record the token's use");
+    }
+    Ok(Ok(Actor {
+        token: row.id,
+        role,
+        scope: row.scope,
+        person: row.person,
+        integration: row.integration,
+    }))
+}
+
+/// A token's lifetime as `token create --expires-in` takes it: `90d`, `12h`, `30m`, `1d12h`
+/// (days, hours, minutes, seconds, in that order), longer than zero.
+pub fn parse_lifetime(s: &str) -> Result<chrono::TimeDelta, String> {
+    match escalade_rules::notify::parse_wall_duration(s) {
+        Some(d) if d > chrono::TimeDelta::zero() => Ok(d),
+        Some(_) => Err(format!(
+            "--expires-in `{s}`: a lifetime must be longer than zero"
+        )),
+        None => Err(format!(
+            "--expires-in `{s}` is not a duration: write it as `90d`, `12h`, `30m` or `1d12h` \
+             (days, hours, minutes, seconds, in that order)"
+        )),
+    }
+}
+
+/// A token's label: at most 200 characters, no control characters (it is printed in a table).
+pub fn check_label(label: &str) -> Result<(), String> {
+    if label.trim().is_empty() {
+        return Err("--label is empty: say what the token is for, or leave --label out".into());
+    }
+    if label.chars().count() > 200 {
+        return Err(format!(
+            "--label is {} characters long: at most 200",
+            label.chars().count()
+        ));
+    }
+    if label.chars().any(char::is_control) {
+        return Err("--label holds a control character (a tab or a line break, say)".into());
+    }
+    Ok(())
 }
 
 /// A new random token (256 bits, hex) and the hash that is stored.

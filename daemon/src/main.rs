@@ -23,7 +23,7 @@ struct Cli {
 enum Command {
     /// Run the daemon: the HTTP API, the engine and the scheduler.
     Run(cli::run::RunArgs),
-    /// Create or revoke API tokens (in the daemon's store).
+    /// Create, list or revoke API tokens (in the daemon's store).
     Token {
         #[command(subcommand)]
         action: store::TokenAction,
@@ -47,6 +47,11 @@ enum Command {
         #[arg(long, global = true)]
         config: Option<PathBuf>,
     },
+    /// Write a backup of the store and its photos to one file, while the daemon runs.
+    Backup(cli::backup::BackupArgs),
+    /// Restore a backup into a store that is empty (or, with --force, replace it); no daemon
+    /// may run on it. With --check, only check the backup.
+    Restore(cli::backup::RestoreArgs),
     /// Validate a rule directory and summarise it.
     Check(author::CheckArgs),
     /// Run the rule tests in DIR/tests/*.yaml.
@@ -84,6 +89,8 @@ fn main() -> ExitCode {
         Command::Token { action, config } => store::token(action, config.as_deref()),
         Command::Outbox { action, config } => store::outbox(action, config.as_deref()),
         Command::Rules { action, config } => store::rules(action, config.as_deref()),
+        Command::Backup(a) => cli::backup::backup(a),
+        Command::Restore(a) => cli::backup::restore(a),
         Command::Check(a) => author::check(a),
         Command::Test(a) => author::test(a),
         Command::Explain(a) => author::explain(a),

@@ -159,6 +159,15 @@ impl PhotoStore {
         Ok(PhotoStore { root })
     }
 
+    /// The store at `<state_dir>/photos` as a reader beside the daemon sees it (`escalade
+    /// backup`): nothing is created or removed, unlike `open`, which clears the uploads of the
+    /// daemon that owns it.
+    pub fn reader(state_dir: &Path) -> PhotoStore {
+        PhotoStore {
+            root: state_dir.join("photos"),
+        }
+    }
+
     /// Starts receiving a photo: a new file under `photos/.uploads`, removed when the upload is
     /// dropped unless `keep` took it.
     pub fn receive(&self) -> io::Result<Upload> {

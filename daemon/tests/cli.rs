@@ -667,3 +667,234 @@ fn the_stores_commands_run_without_the_delivery_secrets() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ESCALADE_TEST_UNSET_PASSWORD"), "{err}");
 }
+
+/// `escalade token ARGS` with the store in `state`, run from `cwd`, with no rule directory
+/// configured anywhere it could be found.
+fn token_cmd(state: &Path, cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_escalade"))
+        .arg("token")
+        .args(args)
+        .env("ESCALADE_STATE_DIR", state)
+        .env("ESCALADE_RULES", cwd.join("no-rules-here"))
+        .current_dir(cwd)
+        .output()
+        .expect("the binary runs")
+}
+
+/// An administrator's token names nothing of the organisation: it is made without a rule
+/// directory (on a host that has none yet, say), while a person's still needs one and says so.
+#[test]
+fn an_admin_token_is_made_without_a_rule_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let out = token_cmd(&state, tmp.path(), &["create", "--role", "admin"]);
+    assert_eq!(made(&out, "admin without rules"), "token 1 (admin):");
+    let out = token_cmd(
+        &state,
+        tmp.path(),
+        &["create", "--role", "admin", "--integration", "backup-job"],
+    );
+    assert_eq!(
+        made(&out, "an integration's admin token without rules"),
+        "token 2 (admin as integration backup-job):"
+    );
+    let out = token_cmd(&state, tmp.path(), &["create", "--person", "p-g-0001"]);
+    expect_code(&out, 2, "a person's token without rules");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-rules-here is not a directory"), "{err}");
+}
+
+/// `token list` shows every token with its label, owner, creation, last use and expiry, as a
+/// table and as JSON, with the revoked and the expired marked; the tokens themselves never.
+#[test]
+fn token_list_shows_labels_owners_and_expiry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let city = example();
+    let create = |args: &[&str]| {
+        let mut all = vec!["create", "--rules", &city];
+        all.extend_from_slice(args);
+        let out = token_cmd(&state, tmp.path(), &all);
+        expect_code(&out, 0, &format!("token create {args:?}"));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let before = chrono::Utc::now();
+    let first = create(&["--role", "admin", "--label", "夜班 ops console"]);
+    assert!(first.starts_with("token 1 (admin):\nesc_"), "{first}");
+    let second = create(&["--person", "p-g-0001", "--expires-in", "90d"]);
+    let line = second.lines().next().unwrap();
+    assert!(
+        line.starts_with("token 2 (reporter for g-0001 as p-g-0001, expires "),
+        "{line}"
+    );
+    create(&[
+        "--integration",
+        "wechat",
+        "--role",
+        "reporter",
+        "--scope",
+        "g-0001",
+        "--expires-in",
+        "1s",
+        "--label",
+        "pilot",
+    ]);
+    let out = token_cmd(&state, tmp.path(), &["revoke", "1"]);
+    expect_code(&out, 0, "token revoke 1");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+
+    let out = token_cmd(&state, tmp.path(), &["list"]);
+    expect_code(&out, 0, "token list");
+    let table = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(
+        rows[0],
+        [
+            "id",
+            "status",
+            "role",
+            "scope",
+            "owner",
+            "label",
+            "created",
+            "last_used",
+            "expires"
+        ]
+    );
+    assert_eq!(rows.len(), 4, "{table}");
+    assert_eq!(
+        rows[1][..6],
+        ["1", "revoked", "admin", "-", "-", "夜班 ops console"]
+    );
+    assert_eq!(
+        rows[2][..6],
+        ["2", "live", "reporter", "g-0001", "p-g-0001", "-"]
+    );
+    assert_eq!(
+        rows[3][..6],
+        [
+            "3",
+            "expired",
+            "reporter",
+            "g-0001",
+            "integration:wechat",
+            "pilot"
+        ]
+    );
+    assert!(!table.contains("esc_"), "{table}");
+    // Never used; created now; the second expires 90 days after it was made.
+    assert_eq!(rows[2][7], "-");
+    let created = support::at(rows[2][6]);
+    assert!(
+        (created - before).num_seconds().abs() <= 2,
+        "{}",
+        rows[2][6]
+    );
+    let expires = support::at(rows[2][8]);
+    assert_eq!((expires - created).num_days(), 90, "{table}");
+    assert_eq!(rows[1][8], "-");
+
+    let out = token_cmd(&state, tmp.path(), &["list", "--json"]);
+    expect_code(&out, 0, "token list --json");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let all = json.as_array().unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0]["status"], "revoked");
+    assert_eq!(all[0]["label"], "夜班 ops console");
+    assert!(all[0]["revoked_at"].is_string());
+    assert_eq!(all[1]["person"], "p-g-0001");
+    assert_eq!(all[1]["last_used_at"], serde_json::Value::Null);
+    assert_eq!(all[2]["integration"], "wechat");
+    assert_eq!(all[2]["status"], "expired");
+    assert!(all[2]["expires_at"].is_string());
+    assert!(all.iter().all(|t| t.get("hash").is_none()));
+}
+
+/// A lifetime or a label that cannot be taken is refused, naming the flag and the form it
+/// takes, and no token is made.
+#[test]
+fn token_create_refuses_a_bad_lifetime_or_label_and_creates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let long = "x".repeat(201);
+    let cases: [(&[&str], &str); 9] = [
+        (
+            &["--expires-in", "soon"],
+            "--expires-in `soon` is not a duration",
+        ),
+        (
+            &["--expires-in", "90"],
+            "--expires-in `90` is not a duration",
+        ),
+        (
+            &["--expires-in", "1h1d"],
+            "--expires-in `1h1d` is not a duration",
+        ),
+        (
+            &["--expires-in", "2w"],
+            "write it as `90d`, `12h`, `30m` or `1d12h`",
+        ),
+        (&["--expires-in", "0m"], "must be longer than zero"),
+        (&["--expires-in=-5m"], "must be longer than zero"),
+        (&["--label", " "], "--label is empty"),
+        (
+            &["--label", &long],
+            "--label is 201 characters long: at most 200",
+        ),
+        (&["--label", "a\tb"], "--label holds a control character"),
+    ];
+    for (args, says) in cases {
+        let mut all = vec!["create", "--role", "admin"];
+        all.extend_from_slice(args);
+        let out = token_cmd(&state, tmp.path(), &all);
+        expect_code(&out, 2, &format!("token create {args:?}"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "token create {args:?}: {err}");
+        assert!(out.stdout.is_empty(), "token create {args:?}");
+    }
+    let out = token_cmd(&state, tmp.path(), &["create", "--role", "admin"]);
+    assert_eq!(made(&out, "a good one"), "token 1 (admin):");
+}
+
+/// A token made by the command with a short lifetime serves the daemon, then is refused with
+/// 401 `token_expired`.
+#[tokio::test]
+async fn an_expired_token_is_refused_by_the_daemon() {
+    let tmp = tempfile::tempdir().unwrap();
+    let city = example();
+    // Made while the daemon runs, so that its lifetime is not spent starting it.
+    let (_daemon, addr) = support::start(tmp.path(), &city);
+    let out = token_create(
+        tmp.path(),
+        &city,
+        &["--role", "admin", "--expires-in", "2s"],
+    );
+    expect_code(&out, 0, "token create --expires-in 2s");
+    let said = String::from_utf8_lossy(&out.stdout);
+    let token = said.lines().last().unwrap().trim().to_string();
+    let expires = said
+        .lines()
+        .next()
+        .and_then(|l| l.split("expires ").nth(1))
+        .map(|t| support::at(t.trim_end_matches("):")))
+        .unwrap_or_else(|| panic!("no expiry in {said}"));
+    let c = support::client(&token);
+    let issues = format!("http://{addr}/api/v1/issues");
+    assert_eq!(c.get(&issues).send().await.unwrap().status(), 200);
+    // The expiry is printed to the second, truncated.
+    let left = expires - chrono::Utc::now() + chrono::TimeDelta::milliseconds(1200);
+    tokio::time::sleep(left.to_std().unwrap_or_default()).await;
+    let r = c.get(&issues).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "token_expired", "{body}");
+    // The use before the expiry was recorded.
+    let out = Command::new(env!("CARGO_BIN_EXE_escalade"))
+        .args(["token", "list", "--json"])
+        .env("ESCALADE_STATE_DIR", tmp.path())
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json[0]["last_used_at"].is_string(), "{json}");
+    assert_eq!(json[0]["status"], "expired");
+}

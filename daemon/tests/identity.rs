@@ -277,3 +277,66 @@ fn actor_names_read_back() {
     }
     assert!(escalade::replay::actor_of("scheduler").is_none());
 }
+
+/// A token with an expiry works until then and answers 401 `token_expired` from then on, naming
+/// when; one without works on. Its last use is written at most once a minute (by the clock of
+/// the requests), so checking a token adds no write to every request.
+#[tokio::test]
+async fn a_token_expires_and_its_last_use_is_written_at_most_once_a_minute() {
+    let api = start().await;
+    let store = api.engine.store();
+    let grant = Grant::unowned(Role::Admin, None);
+    let t0 = support::at("2026-03-03T10:00:00+08:00");
+    let terms = escalade::store::TokenTerms {
+        label: Some("night shift".into()),
+        expires_at: Some(t0 + chrono::TimeDelta::hours(2)),
+    };
+    let (token, hash) = escalade::auth::new_token();
+    let id = store
+        .create_token_with(&hash, &grant, &terms, t0)
+        .await
+        .unwrap();
+    let c = client(&token);
+    let listed = |tokens: Vec<escalade::store::TokenListing>| {
+        tokens.into_iter().find(|t| t.id == id).unwrap()
+    };
+    assert_eq!(listed(store.tokens().await.unwrap()).last_used_at, None);
+
+    let (status, body) = api.get(&c, "/api/v1/issues").await;
+    assert_eq!(status, 200, "{body}");
+    let t = listed(store.tokens().await.unwrap());
+    assert_eq!(t.label.as_deref(), Some("night shift"));
+    assert_eq!(t.last_used_at, Some(t0));
+
+    // Within the minute: not written again.
+    api.clock.set(t0 + chrono::TimeDelta::seconds(59));
+    assert_eq!(api.get(&c, "/api/v1/issues").await.0, 200);
+    assert_eq!(listed(store.tokens().await.unwrap()).last_used_at, Some(t0));
+    // After it: written.
+    let t1 = t0 + chrono::TimeDelta::seconds(61);
+    api.clock.set(t1);
+    assert_eq!(api.get(&c, "/api/v1/issues").await.0, 200);
+    assert_eq!(listed(store.tokens().await.unwrap()).last_used_at, Some(t1));
+
+    // A moment before the expiry it works; at the expiry it is refused, cached or not.
+    let last = t0 + chrono::TimeDelta::hours(2) - chrono::TimeDelta::milliseconds(1);
+    api.clock.set(last);
+    assert_eq!(api.get(&c, "/api/v1/issues").await.0, 200);
+    api.clock.set(t0 + chrono::TimeDelta::hours(2));
+    let (status, body) = api.get(&c, "/api/v1/issues").await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "token_expired", "{body}");
+    assert_eq!(body["error"]["field"], "Authorization", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("token {id} expired at 2026-03-03T04:00:00Z")),
+        "{message}"
+    );
+    // A refused request is no use.
+    assert_eq!(
+        listed(store.tokens().await.unwrap()).last_used_at,
+        Some(last)
+    );
+    // The admin's token, made without an expiry, works on.
+    assert_eq!(api.get(&api.admin, "/api/v1/issues").await.0, 200);
+}

@@ -261,7 +261,7 @@ pub(crate) fn parse_time_of_day(s: &str) -> Option<NaiveTime> {
 }
 
 /// A positive or negative wall-clock duration: `15m`, `2h`, `7d` (24 hours), `1d12h`, `-5m`.
-pub(crate) fn parse_wall_duration(s: &str) -> Option<Duration> {
+pub fn parse_wall_duration(s: &str) -> Option<Duration> {
     let (neg, rest) = match s.trim().strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, s.trim()),

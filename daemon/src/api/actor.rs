@@ -5,11 +5,11 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, StatusCode};
 
 use super::{ApiError, AppState};
-use crate::auth::{Actor, Role};
+use crate::auth::Actor;
 use crate::engine::EngineError;
 
-/// The caller, from `Authorization: Bearer TOKEN`: 401 when the token is missing, unknown or
-/// revoked.
+/// The caller, from `Authorization: Bearer TOKEN`: 401 when the token is missing, unknown,
+/// revoked or expired.
 async fn authenticate(s: &AppState, headers: &HeaderMap) -> Result<Actor, ApiError> {
     let unauthorized = |code: &'static str, message: &str| ApiError {
         field: Some("Authorization".into()),
@@ -31,23 +31,10 @@ async fn authenticate(s: &AppState, headers: &HeaderMap) -> Result<Actor, ApiErr
                 "the Authorization header is not `Bearer TOKEN`",
             )
         })?;
-    let found = s
-        .engine
-        .store()
-        .token(&crate::auth::hash(token.trim()))
+    crate::auth::authenticate(s.engine.store(), token.trim(), s.engine.now())
         .await
-        .map_err(EngineError::from)?;
-    let row =
-        found.ok_or_else(|| unauthorized("invalid_token", "the token is unknown or revoked"))?;
-    let role = Role::parse(&row.role)
-        .ok_or_else(|| unauthorized("invalid_token", "the token's role is unknown"))?;
-    Ok(Actor {
-        token: row.id,
-        role,
-        scope: row.scope,
-        person: row.person,
-        integration: row.integration,
-    })
+        .map_err(EngineError::from)?
+        .map_err(|r| unauthorized(r.code, &r.message))
 }
 
 /// Handlers take the caller as an argument: it is extracted from the request's head, so a

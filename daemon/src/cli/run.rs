@@ -70,7 +70,7 @@ fn init_log(format: LogFormat) {
 
 /// Holds an exclusive lock on `<database>.lock` for as long as the daemon runs: only one
 /// daemon may own an SQLite store. The lock file names the process that holds it.
-fn own_store(db: &std::path::Path) -> Result<std::fs::File, String> {
+pub(crate) fn own_store(db: &std::path::Path) -> Result<std::fs::File, String> {
     use std::io::{Read, Seek, Write};
     let path = PathBuf::from(format!("{}.lock", db.display()));
     let mut f = std::fs::OpenOptions::new()

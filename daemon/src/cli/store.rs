@@ -1,8 +1,9 @@
-//! Commands on the daemon's store: `token` (create, revoke) and `outbox` (list, retry).
+//! Commands on the daemon's store: `token` (create, revoke, list), `outbox` (list, retry) and
+//! `rules` (versions, show, shadow).
 
 use std::path::{Path, PathBuf};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::Subcommand;
 
 use escalade_rules::RuleSet;
@@ -10,7 +11,7 @@ use escalade_rules::RuleSet;
 use super::{Failure, load, runtime};
 use crate::auth::{Grant, Role};
 use crate::config::Config;
-use crate::store::{OUTBOX_STATUSES, OutboxFilter, Requeue, Store};
+use crate::store::{OUTBOX_STATUSES, OutboxFilter, Requeue, Store, TokenListing, TokenTerms};
 
 #[derive(Subcommand)]
 pub enum TokenAction {
@@ -35,12 +36,27 @@ pub enum TokenAction {
         /// The integration the token serves (letters, digits, `-`, `_`, `.`).
         #[arg(long)]
         integration: Option<String>,
-        /// The rule directory the scope is checked against (overrides the configuration).
+        /// The rule directory the person or scope is checked against (overrides the
+        /// configuration); an admin token of no one or of an integration reads no rules.
         #[arg(long)]
         rules: Option<PathBuf>,
+        /// What the token is for, shown by `token list` (at most 200 characters).
+        #[arg(long)]
+        label: Option<String>,
+        /// How long the token works: `90d`, `12h`, `30m`, `1d12h`; without it, until revoked.
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
     },
     /// Revoke a token by its id.
     Revoke { id: i64 },
+    /// List every token: id, role, scope, owner, label, when it was created, last used (written
+    /// at most once a minute) and expires, and whether it is live, expired or revoked. The
+    /// tokens themselves are never shown: only their hashes are stored.
+    List {
+        /// One JSON object per token, in an array.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -88,49 +104,57 @@ pub fn with_store<T>(
         .map_err(Failure::Usage)
 }
 
-/// What `token create` grants, checked against the organisation of `rules`: a person's token
-/// as `auth::derive` makes it, an integration's with the role and scope given, or an admin
-/// token of no one.
+/// What `token create` grants, checked against the organisation of `rules` (loaded only when
+/// they are needed: an admin token of no one or of an integration names nothing in them): a
+/// person's token as `auth::derive` makes it, an integration's with the role and scope given,
+/// or an admin token of no one.
 pub fn grant(
-    rules: &RuleSet,
+    rules: impl FnOnce() -> Result<RuleSet, Failure>,
     role: Option<Role>,
     scope: Option<String>,
     person: Option<String>,
     integration: Option<String>,
-) -> Result<Grant, String> {
+) -> Result<Grant, Failure> {
     if let Some(p) = person {
-        return crate::auth::derive(rules, &p, role, scope.as_deref());
+        return Ok(crate::auth::derive(&rules()?, &p, role, scope.as_deref())?);
     }
     let Some(role) = role else {
         if integration.is_some() {
-            return Err("an integration's token needs --role (and --scope unless admin)".into());
+            return Err(String::from(
+                "an integration's token needs --role (and --scope unless admin)",
+            )
+            .into());
         }
-        return Err(
+        return Err(String::from(
             "say whose token it is: --person ID (role and scope from the organisation), \
-             --integration NAME --role ROLE [--scope ID], or --role admin"
-                .into(),
-        );
+             --integration NAME --role ROLE [--scope ID], or --role admin",
+        )
+        .into());
     };
-    crate::auth::check_scope(rules, role, scope.as_deref())?;
-    match integration {
-        Some(name) => {
-            crate::auth::check_integration(&name)?;
-            Ok(Grant {
-                role,
-                scope,
-                person: None,
-                integration: Some(name),
-            })
-        }
-        None if role == Role::Admin => Ok(Grant::unowned(role, None)),
-        None => Err(format!(
-            "a {} token belongs to a person (--person ID) or an integration (--integration NAME)",
-            role.as_str()
-        )),
+    if let Some(name) = &integration {
+        crate::auth::check_integration(name)?;
     }
+    match (role, scope.as_deref()) {
+        (Role::Admin, Some(_)) => return Err(String::from("an admin token has no scope").into()),
+        (Role::Admin, None) => {}
+        (_, _) if integration.is_none() => {
+            return Err(format!(
+                "a {} token belongs to a person (--person ID) or an integration (--integration NAME)",
+                role.as_str()
+            )
+            .into());
+        }
+        (_, scope) => crate::auth::check_scope(&rules()?, role, scope)?,
+    }
+    Ok(Grant {
+        role,
+        scope,
+        person: None,
+        integration,
+    })
 }
 
-/// `escalade token create|revoke`.
+/// `escalade token create|revoke|list`.
 pub fn token(action: TokenAction, config_file: Option<&Path>) -> Result<(), Failure> {
     let cfg = config(config_file)?;
     match action {
@@ -140,6 +164,8 @@ pub fn token(action: TokenAction, config_file: Option<&Path>) -> Result<(), Fail
             person,
             integration,
             rules,
+            label,
+            expires_in,
         } => {
             let role = role
                 .map(|r| {
@@ -150,23 +176,41 @@ pub fn token(action: TokenAction, config_file: Option<&Path>) -> Result<(), Fail
                     })
                 })
                 .transpose()?;
+            if let Some(l) = &label {
+                crate::auth::check_label(l)?;
+            }
+            let lifetime = expires_in
+                .as_deref()
+                .map(crate::auth::parse_lifetime)
+                .transpose()?;
             let dir = rules.unwrap_or_else(|| cfg.rules.clone());
-            let rules = load(&dir)?;
             // What the organisation allows a person is read from these rules: say which.
             let of_rules = match &person {
                 Some(_) => format!(" (rules: {})", dir.display()),
                 None => String::new(),
             };
-            let grant = grant(&rules, role, scope, person, integration)
-                .map_err(|e| Failure::Usage(format!("{e}{of_rules}")))?;
+            let grant =
+                grant(|| load(&dir), role, scope, person, integration).map_err(|e| match e {
+                    Failure::Usage(e) => Failure::Usage(format!("{e}{of_rules}")),
+                    e => e,
+                })?;
+            let now = Utc::now();
+            let terms = TokenTerms {
+                label,
+                expires_at: lifetime.map(|d| now + d),
+            };
             let (token, hash) = crate::auth::new_token();
             let id = with_store(&cfg, true, async |store| {
                 store
-                    .create_token(&hash, &grant, Utc::now())
+                    .create_token_with(&hash, &grant, &terms, now)
                     .await
                     .map_err(|e| e.to_string())
             })?;
-            println!("token {id} ({}):\n{token}", grant.describe());
+            let expires = match terms.expires_at {
+                Some(t) => format!(", expires {}", secs(t)),
+                None => String::new(),
+            };
+            println!("token {id} ({}{expires}):\n{token}", grant.describe());
             Ok(())
         }
         TokenAction::Revoke { id } => {
@@ -183,7 +227,65 @@ pub fn token(action: TokenAction, config_file: Option<&Path>) -> Result<(), Fail
                 Err(Failure::Usage(format!("no live token {id}")))
             }
         }
+        TokenAction::List { json } => {
+            let tokens = with_store(&cfg, false, async |store| {
+                store.tokens().await.map_err(|e| e.to_string())
+            })?;
+            let now = Utc::now();
+            if json {
+                let rows: Vec<serde_json::Value> = tokens
+                    .iter()
+                    .map(|t| {
+                        let mut v = serde_json::to_value(t).expect("plain data serialises");
+                        v["status"] = token_status(t, now).into();
+                        v
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).expect("plain data serialises")
+                );
+                return Ok(());
+            }
+            println!("id\tstatus\trole\tscope\towner\tlabel\tcreated\tlast_used\texpires");
+            let or_dash = |t: Option<DateTime<Utc>>| t.map(secs).unwrap_or_else(|| "-".into());
+            for t in &tokens {
+                let owner = match (&t.person, &t.integration) {
+                    (Some(p), _) => p.clone(),
+                    (None, Some(i)) => format!("integration:{i}"),
+                    (None, None) => "-".into(),
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\t{owner}\t{}\t{}\t{}\t{}",
+                    t.id,
+                    token_status(t, now),
+                    t.role,
+                    t.scope.as_deref().unwrap_or("-"),
+                    t.label.as_deref().unwrap_or("-"),
+                    secs(t.created_at),
+                    or_dash(t.last_used_at),
+                    or_dash(t.expires_at),
+                );
+            }
+            Ok(())
+        }
     }
+}
+
+/// `live`, `expired` or `revoked`.
+fn token_status(t: &TokenListing, now: DateTime<Utc>) -> &'static str {
+    if t.revoked_at.is_some() {
+        "revoked"
+    } else if t.expires_at.is_some_and(|e| e <= now) {
+        "expired"
+    } else {
+        "live"
+    }
+}
+
+/// An instant to the second, in UTC.
+fn secs(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// `escalade outbox list|retry`.

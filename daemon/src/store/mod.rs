@@ -10,18 +10,21 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use escalade_rules::{Decision, Event, Issue, IssueState};
 
+pub mod backup;
 mod outbox;
 mod rules;
 mod sqlite;
+mod tokens;
 
 pub use outbox::{Claimed, OUTBOX_STATUSES, OutboxFilter, Requeue, Settlement, StoreOptions};
 pub use rules::{OpenUses, Recorded, RuleVersionRow, ShadowDiff, ShadowKind, ShadowSummary, Use};
 pub use sqlite::SqliteStore;
+pub use tokens::{LAST_USED_EVERY, TOKEN_CACHE_TTL, TokenListing, TokenRow, TokenTerms};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -241,23 +244,9 @@ pub struct Store {
     /// Live tokens recently looked up, by hash: every request checks its token, and a read per
     /// request would cost more than the rest of a submission's reads and writes together.
     tokens: Mutex<HashMap<String, (Instant, TokenRow)>>,
+    /// When this store last wrote each token's use (`Store::token_used`).
+    used: Mutex<HashMap<i64, DateTime<Utc>>>,
 }
-
-/// A live token: its id, role and scope, and who it belongs to (a person or an integration;
-/// neither for a token made before owners existed).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TokenRow {
-    pub id: i64,
-    pub role: String,
-    pub scope: Option<String>,
-    pub person: Option<String>,
-    pub integration: Option<String>,
-}
-
-/// How long a looked-up token is trusted without reading the store again: a token revoked by
-/// another process (`escalade token revoke`) stops working within this time; one revoked through
-/// this store stops at once.
-pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(1);
 
 enum Backend {
     Sqlite(SqliteStore),
@@ -279,6 +268,7 @@ impl Store {
         Ok(Store {
             backend: Backend::Sqlite(SqliteStore::open(path).await?),
             tokens: Mutex::new(HashMap::new()),
+            used: Mutex::new(HashMap::new()),
         })
     }
 
@@ -392,52 +382,6 @@ impl Store {
     /// Records why a meeting's outcome was not applied to an agenda issue.
     pub async fn skip_agenda_item(&self, meeting: i64, issue: &str, why: &str) -> Result<()> {
         on!(self, s => s.skip_agenda_item(meeting, issue, why).await)
-    }
-
-    /// Stores a token's hash with what it grants; returns the token's id.
-    pub async fn create_token(
-        &self,
-        hash: &str,
-        grant: &crate::auth::Grant,
-        at: DateTime<Utc>,
-    ) -> Result<i64> {
-        on!(self, s => s.create_token(hash, grant, at).await)
-    }
-
-    /// Revokes a token; false if no live token has that id.
-    pub async fn revoke_token(&self, id: i64, at: DateTime<Utc>) -> Result<bool> {
-        let revoked = on!(self, s => s.revoke_token(id, at).await)?;
-        self.tokens
-            .lock()
-            .expect("token cache lock")
-            .retain(|_, (_, t)| t.id != id);
-        Ok(revoked)
-    }
-
-    /// The live token with this hash, read again from the store at most every
-    /// `TOKEN_CACHE_TTL`.
-    pub async fn token(&self, hash: &str) -> Result<Option<TokenRow>> {
-        if let Some((seen, t)) = self.tokens.lock().expect("token cache lock").get(hash)
-            && seen.elapsed() < TOKEN_CACHE_TTL
-        {
-            return Ok(Some(t.clone()));
-        }
-        let found = on!(self, s => s.token(hash).await)?;
-        let mut cache = self.tokens.lock().expect("token cache lock");
-        match &found {
-            Some(t) => {
-                // Unknown tokens are not remembered: guessing cannot grow the cache, and
-                // expired entries go when it is full.
-                if cache.len() >= 10_000 {
-                    cache.retain(|_, (seen, _)| seen.elapsed() < TOKEN_CACHE_TTL);
-                }
-                cache.insert(hash.to_string(), (Instant::now(), t.clone()));
-            }
-            None => {
-                cache.remove(hash);
-            }
-        }
-        Ok(found)
     }
 
     /// Open issues with a deadline at or before `now`.

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 mod outbox;
 mod reports;
 mod rules;
+mod tokens;
 
 use super::{
     AgendaItem, DueTimer, IssueFilter, Listed, Meeting, MeetingFilter, OutboxRow, Result,
@@ -460,57 +461,6 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Stores a token's hash with what it grants; returns the token's id.
-    pub async fn create_token(
-        &self,
-        hash: &str,
-        grant: &crate::auth::Grant,
-        at: DateTime<Utc>,
-    ) -> Result<i64> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO api_tokens (hash, role, scope, person, integration, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(hash)
-        .bind(grant.role.as_str())
-        .bind(&grant.scope)
-        .bind(&grant.person)
-        .bind(&grant.integration)
-        .bind(millis(at))
-        .fetch_one(&self.writer)
-        .await?;
-        Ok(id)
-    }
-
-    /// Revokes a token; false if no live token has that id.
-    pub async fn revoke_token(&self, id: i64, at: DateTime<Utc>) -> Result<bool> {
-        let r =
-            sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-                .bind(millis(at))
-                .bind(id)
-                .execute(&self.writer)
-                .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    /// The live token with this hash.
-    pub async fn token(&self, hash: &str) -> Result<Option<super::TokenRow>> {
-        let rows = sqlx::query(
-            "SELECT id, role, scope, person, integration FROM api_tokens \
-             WHERE hash = ? AND revoked_at IS NULL",
-        )
-        .bind(hash)
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows.into_iter().next().map(|r| super::TokenRow {
-            id: r.get(0),
-            role: r.get(1),
-            scope: r.get(2),
-            person: r.get(3),
-            integration: r.get(4),
-        }))
-    }
-
     /// Whether the database answers.
     pub async fn gauges(&self, now: DateTime<Utc>) -> Result<super::Gauges> {
         let t = millis(now);
@@ -541,14 +491,7 @@ impl SqliteStore {
     }
 
     pub async fn photo_names(&self) -> Result<std::collections::HashSet<String>> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT j.value FROM issues, json_each(issues.body, '$.photos') AS j
-             UNION
-             SELECT j.value FROM events, json_each(events.payload, '$.photos') AS j
-             WHERE events.kind = 'resolved'",
-        )
-        .fetch_all(&self.reader)
-        .await?;
+        let rows: Vec<(String,)> = sqlx::query_as(PHOTO_NAMES).fetch_all(&self.reader).await?;
         Ok(rows.into_iter().map(|(h,)| h).collect())
     }
 
@@ -563,6 +506,14 @@ impl SqliteStore {
         self.reader.close().await;
     }
 }
+
+/// The photos committed issues and resolutions name: what the photo sweep keeps and what a
+/// backup holds (`store::backup`).
+pub(super) const PHOTO_NAMES: &str =
+    "SELECT j.value FROM issues, json_each(issues.body, '$.photos') AS j
+     UNION
+     SELECT j.value FROM events, json_each(events.payload, '$.photos') AS j
+     WHERE events.kind = 'resolved'";
 
 /// A write waiting for the group commit.
 enum Job {

@@ -478,3 +478,22 @@ pub fn spawn(state: &Path, rules: &str, mut command: Command, flags: &[&str]) ->
         .unwrap();
     Daemon(child)
 }
+
+/// `escalade ARGS` with the store in `state` (`ESCALADE_STATE_DIR`), and `env` besides.
+pub fn escalade_in(state: &Path, env: &[(&str, &Path)], args: &[&str]) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_escalade"));
+    c.args(args).env("ESCALADE_STATE_DIR", state);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("the binary runs")
+}
+
+/// A valid PNG `n` pixels wide and one high: a different photo for each `n`.
+pub fn png(n: u32) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::RgbImage::from_pixel(n, 1, image::Rgb([n as u8, 80, 160]))
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
+}
