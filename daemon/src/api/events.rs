@@ -6,16 +6,15 @@ use std::sync::Arc;
 
 use crate::auth::Actor;
 use crate::photos::Received;
-use axum::Json;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
 use axum::http::StatusCode;
 use axum::routing::{MethodRouter, post};
 use escalade_rules::Event;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{
-    ApiError, AppState, JsonBody, check_listed_photos, field_error, is_multipart, multipart_error,
-    parse, read_json_part, read_photo, require_json, too_slow, turn,
+    Answer, ApiError, AppState, JsonBody, check_listed_photos, field_error, is_multipart,
+    multipart_error, parse, read_json_part, read_photo, require_json, too_slow, turn,
 };
 
 /// The route, with a body limit large enough for a resolution and its photos; the JSON, alone or
@@ -39,7 +38,7 @@ async fn act(
     Path(id): Path<String>,
     max_body_bytes: usize,
     request: Request,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     let headers = request.headers().clone();
     let (stored, decision) = if is_multipart(&headers) {
         let _turn = turn(&s.turns.uploads, "uploads").await?;
@@ -61,7 +60,7 @@ async fn act(
         }
         s.engine.act(&id, event, &actor).await?
     };
-    Ok(Json(
+    Ok(Answer(
         json!({"id": id, "state": stored.state, "version": stored.version, "trace": decision.trace}),
     ))
 }

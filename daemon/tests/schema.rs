@@ -1,0 +1,132 @@
+//! The API agrees with its document (`src/openapi.yaml`) where the two once differed: times are
+//! RFC 3339 in UTC to the second, everywhere the API serves one.
+
+use serde_json::{Value, json};
+
+mod support;
+
+use support::Api;
+
+const CITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/city");
+
+/// Every string of `v` that reads as an RFC 3339 date-time, with where it sits.
+fn times<'a>(v: &'a Value, path: String, out: &mut Vec<(String, &'a str)>) {
+    match v {
+        Value::String(s) if chrono::DateTime::parse_from_rfc3339(s).is_ok() => out.push((path, s)),
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                times(x, format!("{path}/{i}"), out);
+            }
+        }
+        Value::Object(o) => {
+            for (k, x) in o {
+                times(x, format!("{path}/{k}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `2026-03-03T10:00:00Z`: UTC, to the second.
+fn to_the_second(s: &str) -> bool {
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%SZ").is_ok() && s.len() == 20
+}
+
+/// Asserts every time in `v` is written to the second in UTC (but a reporter's description,
+/// served as written); returns how many there were.
+fn all_to_the_second(what: &str, v: &Value) -> usize {
+    let mut out = Vec::new();
+    times(v, String::new(), &mut out);
+    out.retain(|(p, _)| !p.ends_with("/description"));
+    let bad: Vec<_> = out.iter().filter(|(_, t)| !to_the_second(t)).collect();
+    assert!(bad.is_empty(), "{what}: times not to the second: {bad:?}");
+    out.len()
+}
+
+fn fire_hazard(unit: &str) -> Value {
+    json!({"category": "fire_hazard", "unit": unit, "reporter": format!("p-{unit}"),
+           "description": "电线老化漏电，楼道堆放杂物有起火风险"})
+}
+
+/// A clock with milliseconds, an issue that convenes a meeting, runs late, escalates and is
+/// acted on: every answer's times (states, the timeline and its effects, the stored decisions
+/// `explain` shows, outbox rows, the meeting, rule versions, scorecards' periods, an error's
+/// time) are to the second; a reporter's words that look like a time are served as written;
+/// `explain` still finds every stored decision the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_time_the_api_serves_is_utc_to_the_second() {
+    let s = Api::start(CITY, "2026-03-03T10:00:00.123+08:00").await;
+    let admin = s.admin.clone();
+    let mut seen = 0;
+    let (st, a) = s
+        .post(&admin, "/api/v1/issues", fire_hazard("g-0001"))
+        .await;
+    assert_eq!(st, 201, "{a}");
+    seen += all_to_the_second("submit", &a);
+    let id = a["id"].as_str().unwrap().to_string();
+    let words = "2026-03-03T02:00:00.123Z";
+    let (st, b) = s
+        .post(
+            &admin,
+            "/api/v1/issues",
+            json!({"category": "fire_hazard", "unit": "g-0002", "description": words}),
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    assert_eq!(b["issue"]["description"], words);
+
+    // The meeting has not sat yet: the error names its time.
+    let (st, m) = s.get(&admin, "/api/v1/meetings/1").await;
+    assert_eq!(st, 200, "{m}");
+    seen += all_to_the_second("meeting", &m);
+    let (st, e) = s
+        .post(
+            &admin,
+            "/api/v1/meetings/1/outcome",
+            json!({"outcome": "noted"}),
+        )
+        .await;
+    assert_eq!(st, 409, "{e}");
+    assert!(to_the_second(e["error"]["at"].as_str().unwrap()), "{e}");
+
+    // Late: the deadlines pass, the ladder climbs; then acted on.
+    s.advance("2026-03-09T10:00:00.456+08:00").await;
+    let (st, acted) = s.act(&admin, &id, json!({"event": "acknowledged"})).await;
+    assert_eq!(st, 200, "{acted}");
+    seen += all_to_the_second("act", &acted);
+    let (st, acted) = s
+        .act(&admin, &id, json!({"event": "commented", "text": "on it"}))
+        .await;
+    assert_eq!(st, 200, "{acted}");
+
+    let (st, issue) = s.get(&admin, &format!("/api/v1/issues/{id}")).await;
+    assert_eq!(st, 200, "{issue}");
+    assert!(issue["timeline"].as_array().unwrap().len() >= 5, "{issue}");
+    assert_eq!(
+        issue["state"]["reported_at"], "2026-03-03T02:00:00Z",
+        "cut, not rounded"
+    );
+    for path in [
+        format!("/api/v1/issues/{id}"),
+        format!("/api/v1/issues/{id}/explain"),
+        "/api/v1/issues".into(),
+        "/api/v1/departments/fire/queue".into(),
+        "/api/v1/units/d-jinshui/overdue".into(),
+        "/api/v1/outbox".into(),
+        "/api/v1/meetings".into(),
+        "/api/v1/meetings/1".into(),
+        "/api/v1/rules".into(),
+        "/api/v1/rules/versions".into(),
+        "/api/v1/scorecards".into(),
+    ] {
+        let (st, v) = s.get(&admin, &path).await;
+        assert_eq!(st, 200, "{path}: {v}");
+        seen += all_to_the_second(&path, &v);
+    }
+    assert!(seen > 100, "only {seen} times seen");
+
+    let (_, explain) = s.get(&admin, &format!("/api/v1/issues/{id}/explain")).await;
+    assert_eq!(explain["all_match"], true, "{explain}");
+    let (_, list) = s.get(&admin, "/api/v1/issues?unit=g-0002").await;
+    assert_eq!(list["issues"][0]["issue"]["description"], words, "{list}");
+}
