@@ -130,3 +130,115 @@ async fn every_time_the_api_serves_is_utc_to_the_second() {
     let (_, list) = s.get(&admin, "/api/v1/issues?unit=g-0002").await;
     assert_eq!(list["issues"][0]["issue"]["description"], words, "{list}");
 }
+
+/// An empty `cursor=` is 400 `invalid_query` naming `cursor` on every list, as the document
+/// says (`minLength: 1`), not a first page.
+#[tokio::test]
+async fn an_empty_cursor_is_refused_naming_it_on_every_list() {
+    let s = Api::start(CITY, "2026-03-03T10:00:00+08:00").await;
+    for list in [
+        "/api/v1/issues",
+        "/api/v1/departments/fire/queue",
+        "/api/v1/units/d-jinshui/overdue",
+        "/api/v1/meetings",
+        "/api/v1/outbox",
+        "/api/v1/rules/versions",
+    ] {
+        let (st, body) = s.get(&s.admin, &format!("{list}?cursor=")).await;
+        assert_eq!(st, 400, "{list}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_query", "{list}: {body}");
+        assert_eq!(body["error"]["field"], "cursor", "{list}: {body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("empty"),
+            "{list}: {body}"
+        );
+    }
+}
+
+/// A rating is an integer as JSON Schema counts them: `3.0` is 3; `3.5` is 422 naming
+/// `rating`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rating_written_3_0_is_the_integer_3() {
+    let s = Api::start(CITY, "2026-03-03T10:00:00+08:00").await;
+    let admin = s.admin.clone();
+    let (st, a) = s
+        .post(&admin, "/api/v1/issues", fire_hazard("g-0001"))
+        .await;
+    assert_eq!(st, 201, "{a}");
+    let id = a["id"].as_str().unwrap();
+    for e in ["acknowledged", "resolved", "confirmed"] {
+        let (st, body) = s.act(&admin, id, json!({"event": e})).await;
+        assert_eq!(st, 200, "{e}: {body}");
+    }
+    let (st, body) = s
+        .act(&admin, id, json!({"event": "evaluated", "rating": 3.5}))
+        .await;
+    assert_eq!(st, 422, "{body}");
+    assert_eq!(body["error"]["field"], "rating", "{body}");
+    let (st, body) = s
+        .act(&admin, id, json!({"event": "evaluated", "rating": 3.0}))
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["state"]["rating"], 3, "{body}");
+}
+
+/// The document gives every event `additionalProperties: false`: a field an event does not
+/// have is 422 naming it, for events with fields and without, and nothing is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_with_a_field_it_does_not_have_is_refused_naming_it() {
+    let s = Api::start(CITY, "2026-03-03T10:00:00+08:00").await;
+    let admin = s.admin.clone();
+    let (st, a) = s
+        .post(&admin, "/api/v1/issues", fire_hazard("g-0001"))
+        .await;
+    assert_eq!(st, 201, "{a}");
+    let id = a["id"].as_str().unwrap();
+    for bad in [
+        json!({"event": "acknowledged", "urgent": true}),
+        json!({"event": "progress", "note": "x", "urgent": true}),
+        json!({"event": "commented", "text": "x", "urgent": true}),
+    ] {
+        let (st, body) = s.act(&admin, id, bad.clone()).await;
+        assert_eq!(st, 422, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "invalid", "{bad}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("urgent"),
+            "{bad}: {body}"
+        );
+        assert_eq!(body["error"]["field"], "urgent", "{bad}: {body}");
+    }
+    let timeline = s.engine.store().timeline(id).await.unwrap();
+    assert_eq!(timeline.len(), 1, "only the report");
+}
+
+/// An unknown department, unit, tier or status in any list's filter is 400 naming it, never
+/// an empty page.
+#[tokio::test]
+async fn unknown_filters_are_refused_on_every_list() {
+    let s = Api::start(CITY, "2026-03-03T10:00:00+08:00").await;
+    for (path, field) in [
+        ("/api/v1/issues?department=nobody", "department"),
+        ("/api/v1/issues?tier=nowhere", "tier"),
+        ("/api/v1/issues?unit=nowhere", "unit"),
+        ("/api/v1/issues?state=later", "state"),
+        ("/api/v1/departments/fire/queue?tier=nowhere", "tier"),
+        ("/api/v1/departments/fire/queue?unit=nowhere", "unit"),
+        (
+            "/api/v1/units/d-jinshui/overdue?department=nobody",
+            "department",
+        ),
+        ("/api/v1/units/d-jinshui/overdue?tier=nowhere", "tier"),
+        ("/api/v1/meetings?status=later", "status"),
+        ("/api/v1/outbox?status=later", "status"),
+        ("/api/v1/scorecards?department=nobody", "department"),
+        ("/api/v1/scorecards?unit=nowhere", "unit"),
+    ] {
+        let (st, body) = s.get(&s.admin, path).await;
+        assert_eq!(st, 400, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_query", "{path}: {body}");
+        assert_eq!(body["error"]["field"], field, "{path}: {body}");
+    }
+}
