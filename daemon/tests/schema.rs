@@ -242,3 +242,57 @@ async fn unknown_filters_are_refused_on_every_list() {
         assert_eq!(body["error"]["field"], field, "{path}: {body}");
     }
 }
+
+/// Follows local `$ref`s.
+fn deref(v: &Value) -> &Value {
+    let doc = escalade::openapi::document();
+    let mut v = v;
+    while let Some(r) = v.get("$ref").and_then(Value::as_str) {
+        v = doc.pointer(r.strip_prefix('#').unwrap()).unwrap();
+    }
+    v
+}
+
+/// The error codes the document lists for `method path` answering `status`.
+fn documented_codes(path: &str, method: &str, status: u16) -> Vec<String> {
+    let doc = escalade::openapi::document();
+    let response = deref(&doc["paths"][path][method]["responses"][status.to_string()]);
+    let schema = deref(&response["content"]["application/json"]["schema"]);
+    let mut codes = Vec::new();
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        let code = &deref(part)["properties"]["error"]["properties"]["code"];
+        for c in code["enum"].as_array().into_iter().flatten() {
+            codes.push(c.as_str().unwrap().to_string());
+        }
+    }
+    codes
+}
+
+/// Found by schemathesis: a multipart event with a part other than `event` and `photo` is 400
+/// `invalid` naming the part, and the document lists that code for the operation's 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_multipart_part_on_an_event_is_a_documented_400() {
+    let s = Api::start(CITY, "2026-03-03T10:00:00+08:00").await;
+    let (st, a) = s
+        .post(&s.admin, "/api/v1/issues", fire_hazard("g-0001"))
+        .await;
+    assert_eq!(st, 201, "{a}");
+    for (name, field) in [("extra", "extra"), ("", "event")] {
+        let form = reqwest::multipart::Form::new()
+            .part(name.to_string(), reqwest::multipart::Part::text("{}"));
+        let r = s
+            .admin
+            .post(format!("{}/api/v1/issues/1/events", s.base))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid", "{body}");
+        assert_eq!(body["error"]["field"], field, "{body}");
+    }
+    assert!(
+        documented_codes("/api/v1/issues/{id}/events", "post", 400).contains(&"invalid".into())
+    );
+}
