@@ -35,11 +35,12 @@ done
 [ -n "$addr" ] || { echo "the daemon did not say where it listens"; cat "$state/log"; exit 1; }
 
 status=0
-timeout $((max_time + 60)) schemathesis run "http://$addr/api/v1/openapi.json" \
+# From the temp dir, where schemathesis keeps its cache.
+(cd "$state" && timeout $((max_time + 60)) schemathesis run "http://$addr/api/v1/openapi.json" \
   --header "Authorization: Bearer $token" \
   --checks not_a_server_error,response_schema_conformance,status_code_conformance \
   --max-examples "$max_examples" --max-time "$max_time" --request-timeout 10 --workers 1 \
-  --seed "${SEED:-1}" --generation-database none --no-color || status=$?
+  --seed "${SEED:-1}" --generation-database none --no-color) || status=$?
 if [ "$status" -ne 0 ]; then
   echo "--- the daemon's log (last 40 lines)"
   tail -n 40 "$state/log"
