@@ -15,6 +15,7 @@ use crate::photos::{PhotoLimits, PhotoStore};
 
 mod ack;
 mod actor;
+mod answer;
 mod body;
 mod error;
 mod events;
@@ -27,6 +28,7 @@ mod scorecards;
 mod server;
 mod submit;
 
+pub(crate) use answer::Answer;
 pub(crate) use body::{
     JsonBody, idempotency_key, is_multipart, page_limit, parse, query, read_json_part, read_photo,
     require_json, too_slow, turn,

@@ -141,6 +141,34 @@ pub struct Counts {
     pub suspensions: u32,
 }
 
+/// A rating: a whole number, written `3` or `3.0`; a fraction or a number past 255 is refused
+/// naming `rating` (its range, 1 to 5, is the decision's to check).
+fn whole_rating<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    struct Whole;
+    impl serde::de::Visitor<'_> for Whole {
+        type Value = u8;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("`rating`, a whole number from 1 to 5")
+        }
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<u8, E> {
+            u8::try_from(n).map_err(|_| E::custom(format!("`rating` {n} is not from 1 to 5")))
+        }
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<u8, E> {
+            u8::try_from(n).map_err(|_| E::custom(format!("`rating` {n} is not from 1 to 5")))
+        }
+        fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<u8, E> {
+            if n.fract() == 0.0 && (0.0..=255.0).contains(&n) {
+                Ok(n as u8)
+            } else {
+                Err(E::custom(format!(
+                    "`rating` {n} is not a whole number from 1 to 5"
+                )))
+            }
+        }
+    }
+    d.deserialize_any(Whole)
+}
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
@@ -383,6 +411,8 @@ pub enum Event {
         resolve: Option<WorkDuration>,
     },
     Evaluated {
+        /// An integer as JSON Schema counts them: `3.0` is 3.
+        #[serde(deserialize_with = "whole_rating")]
         rating: u8,
         #[serde(default)]
         comment: String,

@@ -165,7 +165,7 @@ pub(super) async fn show(
     if json {
         return (
             StatusCode::OK,
-            axum::Json(json!({
+            super::Answer(json!({
                 "issue": claim.issue,
                 "department": claim.department,
                 "deadline": claim.deadline,
@@ -216,7 +216,7 @@ pub(super) async fn acknowledge(
     if json {
         return (
             StatusCode::OK,
-            axum::Json(json!({
+            super::Answer(json!({
                 "issue": claim.issue,
                 "department": claim.department,
                 "state": stored.state.state.as_str(),

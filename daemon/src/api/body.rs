@@ -235,7 +235,18 @@ pub(crate) fn query<T: serde::de::DeserializeOwned + Default>(
 ) -> Result<T, ApiError> {
     match raw {
         None | Some("") => Ok(T::default()),
-        Some(q) => serde_urlencoded::from_str(q).map_err(|e| bad_query("query", e.to_string())),
+        Some(q) => {
+            // `cursor=` is no first page: a cursor is the `next_cursor` a page gave, never empty.
+            if serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+                .is_ok_and(|p| p.iter().any(|(k, v)| k == "cursor" && v.is_empty()))
+            {
+                return Err(bad_query(
+                    "cursor",
+                    "empty cursor: leave `cursor` out for the first page, then pass the `next_cursor` of the page before".into(),
+                ));
+            }
+            serde_urlencoded::from_str(q).map_err(|e| bad_query("query", e.to_string()))
+        }
     }
 }
 

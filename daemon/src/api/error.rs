@@ -1,6 +1,5 @@
 //! Error answers: `{"error": {"code", "message", "field", ...}}`, and how engine errors read.
 
-use axum::Json;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -43,7 +42,7 @@ impl IntoResponse for ApiError {
         if let (Some(Value::Object(extra)), Some(obj)) = (self.extra, body.as_object_mut()) {
             obj.extend(extra);
         }
-        (self.status, Json(json!({ "error": body }))).into_response()
+        (self.status, super::Answer(json!({ "error": body }))).into_response()
     }
 }
 

@@ -6,16 +6,15 @@ use std::sync::Arc;
 
 use crate::auth::Actor;
 use crate::photos::Received;
-use axum::Json;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
 use axum::http::StatusCode;
 use axum::routing::{MethodRouter, post};
 use escalade_rules::Event;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{
-    ApiError, AppState, JsonBody, check_listed_photos, field_error, is_multipart, multipart_error,
-    parse, read_json_part, read_photo, require_json, too_slow, turn,
+    Answer, ApiError, AppState, JsonBody, check_listed_photos, field_error, is_multipart,
+    multipart_error, parse, read_json_part, read_photo, require_json, too_slow, turn,
 };
 
 /// The route, with a body limit large enough for a resolution and its photos; the JSON, alone or
@@ -39,7 +38,7 @@ async fn act(
     Path(id): Path<String>,
     max_body_bytes: usize,
     request: Request,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     let headers = request.headers().clone();
     let (stored, decision) = if is_multipart(&headers) {
         let _turn = turn(&s.turns.uploads, "uploads").await?;
@@ -54,16 +53,58 @@ async fn act(
     } else {
         require_json(&headers)?;
         let JsonBody(body) = JsonBody::read(&s, request).await?;
-        let event: Event = parse(&body)?;
+        let event: Event = parse(&body).map_err(|e| name_the_field(e, &body))?;
+        refuse_unknown_fields(&event, &body)?;
         refuse_unposted(&event)?;
         if let Event::Resolved { photos, .. } = &event {
             check_listed_photos(&s, photos).await?;
         }
         s.engine.act(&id, event, &actor).await?
     };
-    Ok(Json(
+    Ok(Answer(
         json!({"id": id, "state": stored.state, "version": stored.version, "trace": decision.trace}),
     ))
+}
+
+/// An event's fields are read from inside its tag, where the error loses its path: the field
+/// is the first name in backquotes in the message that is one of the body's keys or a missing
+/// field (`unknown field `urgent``, `missing field `text``, `` `rating` 3.5 is not...``).
+fn name_the_field(mut e: ApiError, body: &[u8]) -> ApiError {
+    if e.field.is_some() || e.status != StatusCode::UNPROCESSABLE_ENTITY {
+        return e;
+    }
+    let keys = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body)
+        .unwrap_or_default();
+    let missing = e.message.starts_with("missing field");
+    e.field = e
+        .message
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .find(|name| missing || keys.contains_key(*name))
+        .map(str::to_string);
+    e
+}
+
+/// An event without fields (`acknowledged`, `confirmed`) reads from its tag alone, and serde
+/// lets any other key through for such a one; the document allows none (`additionalProperties:
+/// false`): 422 naming the first. An event that lets through a key no event has is such a one.
+fn refuse_unknown_fields(event: &Event, body: &[u8]) -> Result<(), ApiError> {
+    let probe = json!({"event": event.name(), "\u{1}": null});
+    if serde_json::from_value::<Event>(probe).is_err() {
+        return Ok(());
+    }
+    let keys = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body)
+        .unwrap_or_default();
+    match keys.keys().find(|k| *k != "event") {
+        Some(k) => Err(field_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            k,
+            format!("unknown field `{k}`: `{}` has no fields", event.name()),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Events nobody posts here: a meeting's outcome (recorded on the meeting) and the daemon's own.

@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, bad_query, forbidden, internal, not_found, page_limit, query};
+use super::{
+    Answer, ApiError, AppState, bad_query, forbidden, internal, not_found, page_limit, query,
+};
 use crate::auth::{Actor, Role};
 use crate::engine::EngineError;
 use crate::store::IssueFilter;
@@ -17,7 +18,7 @@ pub(crate) async fn issue(
     State(s): State<Arc<AppState>>,
     actor: Actor,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     let store = s.engine.store();
     let stored = s.engine.issue_for(&actor, &id).await?;
     let mut timeline = store.timeline(&id).await.map_err(EngineError::from)?;
@@ -41,7 +42,7 @@ pub(crate) async fn issue(
             before = n;
         }
     }
-    Ok(Json(
+    Ok(Answer(
         json!({"id": id, "issue": stored.issue, "state": stored.state, "version": stored.version, "timeline": timeline}),
     ))
 }
@@ -102,7 +103,7 @@ pub(crate) async fn run_list(
     q: ListQuery,
     open: bool,
     queue: bool,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     let rules = s.engine.rules();
     let org = &rules.org;
     let mut f = IssueFilter {
@@ -195,14 +196,14 @@ pub(crate) async fn run_list(
             break;
         }
     }
-    Ok(Json(json!({"issues": issues, "next_cursor": next})))
+    Ok(Answer(json!({"issues": issues, "next_cursor": next})))
 }
 
 pub(crate) async fn list(
     State(s): State<Arc<AppState>>,
     actor: Actor,
     uri: axum::http::Uri,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     run_list(&s, &actor, query(uri.query())?, false, false).await
 }
 
@@ -212,7 +213,7 @@ pub(crate) async fn queue(
     actor: Actor,
     Path(id): Path<String>,
     uri: axum::http::Uri,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     if s.engine.rules().org.department(&id).is_none() {
         return Err(not_found(format!("department {id}")));
     }
@@ -227,7 +228,7 @@ pub(crate) async fn overdue(
     actor: Actor,
     Path(id): Path<String>,
     uri: axum::http::Uri,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     if s.engine.rules().org.unit(&id).is_none() {
         return Err(not_found(format!("unit {id}")));
     }

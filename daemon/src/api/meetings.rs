@@ -2,14 +2,13 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, AppState, JsonBody, bad_query, forbidden, not_found, page_limit, parse, query,
+    Answer, ApiError, AppState, JsonBody, bad_query, forbidden, not_found, page_limit, parse, query,
 };
 use crate::auth::{Actor, Role};
 use crate::engine::{EngineError, OutcomeRecord};
@@ -39,7 +38,7 @@ pub(super) async fn list(
     State(s): State<Arc<AppState>>,
     actor: Actor,
     uri: axum::http::Uri,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     let q: MeetingQuery = query(uri.query())?;
     let mut f = MeetingFilter {
         status: q.status,
@@ -79,7 +78,7 @@ pub(super) async fn list(
                 .map(|m| format!("{}:{}", m.at.timestamp_millis(), m.id))
         })
         .flatten();
-    Ok(Json(json!({"meetings": meetings, "next_cursor": next})))
+    Ok(Answer(json!({"meetings": meetings, "next_cursor": next})))
 }
 
 /// The meeting if the caller may see it: 404 if there is none, 403 if it is not theirs.
@@ -141,10 +140,10 @@ pub(super) async fn get(
     State(s): State<Arc<AppState>>,
     actor: Actor,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     let id = meeting_id(&id)?;
     let meeting = visible(&s, &actor, id).await?;
-    Ok(Json(with_issues(&s, meeting).await?))
+    Ok(Answer(with_issues(&s, meeting).await?))
 }
 
 /// Records the outcome: a leader whose subtree holds every agenda issue, or an admin.
@@ -154,12 +153,12 @@ pub(super) async fn outcome(
     headers: HeaderMap,
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Answer), ApiError> {
     let id = meeting_id(&id)?;
     super::require_json(&headers)?;
     let record: OutcomeRecord = parse(&body)?;
     visible(&s, &actor, id).await?;
     let held = s.engine.record_outcome(id, &record, &actor).await?;
     let held = s.engine.meeting_for(&actor, held).await?;
-    Ok((StatusCode::OK, Json(with_issues(&s, held).await?)))
+    Ok((StatusCode::OK, Answer(with_issues(&s, held).await?)))
 }

@@ -3,13 +3,12 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{ApiError, AppState, bad_query, forbidden, not_found, page_limit, query};
+use super::{Answer, ApiError, AppState, bad_query, forbidden, not_found, page_limit, query};
 use crate::auth::{Actor, Role};
 use crate::engine::EngineError;
 use crate::store::{OUTBOX_STATUSES, OutboxFilter, Requeue};
@@ -28,7 +27,7 @@ pub(super) async fn list(
     State(s): State<Arc<AppState>>,
     actor: Actor,
     uri: axum::http::Uri,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     let q: OutboxQuery = query(uri.query())?;
     if actor.role != Role::Admin {
         return Err(forbidden(&actor, "read the outbox"));
@@ -62,7 +61,7 @@ pub(super) async fn list(
     let next = (rows.len() as i64 == f.limit)
         .then(|| rows.last().map(|r| r.id.to_string()))
         .flatten();
-    Ok(Json(json!({ "messages": rows, "next_cursor": next })))
+    Ok(Answer(json!({ "messages": rows, "next_cursor": next })))
 }
 
 /// `POST /api/v1/outbox/{id}/retry`: a dead letter or a stale message queued again, due now,
@@ -72,7 +71,7 @@ pub(super) async fn retry(
     State(s): State<Arc<AppState>>,
     actor: Actor,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     if actor.role != Role::Admin {
         return Err(forbidden(&actor, "retry outbox messages"));
     }
@@ -86,7 +85,7 @@ pub(super) async fn retry(
         .await
         .map_err(EngineError::from)?
     {
-        Requeue::Requeued(row) => Ok(Json(json!({ "message": row }))),
+        Requeue::Requeued(row) => Ok(Answer(json!({ "message": row }))),
         Requeue::NotFound => Err(not_found(format!("outbox message {id}"))),
         Requeue::NotDead(status) => Err(ApiError {
             field: Some("id".into()),

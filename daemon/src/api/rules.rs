@@ -3,13 +3,12 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{ApiError, AppState, JsonBody, bad_query, forbidden, page_limit, query};
+use super::{Answer, ApiError, AppState, JsonBody, bad_query, forbidden, page_limit, query};
 use crate::auth::{Actor, Role};
 use crate::engine::EngineError;
 use crate::reload::ReloadError;
@@ -27,10 +26,10 @@ fn admin(actor: &Actor, what: &str) -> Result<(), ApiError> {
 pub(super) async fn status(
     State(s): State<Arc<AppState>>,
     actor: Actor,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     admin(&actor, "read the rules' status")?;
     let st = s.rules.status();
-    Ok(Json(json!({
+    Ok(Answer(json!({
         "version": st.live.version,
         "loaded_at": st.live.loaded_at,
         "loaded_by": st.live.loaded_by,
@@ -53,7 +52,7 @@ pub(super) async fn reload(
     State(s): State<Arc<AppState>>,
     actor: Actor,
     uri: axum::http::Uri,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     let q: ReloadQuery = query(uri.query())?;
     admin(&actor, "reload the rules")?;
     match s
@@ -61,7 +60,7 @@ pub(super) async fn reload(
         .reload(&actor.name(), q.force.unwrap_or(false))
         .await
     {
-        Ok(r) => Ok(Json(
+        Ok(r) => Ok(Answer(
             serde_json::to_value(r).expect("plain data serialises"),
         )),
         Err(ReloadError::Invalid(diagnostics)) => Err(ApiError {
@@ -107,7 +106,7 @@ pub(super) async fn versions(
     State(s): State<Arc<AppState>>,
     actor: Actor,
     uri: axum::http::Uri,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     let q: VersionsQuery = query(uri.query())?;
     admin(&actor, "list the rule versions")?;
     let before = match &q.cursor {
@@ -127,7 +126,7 @@ pub(super) async fn versions(
     let next = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|r| r.id.to_string()))
         .flatten();
-    Ok(Json(json!({ "versions": rows, "next_cursor": next })))
+    Ok(Answer(json!({ "versions": rows, "next_cursor": next })))
 }
 
 /// `GET /api/v1/issues/{id}/explain`: every event of the issue decided again by the rules
@@ -136,10 +135,10 @@ pub(super) async fn explain(
     State(s): State<Arc<AppState>>,
     actor: Actor,
     axum::extract::Path(id): axum::extract::Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     admin(&actor, &format!("explain issue {id}"))?;
     match crate::explain::explain_issue(s.engine.store(), &s.rules, &id).await {
-        Ok(x) => Ok(Json(
+        Ok(x) => Ok(Answer(
             serde_json::to_value(x).expect("plain data serialises"),
         )),
         Err(crate::explain::ExplainError::NotFound(id)) => {
@@ -193,7 +192,7 @@ struct CandidateBody {
 pub(super) async fn shadow(
     State(s): State<Arc<AppState>>,
     actor: Actor,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     admin(&actor, "read the shadow rules")?;
     let running = s.engine.shadow();
     let summary = s
@@ -202,7 +201,7 @@ pub(super) async fn shadow(
         .shadow_summary(5)
         .await
         .map_err(EngineError::from)?;
-    Ok(Json(json!({
+    Ok(Answer(json!({
         "active": running.is_some(),
         "version": running.as_ref().map(|r| r.rules.version.to_string()),
         "dir": running.as_ref().map(|r| r.dir.clone()),
@@ -216,7 +215,7 @@ pub(super) async fn start_shadow(
     State(s): State<Arc<AppState>>,
     actor: Actor,
     JsonBody(body): JsonBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     admin(&actor, "run shadow rules")?;
     let b: CandidateBody = super::parse(&body)?;
     let (path, rules) = candidate(&s, &b.dir).await?;
@@ -238,7 +237,7 @@ pub(super) async fn start_shadow(
             .map_err(EngineError::from)?;
     }
     tracing::info!(version = %&version[..16], run, "shadow rules started");
-    Ok(Json(
+    Ok(Answer(
         json!({"active": true, "version": version, "run": run}),
     ))
 }
@@ -247,7 +246,7 @@ pub(super) async fn start_shadow(
 pub(super) async fn stop_shadow(
     State(s): State<Arc<AppState>>,
     actor: Actor,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     admin(&actor, "stop shadow rules")?;
     let stopped = s.engine.set_shadow(None);
     if let Some(old) = &stopped {
@@ -257,7 +256,7 @@ pub(super) async fn stop_shadow(
             .await
             .map_err(EngineError::from)?;
     }
-    Ok(Json(
+    Ok(Answer(
         json!({"active": false, "stopped": stopped.map(|o| o.run)}),
     ))
 }
@@ -286,7 +285,7 @@ pub(super) async fn replay(
     State(s): State<Arc<AppState>>,
     actor: Actor,
     JsonBody(body): JsonBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     admin(&actor, "replay candidate rules")?;
     let b: ReplayBody = super::parse(&body)?;
     let rules = Arc::new(candidate(&s, &b.dir).await?.1);
@@ -315,7 +314,7 @@ pub(super) async fn replay(
         .await
         .map_err(|e| super::internal(e.to_string()))?;
     match crate::replay::replay(db, rules, filter, Some(limit)).await {
-        Ok(r) => Ok(Json(
+        Ok(r) => Ok(Answer(
             serde_json::to_value(r).expect("plain data serialises"),
         )),
         Err(crate::replay::ReplayError::Invalid { field, message }) => Err(ApiError {

@@ -3,13 +3,11 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use serde::Deserialize;
-use serde_json::Value;
 
-use super::{ApiError, AppState, bad_query, forbidden, query};
+use super::{Answer, ApiError, AppState, bad_query, forbidden, query};
 use crate::auth::{Actor, Role};
 use crate::engine::EngineError;
 use crate::scorecards::{Show, Which, scorecards};
@@ -32,7 +30,7 @@ pub(super) async fn get(
     State(s): State<Arc<AppState>>,
     actor: Actor,
     uri: axum::http::Uri,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     let q: ScorecardQuery = query(uri.query())?;
     let rules = s.engine.rules();
     let org = &rules.org;
@@ -150,7 +148,7 @@ pub(super) async fn get(
     )
     .await
     .map_err(EngineError::from)?;
-    Ok(Json(
+    Ok(Answer(
         serde_json::to_value(cards).expect("plain data serialises"),
     ))
 }

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -12,7 +11,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{
-    ApiError, AppState, JsonBody, field_error, idempotency_key, internal, is_multipart,
+    Answer, ApiError, AppState, JsonBody, field_error, idempotency_key, internal, is_multipart,
     multipart_error, parse, read_json_part, read_photo, require_json, too_slow, turn,
 };
 use crate::auth::Actor;
@@ -58,7 +57,7 @@ pub(crate) async fn submit(
         .await?;
     let mut response = (
         StatusCode::CREATED,
-        Json(json!({"id": submitted.issue.issue.id, "issue": submitted.issue.issue, "state": submitted.issue.state})),
+        Answer(json!({"id": submitted.issue.issue.id, "issue": submitted.issue.issue, "state": submitted.issue.state})),
     )
         .into_response();
     if submitted.replayed {
