@@ -302,6 +302,17 @@ impl Recorder {
     }
 }
 
+impl Recorder {
+    /// A key that is not a scalar (an alias, a collection) takes the key's place, named
+    /// `name`; it is never taken for a repeated key.
+    fn other_key(&mut self, name: &str, at: (usize, usize)) {
+        if let Some(Frame::Map { key, keys, .. }) = self.stack.last_mut() {
+            *keys += 1;
+            *key = Some((name.to_string(), at));
+        }
+    }
+}
+
 impl MarkedEventReceiver for Recorder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         match ev {
@@ -346,8 +357,8 @@ impl MarkedEventReceiver for Recorder {
                     );
                 }
             },
-            Event::Alias(_) => {
-                if let Some((path, key)) = self.slot() {
+            Event::Alias(_) => match self.slot() {
+                Some((path, key)) => {
                     self.index.insert(
                         path,
                         Node {
@@ -356,10 +367,14 @@ impl MarkedEventReceiver for Recorder {
                         },
                     );
                 }
-            }
+                None => self.other_key("*", pos(&mark)),
+            },
             Event::MappingStart(..) | Event::SequenceStart(..) => {
                 // A complex (non-scalar) mapping key has no path; it is indexed under `?`.
-                let (path, key) = self.slot().unwrap_or_else(|| ("?".into(), None));
+                let (path, key) = self.slot().unwrap_or_else(|| {
+                    self.other_key("?", pos(&mark));
+                    ("?".into(), None)
+                });
                 self.index.insert(
                     path.clone(),
                     Node {
@@ -610,6 +625,40 @@ mod tests {
         let l = f.at_path("names.en", "x").location.unwrap();
         assert_eq!((l.line, l.column), (1, 21));
         assert_eq!(&f.text()[l.offset..l.offset + l.len], "Noise");
+    }
+
+    fn repeated_key(text: &str) -> Option<String> {
+        let mut f = SourceFile::new("k.yaml", text);
+        f.index_yaml().err().map(|d| d.to_string())
+    }
+
+    #[test]
+    fn a_key_is_repeated_as_yaml_compares_keys() {
+        assert_eq!(
+            repeated_key("a: 1\n'a': 2\n").as_deref(),
+            Some("k.yaml:2:1: duplicate key `a` (first at line 1, column 1)")
+        );
+        assert_eq!(
+            repeated_key("m:\n  - {x: 1, y: {x: 2, \"x\": 3}}\n").as_deref(),
+            Some("k.yaml:2:22: m[0].y: duplicate key `x` (first at line 2, column 16)")
+        );
+        // A number and a string are different keys; so are keys of different mappings.
+        assert_eq!(repeated_key("1: a\n'1': b\nt: {1: a}\n"), None);
+    }
+
+    #[test]
+    fn keys_that_are_not_scalars_are_never_taken_for_repeated_ones() {
+        // Each value below would be read as the next key if the alias or collection before it
+        // did not take the key's place.
+        assert_eq!(
+            repeated_key("x: &a k\ny: &b l\nm: {*a : v, *b : v}\n"),
+            None
+        );
+        assert_eq!(repeated_key("m: {? [a] : v, ? [c] : v}\n"), None);
+        assert_eq!(
+            repeated_key("m:\n  ? {a: 1}\n  : v\n  ? {b: 1}\n  : v\n"),
+            None
+        );
     }
 
     #[test]
