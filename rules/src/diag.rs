@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use miette::{LabeledSpan, NamedSource, SourceCode};
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::Marker;
+use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// A file of the rule directory, kept for the spans of its diagnostics.
 #[derive(Debug)]
@@ -50,17 +50,56 @@ impl SourceFile {
         self.source.inner()
     }
 
-    /// Records the position of every node by path. Returns the syntax error, if any, as a
-    /// diagnostic; serde_yaml reports the same error, so callers may ignore it.
+    /// Records the position of every node by path (up to the error, if any). Returns the syntax
+    /// error or the first key repeated in a mapping, if any, as a diagnostic where the problem is: a flow collection
+    /// still open on an earlier line than the parser's error at its bracket (the parser only
+    /// notices where the text stops making sense), a repeated key where it is repeated.
     pub fn index_yaml(&mut self) -> Result<(), Diagnostic> {
         let text = self.source.inner().clone();
         let mut recorder = Recorder::default();
         let mut parser = Parser::new_from_str(&text);
-        if let Err(e) = parser.load(&mut recorder, false) {
-            let m = e.marker();
-            return Err(self.at(m.line(), m.col() + 1, format!("invalid YAML: {}", e.info())));
+        let result = parser.load(&mut recorder, false);
+        // What was indexed, up to an error: the sections a broken file holds.
+        self.index = std::mem::take(&mut recorder.index);
+        if let Err(e) = result {
+            let (line, col) = pos(e.marker());
+            let open = recorder.stack.iter().rev().find_map(|f| {
+                let (at, kind) = match f {
+                    Frame::Map { start, .. } => (*start, ('{', "mapping")),
+                    Frame::Seq { start, .. } => (*start, ('[', "sequence")),
+                };
+                let opener = self.text()[self.offset(at.0, at.1)..].chars().next();
+                (opener == Some(kind.0)).then_some((at, kind.1))
+            });
+            return Err(match open {
+                Some(((l, c), kind)) if l < line => self
+                    .at(
+                        l,
+                        c,
+                        format!("invalid YAML: this flow {kind} is not closed"),
+                    )
+                    .with_help(format!(
+                        "the parser stopped at line {line}, column {col}: {}",
+                        e.info()
+                    )),
+                _ => self.at(line, col, format!("invalid YAML: {}", e.info())),
+            });
         }
-        self.index = recorder.index;
+        if let Some(d) = recorder.duplicate {
+            let path = if d.path.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", d.path)
+            };
+            return Err(self.at(
+                d.at.0,
+                d.at.1,
+                format!(
+                    "{path}duplicate key `{}` (first at line {}, column {})",
+                    d.key, d.first.0, d.first.1
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -173,18 +212,65 @@ impl SourceFile {
 struct Recorder {
     index: HashMap<String, Node>,
     stack: Vec<Frame>,
+    /// The first key found twice in one mapping.
+    duplicate: Option<Duplicate>,
+}
+
+struct Duplicate {
+    /// The mapping's path.
+    path: String,
+    key: String,
+    first: (usize, usize),
+    at: (usize, usize),
 }
 
 enum Frame {
     Map {
         path: String,
+        /// Where the mapping starts: its `{` in flow style.
+        start: (usize, usize),
         key: Option<(String, (usize, usize))>,
         keys: usize,
+        /// Each scalar key seen so far (see `KeyId`) and where.
+        seen: HashMap<KeyId, (usize, usize)>,
     },
     Seq {
         path: String,
+        start: (usize, usize),
         next: usize,
     },
+}
+
+/// A scalar key as YAML compares keys: a quoted key is a string; a plain one is a string
+/// unless it reads as a number, a boolean or null (`1` and `"1"` are different keys).
+#[derive(PartialEq, Eq, Hash)]
+struct KeyId {
+    string: bool,
+    text: String,
+}
+
+impl KeyId {
+    fn new(text: &str, style: TScalarStyle) -> KeyId {
+        let typed = || {
+            matches!(
+                text,
+                "~" | "null"
+                    | "Null"
+                    | "NULL"
+                    | "true"
+                    | "True"
+                    | "TRUE"
+                    | "false"
+                    | "False"
+                    | "FALSE"
+            ) || text.parse::<f64>().is_ok()
+                || text.parse::<i64>().is_ok()
+        };
+        KeyId {
+            string: style != TScalarStyle::Plain || !typed(),
+            text: text.to_string(),
+        }
+    }
 }
 
 fn pos(m: &Marker) -> (usize, usize) {
@@ -207,7 +293,7 @@ impl Recorder {
                 };
                 Some((p, Some(at)))
             }
-            Some(Frame::Seq { path, next }) => {
+            Some(Frame::Seq { path, next, .. }) => {
                 let p = format!("{path}[{next}]");
                 *next += 1;
                 Some((p, None))
@@ -216,12 +302,30 @@ impl Recorder {
     }
 }
 
+impl Recorder {
+    /// A key that is not a scalar (an alias, a collection) takes the key's place, named
+    /// `name`; it is never taken for a repeated key.
+    fn other_key(&mut self, name: &str, at: (usize, usize)) {
+        if let Some(Frame::Map { key, keys, .. }) = self.stack.last_mut() {
+            *keys += 1;
+            *key = Some((name.to_string(), at));
+        }
+    }
+}
+
 impl MarkedEventReceiver for Recorder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         match ev {
-            Event::Scalar(value, ..) => match self.slot() {
+            Event::Scalar(value, style, ..) => match self.slot() {
                 None => {
-                    if let Some(Frame::Map { key, path, keys }) = self.stack.last_mut() {
+                    if let Some(Frame::Map {
+                        key,
+                        path,
+                        keys,
+                        seen,
+                        ..
+                    }) = self.stack.last_mut()
+                    {
                         // A block mapping's start mark sits after its first key; its first key
                         // is where a reader looks for it.
                         if *keys == 0
@@ -230,6 +334,16 @@ impl MarkedEventReceiver for Recorder {
                             n.value = pos(&mark);
                         }
                         *keys += 1;
+                        if let Some(&first) = seen.get(&KeyId::new(&value, style)) {
+                            self.duplicate.get_or_insert_with(|| Duplicate {
+                                path: path.clone(),
+                                key: value.clone(),
+                                first,
+                                at: pos(&mark),
+                            });
+                        } else {
+                            seen.insert(KeyId::new(&value, style), pos(&mark));
+                        }
                         *key = Some((value, pos(&mark)));
                     }
                 }
@@ -243,8 +357,8 @@ impl MarkedEventReceiver for Recorder {
                     );
                 }
             },
-            Event::Alias(_) => {
-                if let Some((path, key)) = self.slot() {
+            Event::Alias(_) => match self.slot() {
+                Some((path, key)) => {
                     self.index.insert(
                         path,
                         Node {
@@ -253,10 +367,14 @@ impl MarkedEventReceiver for Recorder {
                         },
                     );
                 }
-            }
+                None => self.other_key("*", pos(&mark)),
+            },
             Event::MappingStart(..) | Event::SequenceStart(..) => {
                 // A complex (non-scalar) mapping key has no path; it is indexed under `?`.
-                let (path, key) = self.slot().unwrap_or_else(|| ("?".into(), None));
+                let (path, key) = self.slot().unwrap_or_else(|| {
+                    self.other_key("?", pos(&mark));
+                    ("?".into(), None)
+                });
                 self.index.insert(
                     path.clone(),
                     Node {
@@ -264,14 +382,21 @@ impl MarkedEventReceiver for Recorder {
                         value: pos(&mark),
                     },
                 );
+                let start = pos(&mark);
                 self.stack.push(if matches!(ev, Event::MappingStart(..)) {
                     Frame::Map {
                         path,
+                        start,
                         key: None,
                         keys: 0,
+                        seen: HashMap::new(),
                     }
                 } else {
-                    Frame::Seq { path, next: 0 }
+                    Frame::Seq {
+                        path,
+                        start,
+                        next: 0,
+                    }
                 });
             }
             Event::MappingEnd | Event::SequenceEnd => {
@@ -500,6 +625,40 @@ mod tests {
         let l = f.at_path("names.en", "x").location.unwrap();
         assert_eq!((l.line, l.column), (1, 21));
         assert_eq!(&f.text()[l.offset..l.offset + l.len], "Noise");
+    }
+
+    fn repeated_key(text: &str) -> Option<String> {
+        let mut f = SourceFile::new("k.yaml", text);
+        f.index_yaml().err().map(|d| d.to_string())
+    }
+
+    #[test]
+    fn a_key_is_repeated_as_yaml_compares_keys() {
+        assert_eq!(
+            repeated_key("a: 1\n'a': 2\n").as_deref(),
+            Some("k.yaml:2:1: duplicate key `a` (first at line 1, column 1)")
+        );
+        assert_eq!(
+            repeated_key("m:\n  - {x: 1, y: {x: 2, \"x\": 3}}\n").as_deref(),
+            Some("k.yaml:2:22: m[0].y: duplicate key `x` (first at line 2, column 16)")
+        );
+        // A number and a string are different keys; so are keys of different mappings.
+        assert_eq!(repeated_key("1: a\n'1': b\nt: {1: a}\n"), None);
+    }
+
+    #[test]
+    fn keys_that_are_not_scalars_are_never_taken_for_repeated_ones() {
+        // Each value below would be read as the next key if the alias or collection before it
+        // did not take the key's place.
+        assert_eq!(
+            repeated_key("x: &a k\ny: &b l\nm: {*a : v, *b : v}\n"),
+            None
+        );
+        assert_eq!(repeated_key("m: {? [a] : v, ? [c] : v}\n"), None);
+        assert_eq!(
+            repeated_key("m:\n  ? {a: 1}\n  : v\n  ? {b: 1}\n  : v\n"),
+            None
+        );
     }
 
     #[test]

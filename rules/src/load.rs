@@ -310,18 +310,25 @@ impl<'a> Loader<'a> {
         let mut seen: HashMap<&'static str, usize> = HashMap::new();
         for name in names {
             let Some(f) = self.read(&name) else { continue };
-            if let Err(d) = self.files[f].index_yaml() {
-                self.diags.push(d);
-                continue;
-            }
-            let doc: Document = match serde_yaml::from_str(self.files[f].text()) {
+            let parsed = match self.files[f].index_yaml() {
+                Ok(()) => serde_yaml::from_str::<Document>(self.files[f].text())
+                    .map_err(|e| from_serde(&self.files[f], &e)),
+                Err(d) => Err(d),
+            };
+            let doc = match parsed {
                 Ok(d) => d,
-                Err(e) => {
-                    let d = from_serde(&self.files[f], &e);
+                Err(d) => {
                     self.diags.push(d);
                     self.unparsed = true;
+                    // A syntax error stops the index where it is: a section written at the
+                    // start of a line further on counts too.
+                    let file = &self.files[f];
                     for (section, kind) in SECTION_KINDS {
-                        if self.files[f].has(section) {
+                        let written = |l: &str| {
+                            l.strip_prefix(section)
+                                .is_some_and(|r| r.trim_start().starts_with(':'))
+                        };
+                        if file.has(section) || file.text().lines().any(written) {
                             self.broken.insert((kind, "*".into()));
                         }
                     }

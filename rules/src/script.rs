@@ -275,7 +275,7 @@ impl Scripts {
                     ),
                 }
             } else {
-                fail(describe(&e, self.engine.max_operations()))
+                fail(self.describe(*e, name))
             }
         })
     }
@@ -290,24 +290,37 @@ fn terminated(e: &EvalAltResult) -> bool {
     }
 }
 
-/// A short account of a script failure, with the script position when Rhai knows it.
-fn describe(e: &EvalAltResult, max_operations: u64) -> String {
-    let what = match e {
-        EvalAltResult::ErrorTooManyOperations(_) => {
-            format!("ran too long (operation limit: {max_operations} operations)")
+impl Scripts {
+    /// A short account of a script failure, with the script position when Rhai knows it:
+    /// the file of `function`, the innermost script function the failure happened in.
+    fn describe(&self, mut e: EvalAltResult, function: &str) -> String {
+        // Rhai's own text of an error ends with its position; it is given once, below.
+        let at = e.take_position();
+        let what = match e {
+            EvalAltResult::ErrorTooManyOperations(_) => format!(
+                "ran too long (operation limit: {} operations)",
+                self.engine.max_operations()
+            ),
+            EvalAltResult::ErrorStackOverflow(_) => "recursed too deep".to_string(),
+            EvalAltResult::ErrorDataTooLarge(what, _) => format!("built too large a value: {what}"),
+            EvalAltResult::ErrorInFunctionCall(f, _, inner, _) => {
+                let called = if self.functions.contains_key(f.as_str()) {
+                    f.as_str()
+                } else {
+                    function
+                };
+                return self.describe(*inner, called);
+            }
+            other => format!("failed: {other}"),
+        };
+        if at.is_none() {
+            return what;
         }
-        EvalAltResult::ErrorStackOverflow(_) => "recursed too deep".to_string(),
-        EvalAltResult::ErrorDataTooLarge(what, _) => format!("built too large a value: {what}"),
-        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => {
-            return describe(inner, max_operations);
+        let (line, col) = position(at);
+        match self.functions.get(function) {
+            Some((file, _)) => format!("{what} ({file}, line {line}, column {col})"),
+            None => format!("{what} (line {line}, column {col})"),
         }
-        other => format!("failed: {}", other.unwrap_inner()),
-    };
-    let (line, col) = position(e.position());
-    if e.position().is_none() {
-        what
-    } else {
-        format!("{what} (line {line}, column {col})")
     }
 }
 

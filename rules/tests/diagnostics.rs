@@ -54,16 +54,146 @@ fn version_changes_with_any_file() {
     assert_eq!(a, RuleSet::load(MINI).unwrap().version);
 }
 
+/// The one-line forms of the diagnostics of the fixture with `edits`.
+fn diagnostics(edits: &[(&str, &str, &str)]) -> Vec<String> {
+    let (_tmp, dir) = edited(edits);
+    match RuleSet::load(&dir) {
+        Ok(_) => panic!("expected errors, but the rules loaded"),
+        Err(d) => d.iter().map(|d| d.to_string()).collect(),
+    }
+}
+
 #[test]
-fn yaml_syntax_error() {
+fn an_unclosed_flow_sequence_is_reported_at_its_bracket() {
+    // The parser notices only on the next line; the bracket that is never closed is on line 10.
     check(
         &[(
             "policy.yaml",
             "hours: [\"09:00-12:00\", \"13:00-17:00\"]",
             "hours: [\"09:00-12:00\", \"13:00-17:00\"",
         )],
-        &["policy.yaml:11:"],
+        &[
+            "policy.yaml:10:12: invalid YAML: this flow sequence is not closed",
+            "(the parser stopped at line 11, column 5: invalid indentation)",
+        ],
     );
+}
+
+#[test]
+fn an_unclosed_flow_mapping_is_reported_at_its_brace() {
+    // Only there: the sections of the file that did not parse are not reported missing.
+    check_only(
+        &[(
+            "policy.yaml",
+            "low: {acknowledge: 1d, resolve: 5d}",
+            "low: {acknowledge: 1d, resolve: 5d",
+        )],
+        "policy.yaml:17:8: invalid YAML: this flow mapping is not closed (the parser stopped at line 18, column 9: while parsing a flow mapping, did not find expected ',' or '}')",
+    );
+}
+
+#[test]
+fn an_unclosed_flow_mapping_at_the_end_of_a_file_is_reported_at_its_brace() {
+    check(
+        &[("templates.yaml", "", "extra: {a: 1\n")],
+        &["templates.yaml:71:8: invalid YAML: this flow mapping is not closed"],
+    );
+}
+
+#[test]
+fn a_duplicated_key_is_reported_where_it_is_repeated() {
+    let got = diagnostics(&[(
+        "policy.yaml",
+        "  triage: triage\n",
+        "  triage: triage\n  locale: en\n",
+    )]);
+    assert!(
+        got.iter().any(|l| l
+            == "policy.yaml:5:3: settings: duplicate key `locale` (first at line 2, column 3)"),
+        "{got:#?}"
+    );
+    // Reported once, not again by the parse that follows.
+    assert_eq!(got.len(), 1, "{got:#?}");
+}
+
+#[test]
+fn a_duplicated_key_in_a_flow_mapping_is_reported_where_it_is_repeated() {
+    check(
+        &[(
+            "policy.yaml",
+            "low: {acknowledge: 1d, resolve: 5d}",
+            "low: {acknowledge: 1d, resolve: 5d, acknowledge: 2d}",
+        )],
+        &[
+            "policy.yaml:17:39: deadlines.low: duplicate key `acknowledge` (first at line 17, column 9)",
+        ],
+    );
+}
+
+#[test]
+fn a_duplicated_key_of_a_holiday_file_is_reported_where_it_is_repeated() {
+    check(
+        &[("calendars/h.yaml", "", "holidays: []\n")],
+        &["calendars/h.yaml:5:1: duplicate key `holidays` (first at line 1, column 1)"],
+    );
+}
+
+#[test]
+fn a_hook_error_prints_its_position_once() {
+    let (_tmp, dir) = edited(&[(
+        "scripts/hooks.rhai",
+        "",
+        "\nfn divides(issue) {\n    let x = 1 / 0;\n    x\n}\n",
+    )]);
+    let lines = std::fs::read_to_string(dir.join("scripts/hooks.rhai"))
+        .unwrap()
+        .lines()
+        .count();
+    let rules = RuleSet::load(&dir).unwrap_or_else(|d| panic!("{d}"));
+    let err = rules
+        .scripts
+        .call(
+            "divides",
+            escalade_rules::script::map([("description", escalade_rules::script::string("x"))]),
+        )
+        .unwrap_err()
+        .to_string();
+    let at = format!("(scripts/hooks.rhai, line {}, column 15)", lines - 2);
+    assert!(
+        err.starts_with("hook `divides` failed: Division by zero") && err.ends_with(&at),
+        "{err}"
+    );
+    assert_eq!(err.matches("line").count(), 1, "{err}");
+}
+
+#[test]
+fn a_hook_error_in_a_function_it_calls_names_that_function_s_position() {
+    let (_tmp, dir) = edited(&[
+        (
+            "scripts/hooks.rhai",
+            "",
+            "\nfn calls_helper(issue) {\n    helper(issue)\n}\n",
+        ),
+        (
+            "scripts/helpers.rhai",
+            "",
+            "fn helper(issue) {\n    issue.missing.len()\n}\n",
+        ),
+    ]);
+    let rules = RuleSet::load(&dir).unwrap_or_else(|d| panic!("{d}"));
+    let err = rules
+        .scripts
+        .call(
+            "calls_helper",
+            escalade_rules::script::map([("description", escalade_rules::script::string("x"))]),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.ends_with("(scripts/helpers.rhai, line 2, column 19)"),
+        "{err}"
+    );
+    assert_eq!(err.matches("line").count(), 1, "{err}");
 }
 
 #[test]
