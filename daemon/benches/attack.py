@@ -8,7 +8,7 @@ Starts the escalade binary on the example city in a fresh temporary state direct
              submission are timed on fresh connections
   unauth     400 requests announcing 1 MiB bodies without a token, each sending 64 KiB and stalling
   stalled    400 authenticated requests sending half of a 1 MiB body and stalling
-  uploads    32 multipart uploads at once, 8 photos of 10 MB each (84 MB a request)
+  uploads    32 multipart uploads at once, 8 photos of 9.7 MB each (78 MB a request)
   lists      16 clients listing 1,000 issues of the longest descriptions, for 10 s
 
 It reads the daemon's resident memory (VmRSS) from /proc every 100 ms and prints, per phase, the
@@ -170,9 +170,30 @@ async def stalled_bodies(port, token, n=400, send=64 << 10, stall=35.0):
     return counts
 
 
-def multipart(photos, size):
+def png(side, seed):
+    """A valid RGB PNG of side x side pixels of noise, stored uncompressed: about 3 side^2 bytes."""
+    import random
+    import struct
+    import zlib
+
+    rng = random.Random(seed)
+    row = side * 3
+    raw = b"".join(b"\0" + rng.randbytes(row) for _ in range(side))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(raw, 0))
+        + chunk(b"IEND", b"")
+    )
+
+
+def multipart(photos, side):
     boundary = "attackboundary"
-    png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89"
     parts = [
         f'--{boundary}\r\nContent-Disposition: form-data; name="issue"\r\n'
         f"Content-Type: application/json\r\n\r\n".encode()
@@ -180,7 +201,7 @@ def multipart(photos, size):
         + b"\r\n"
     ]
     for i in range(photos):
-        body = png + bytes([i]) * (size - len(png))
+        body = png(side, i)
         parts.append(
             f'--{boundary}\r\nContent-Disposition: form-data; name="photo"; filename="{i}.png"\r\n'
             f"Content-Type: image/png\r\n\r\n".encode()
@@ -192,7 +213,8 @@ def multipart(photos, size):
 
 
 async def uploads(port, token, n=32):
-    body, ctype = multipart(8, 10_000_000)
+    # 8 photos of 1,800 x 1,800 pixels, 9.7 MB each (under the 10 MiB default).
+    body, ctype = multipart(8, 1800)
     raw = post("/api/v1/issues", token, body, ctype)
     results = await asyncio.gather(*(request(port, raw, timeout=120) for _ in range(n)))
     counts = {}
