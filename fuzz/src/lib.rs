@@ -100,8 +100,9 @@ impl Http {
                 photo_limits: Default::default(),
                 delivery: None,
                 links: None,
+                turns: Arc::new(escalade::api::Turns::new(Default::default(), 1 << 20)),
             });
-            (escalade::api::router(state, 1 << 20), token)
+            (escalade::api::router(state), token)
         });
         Http {
             runtime,
