@@ -194,19 +194,28 @@ impl PhotoStore {
     /// removed, if that photo is stored already).
     pub fn keep(&self, mut upload: Received) -> Result<Photo, PhotoError> {
         let photo = upload.photo.clone();
-        let dir = self.root.join(&photo.hash[..2]);
-        let path = dir.join(&photo.hash);
-        if path.is_file() {
+        let Some((dir, path)) = self.place(&photo.hash)? else {
             return Ok(photo);
+        };
+        fs::rename(&upload.upload.path, &path)?;
+        upload.upload.kept = true;
+        sync_dir(&dir)?;
+        Ok(photo)
+    }
+
+    /// The directory and path a photo named `hash` goes to, the directory made (durably) if
+    /// absent; `None` if that photo is stored already.
+    fn place(&self, hash: &str) -> io::Result<Option<(PathBuf, PathBuf)>> {
+        let dir = self.root.join(&hash[..2]);
+        let path = dir.join(hash);
+        if path.is_file() {
+            return Ok(None);
         }
         if !dir.is_dir() {
             fs::create_dir_all(&dir)?;
             sync_dir(&self.root)?;
         }
-        fs::rename(&upload.upload.path, &path)?;
-        upload.upload.kept = true;
-        sync_dir(&dir)?;
-        Ok(photo)
+        Ok(Some((dir, path)))
     }
 
     pub fn root(&self) -> &Path {
@@ -229,15 +238,9 @@ impl PhotoStore {
             content_type,
             size: bytes.len() as u64,
         };
-        let dir = self.root.join(&photo.hash[..2]);
-        let path = dir.join(&photo.hash);
-        if path.is_file() {
+        let Some((dir, path)) = self.place(&photo.hash)? else {
             return Ok(photo);
-        }
-        if !dir.is_dir() {
-            fs::create_dir_all(&dir)?;
-            sync_dir(&self.root)?;
-        }
+        };
         let temp = dir.join(format!(
             ".{}.{}.{}.tmp",
             photo.hash,

@@ -21,13 +21,7 @@ use support::{Api, admin_token, client, escalade_in, png, start};
 const CITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/city");
 
 fn expect(out: &Output, code: i32, what: &str) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{what}\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::expect_code(out, code, what);
     if code == 0 {
         String::from_utf8_lossy(&out.stdout).into_owned()
     } else {

@@ -5,6 +5,8 @@ use std::process::{Command, Output};
 
 mod support;
 
+use support::expect_code;
+
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 fn escalade(args: &[&str]) -> Output {
@@ -13,17 +15,6 @@ fn escalade(args: &[&str]) -> Output {
         .current_dir(ROOT)
         .output()
         .expect("the binary runs")
-}
-
-/// Asserts the exit code, printing the command's output when it is not the expected one.
-fn expect_code(out: &Output, code: i32, what: &str) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{what}\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn example() -> String {

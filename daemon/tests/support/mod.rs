@@ -497,3 +497,14 @@ pub fn png(n: u32) -> Vec<u8> {
         .unwrap();
     out.into_inner()
 }
+
+/// Asserts a command's exit code, printing its output when it is not the expected one.
+pub fn expect_code(out: &std::process::Output, code: i32, what: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{what}\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
