@@ -17,6 +17,7 @@ use escalade_rules::{Decision, Event, Issue, IssueState};
 
 pub mod backup;
 mod outbox;
+mod plan;
 mod rules;
 mod sqlite;
 mod tokens;

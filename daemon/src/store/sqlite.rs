@@ -9,21 +9,21 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use escalade_rules::{DeadlineKind, Decision, Event, Issue, IssueState, MeetingCall, Timer};
+use escalade_rules::{Decision, Event, Issue, MeetingCall};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqliteExecutor};
-use tokio::sync::{mpsc, oneshot};
 
 mod outbox;
 mod reports;
 mod rules;
 mod tokens;
 
+use super::plan;
 use super::{
     AgendaItem, DueTimer, IssueFilter, Listed, Meeting, MeetingFilter, OutboxRow, Result,
     StoreError, StoredIssue, Submitted, TimelineEntry,
@@ -36,7 +36,7 @@ pub struct SqliteStore {
     reader: SqlitePool,
     next_id: AtomicI64,
     /// Writes of issues and events go to the group-commit task.
-    jobs: mpsc::Sender<Job>,
+    writes: plan::Writes,
     /// Queue every committed event for the webhook too (read by the group commit per batch).
     webhook_events: Arc<AtomicBool>,
 }
@@ -85,14 +85,13 @@ impl SqliteStore {
         let max: Option<i64> = sqlx::query_scalar("SELECT MAX(CAST(id AS INTEGER)) FROM issues")
             .fetch_one(&writer)
             .await?;
-        let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
         let webhook_events = Arc::new(AtomicBool::new(false));
-        tokio::spawn(group_commit(writer.clone(), queue, webhook_events.clone()));
+        let writes = plan::Writes::start(Writer(writer.clone()), webhook_events.clone());
         Ok(SqliteStore {
             writer,
             reader,
             next_id: AtomicI64::new(max.unwrap_or(0) + 1),
-            jobs,
+            writes,
             webhook_events,
         })
     }
@@ -123,17 +122,9 @@ impl SqliteStore {
         actor: &str,
         idempotency: Option<(&str, &str)>,
     ) -> Result<Submitted> {
-        let (reply, answer) = oneshot::channel();
-        let job = Job::Create {
-            issue: issue.clone(),
-            branch: branch.to_string(),
-            decision: decision.clone(),
-            at,
-            actor: actor.to_string(),
-            idempotency: idempotency.map(|(k, h)| (k.to_string(), h.to_string())),
-            reply,
-        };
-        self.submit_job(job, answer).await
+        self.writes
+            .create(issue, branch, decision, at, actor, idempotency)
+            .await
     }
 
     /// Applies a decision to an issue last read at `version`: its new state, the event, its
@@ -150,24 +141,9 @@ impl SqliteStore {
         actor: &str,
         agenda: Option<i64>,
     ) -> Result<i64> {
-        let (reply, answer) = oneshot::channel();
-        let job = Job::Apply {
-            id: stored.issue.id.clone(),
-            version: stored.version,
-            before: Box::new(stored.state.clone()),
-            event: event.clone(),
-            decision: decision.clone(),
-            at,
-            actor: actor.to_string(),
-            agenda,
-            reply,
-        };
-        self.submit_job(job, answer).await
-    }
-
-    async fn submit_job<T>(&self, job: Job, answer: oneshot::Receiver<Result<T>>) -> Result<T> {
-        self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        self.writes
+            .apply(stored, event, decision, at, actor, agenda)
+            .await
     }
 
     /// Removes a timer that fired but whose event changed nothing (it was stale).
@@ -515,623 +491,309 @@ pub(super) const PHOTO_NAMES: &str =
      SELECT j.value FROM events, json_each(events.payload, '$.photos') AS j
      WHERE events.kind = 'resolved'";
 
-/// A write waiting for the group commit.
-enum Job {
-    Create {
-        issue: Issue,
-        /// The unit's branch, `/city/d1/s1/g1/`, for subtree filters.
-        branch: String,
-        decision: Decision,
-        at: DateTime<Utc>,
-        actor: String,
-        idempotency: Option<(String, String)>,
-        reply: oneshot::Sender<Result<Submitted>>,
-    },
-    Apply {
-        id: String,
-        version: i64,
-        /// The state the decision was made on: the webhook's effects compare with it.
-        before: Box<IssueState>,
-        event: Event,
-        decision: Decision,
-        at: DateTime<Utc>,
-        actor: String,
-        /// The meeting whose outcome the event is: its agenda item is marked done with it.
-        agenda: Option<i64>,
-        reply: oneshot::Sender<Result<i64>>,
-    },
-}
-
-/// The state before a report.
-static NO_STATE: std::sync::LazyLock<IssueState> = std::sync::LazyLock::new(IssueState::default);
-
-/// The most writes committed together.
-const MAX_BATCH: usize = 512;
-
-/// The group commit: takes every write waiting, runs them in one transaction, commits once, and
-/// only then answers each. With
-/// `synchronous = FULL` the commit's fsync is the cost of a write; sharing it is the throughput.
-async fn group_commit(
-    pool: SqlitePool,
-    mut jobs: mpsc::Receiver<Job>,
-    webhook_events: Arc<AtomicBool>,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let webhooks = webhook_events.load(Ordering::Acquire);
-        let outcome = run_batch(&pool, &mut batch, webhooks).await;
-        for (job, result) in batch.drain(..).zip(outcome) {
-            match (job, result) {
-                (Job::Create { reply, .. }, Done::Created(r)) => {
-                    let _ = reply.send(*r);
-                }
-                (Job::Apply { reply, .. }, Done::Applied(r)) => {
-                    let _ = reply.send(r);
-                }
-                (Job::Create { reply, .. }, Done::Failed(e)) => {
-                    let _ = reply.send(Err(e));
-                }
-                (Job::Apply { reply, .. }, Done::Failed(e)) => {
-                    let _ = reply.send(Err(e));
-                }
-                _ => unreachable!("outcomes follow their jobs"),
-            }
-        }
-    }
-}
-
-enum Done {
-    Created(Box<Result<Submitted>>),
-    Applied(Result<i64>),
-    Failed(StoreError),
-}
-
-/// Runs a batch in one transaction; on any database error or a failed commit every write of it
-/// fails, and nothing of it is stored.
-async fn run_batch(pool: &SqlitePool, batch: &mut [Job], webhooks: bool) -> Vec<Done> {
-    let fail_all = |e: &sqlx::Error, n: usize| -> Vec<Done> {
-        (0..n)
-            .map(|_| {
-                Done::Failed(StoreError::Db(sqlx::Error::Protocol(format!(
-                    "commit failed: {e}"
-                ))))
-            })
-            .collect()
-    };
-    let started = Instant::now();
-    let mut tx = match pool.begin().await {
-        Ok(tx) => tx,
-        Err(e) => return fail_all(&e, batch.len()),
-    };
-    let out = match write_batch(&mut tx, batch, webhooks).await {
-        Ok(out) => out,
-        Err(e) => return fail_all(&e, batch.len()),
-    };
-    match tx.commit().await {
-        Ok(()) => {
-            crate::metrics::committed(batch.len(), started.elapsed().as_secs_f64());
-            out
-        }
-        Err(e) => fail_all(&e, batch.len()),
-    }
-}
-
 /// Bound parameters per statement at most (SQLite allows 32,766).
 const MAX_VARS: usize = 32_000;
 
-/// What one job of a batch writes, once its checks passed.
-struct Write<'a> {
-    job: usize,
-    issue_id: &'a str,
-    event: &'a Event,
-    /// The state the decision was made on.
-    before: &'a IssueState,
-    decision: &'a Decision,
-    at: DateTime<Utc>,
-    actor: &'a str,
-    /// The meeting whose outcome this event is, if it is one.
-    agenda: Option<i64>,
+/// A batch's transaction on the writer connection, executing the plan's row sets.
+pub(super) struct SqliteTx(sqlx::Transaction<'static, Sqlite>);
+
+/// The writer pool, as the group commit begins its batches on it.
+struct Writer(SqlitePool);
+
+impl plan::Begin for Writer {
+    type Tx = SqliteTx;
+
+    async fn begin(&self) -> sqlx::Result<SqliteTx> {
+        let mut tx = self.0.begin().await?;
+        // Keys are stored before their issues (`plan`): foreign keys are checked at commit.
+        sqlx::query("PRAGMA defer_foreign_keys = ON")
+            .execute(&mut *tx)
+            .await?;
+        Ok(SqliteTx(tx))
+    }
+
+    fn transient(_: &sqlx::Error) -> bool {
+        // One process writes, through one connection: nothing aborts a batch but a real fault.
+        false
+    }
 }
 
-/// The writes of a batch, a few statements for all of them: a statement is a round trip to
-/// SQLite's worker thread, so statements per batch, not per issue, is the throughput. Checks
-/// that refuse one job (a reused idempotency key, a version conflict) come first and write
-/// nothing for it. With `webhooks`, every event is queued for the webhook as well.
-async fn write_batch(
-    tx: &mut SqliteConnection,
-    batch: &[Job],
-    webhooks: bool,
-) -> std::result::Result<Vec<Done>, sqlx::Error> {
-    let mut out: Vec<Option<Done>> = batch.iter().map(|_| None).collect();
-
-    // Idempotency keys already stored, then a key repeated within the batch.
-    let keys: Vec<&str> = batch
-        .iter()
-        .filter_map(|j| match j {
-            Job::Create {
-                idempotency: Some((k, _)),
-                ..
-            } => Some(k.as_str()),
-            _ => None,
-        })
-        .collect();
-    let mut known: HashMap<String, (String, String)> = HashMap::new();
-    for chunk in keys.chunks(MAX_VARS) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT key, request_hash, issue_id FROM idempotency_keys WHERE key IN (",
-        );
-        let mut list = q.separated(", ");
-        for k in chunk {
-            list.push_bind(*k);
-        }
-        q.push(")");
-        for r in q.build().fetch_all(&mut *tx).await? {
-            known.insert(r.get(0), (r.get(1), r.get(2)));
-        }
-    }
-    let mut first_with_key: HashMap<&str, usize> = HashMap::new();
-    let mut replays: Vec<(usize, usize)> = Vec::new();
-    let mut creates: Vec<Write> = Vec::new();
-    let mut applies: Vec<(Write, i64)> = Vec::new();
-    let mut applying: HashSet<&str> = HashSet::new();
-    for (i, job) in batch.iter().enumerate() {
-        match job {
-            Job::Create {
-                issue,
-                decision,
-                at,
-                actor,
-                idempotency,
-                ..
-            } => {
-                if let Some((key, hash)) = idempotency {
-                    let reused = || Done::Failed(StoreError::KeyReused(key.clone()));
-                    if let Some((first_hash, id)) = known.get(key) {
-                        out[i] = Some(if first_hash != hash {
-                            reused()
-                        } else {
-                            match fetch_issue(&mut *tx, id).await {
-                                Ok(Some(first)) => Done::Created(Box::new(Ok(Submitted {
-                                    issue: first,
-                                    replayed: true,
-                                }))),
-                                Ok(None) => Done::Failed(StoreError::Corrupt(format!(
-                                    "idempotency key names missing issue {id}"
-                                ))),
-                                Err(StoreError::Db(e)) => return Err(e),
-                                Err(e) => Done::Failed(e),
-                            }
-                        });
-                        continue;
-                    }
-                    if let Some(&j) = first_with_key.get(key.as_str()) {
-                        match &batch[j] {
-                            Job::Create {
-                                idempotency: Some((_, h)),
-                                ..
-                            } if h == hash => replays.push((i, j)),
-                            _ => out[i] = Some(reused()),
-                        }
-                        continue;
-                    }
-                    first_with_key.insert(key, i);
-                }
-                creates.push(Write {
-                    job: i,
-                    issue_id: &issue.id,
-                    event: &Event::Reported,
-                    before: &NO_STATE,
-                    decision,
-                    at: *at,
-                    actor,
-                    agenda: None,
-                });
-            }
-            Job::Apply {
-                id,
-                version,
-                before,
-                event,
-                decision,
-                at,
-                actor,
-                agenda,
-                ..
-            } => {
-                // One change per issue and batch: a second one read the same version.
-                if !applying.insert(id.as_str()) {
-                    out[i] = Some(Done::Applied(Err(StoreError::Conflict(id.clone()))));
-                    continue;
-                }
-                applies.push((
-                    Write {
-                        job: i,
-                        issue_id: id,
-                        event,
-                        before,
-                        decision,
-                        at: *at,
-                        actor,
-                        agenda: *agenda,
-                    },
-                    *version,
-                ));
-            }
-        }
-    }
-
-    // New issues.
-    for chunk in creates.chunks(MAX_VARS / 14) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO issues (id, version, body, state, status, category, unit, department, tier, reported_at, updated_at, branch, acknowledge_by, resolve_by) ",
-        );
-        q.push_values(chunk, |mut b, w| {
-            let Job::Create { issue, branch, .. } = &batch[w.job] else {
-                unreachable!("creates come from create jobs")
-            };
-            let s = &w.decision.next;
-            b.push_bind(&issue.id)
-                .push_bind(1i64)
-                .push_bind(json(issue))
-                .push_bind(json(s))
-                .push_bind(s.state.as_str())
-                .push_bind(&issue.category)
-                .push_bind(&issue.unit)
-                .push_bind(s.departments.first())
-                .push_bind(&s.tier)
-                .push_bind(millis(w.at))
-                .push_bind(millis(w.at))
-                .push_bind(branch)
-                .push_bind(s.promised(DeadlineKind::Acknowledge).map(millis))
-                .push_bind(s.promised(DeadlineKind::Resolve).map(millis));
-        });
-        q.build().execute(&mut *tx).await?;
-    }
-    let keyed: Vec<(&str, &str, &str, DateTime<Utc>)> = creates
-        .iter()
-        .filter_map(|w| match &batch[w.job] {
-            Job::Create {
-                idempotency: Some((k, h)),
-                ..
-            } => Some((k.as_str(), h.as_str(), w.issue_id, w.at)),
-            _ => None,
-        })
-        .collect();
-    for chunk in keyed.chunks(MAX_VARS / 4) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO idempotency_keys (key, request_hash, issue_id, created_at) ",
-        );
-        q.push_values(chunk, |mut b, (k, h, id, at)| {
-            b.push_bind(*k)
-                .push_bind(*h)
-                .push_bind(*id)
-                .push_bind(millis(*at));
-        });
-        q.build().execute(&mut *tx).await?;
-    }
-
-    // Changed issues, guarded by the version each was read at: an issue that returns no row
-    // changed since, and its job is decided again.
-    let mut changed: HashSet<String> = HashSet::new();
-    for chunk in applies.chunks(MAX_VARS / 9) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "UPDATE issues SET version = issues.version + 1, state = v.column3, status = v.column4,
-             department = v.column5, tier = v.column6, updated_at = v.column7,
-             acknowledge_by = v.column8, resolve_by = v.column9 FROM (",
-        );
-        q.push_values(chunk, |mut b, (w, version)| {
-            let s = &w.decision.next;
-            b.push_bind(w.issue_id)
-                .push_bind(*version)
-                .push_bind(json(s))
-                .push_bind(s.state.as_str())
-                .push_bind(s.departments.first())
-                .push_bind(&s.tier)
-                .push_bind(millis(w.at))
-                .push_bind(s.promised(DeadlineKind::Acknowledge).map(millis))
-                .push_bind(s.promised(DeadlineKind::Resolve).map(millis));
-        });
-        q.push(") AS v WHERE issues.id = v.column1 AND issues.version = v.column2 RETURNING id");
-        for r in q.build().fetch_all(&mut *tx).await? {
-            changed.insert(r.get(0));
-        }
-    }
-    let mut writes = creates;
-    for (w, _) in applies {
-        if changed.contains(w.issue_id) {
-            writes.push(w);
-        } else {
-            out[w.job] = Some(Done::Applied(Err(StoreError::Conflict(
-                w.issue_id.to_string(),
-            ))));
-        }
-    }
-
-    // The events; each issue has one in the batch, so its sequence number is found by issue.
-    let mut seqs: HashMap<String, i64> = HashMap::with_capacity(writes.len());
-    for chunk in writes.chunks(MAX_VARS / 7) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO events (issue_id, at, actor, kind, payload, rules_version, decision) ",
-        );
-        q.push_values(chunk, |mut b, w| {
-            b.push_bind(w.issue_id)
-                .push_bind(millis(w.at))
-                .push_bind(w.actor)
-                .push_bind(w.event.name())
-                .push_bind(json(w.event))
-                .push_bind(&*w.decision.rules_version)
-                .push_bind(json(w.decision));
-        });
-        q.push(" RETURNING seq, issue_id");
-        for r in q.build().fetch_all(&mut *tx).await? {
-            seqs.insert(r.get(1), r.get(0));
-        }
-    }
-    let seq_of = |w: &Write| -> std::result::Result<i64, sqlx::Error> {
-        seqs.get(w.issue_id).copied().ok_or_else(|| {
-            sqlx::Error::Protocol(format!("no event sequence returned for {}", w.issue_id))
-        })
-    };
-
-    // A decision's timers and assignments replace the issue's (a new issue has none).
-    let existing: Vec<&str> = writes
-        .iter()
-        .filter(|w| *w.event != Event::Reported)
-        .map(|w| w.issue_id)
-        .collect();
-    delete_of_issues(tx, "timers", &existing).await?;
-    let timers: Vec<(&str, &Timer)> = writes
-        .iter()
-        .flat_map(|w| w.decision.timers.iter().map(move |t| (w.issue_id, t)))
-        .collect();
-    for chunk in timers.chunks(MAX_VARS / 3) {
-        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO timers (issue_id, due, event) ");
-        q.push_values(chunk, |mut b, (id, t)| {
-            b.push_bind(*id)
-                .push_bind(millis(t.at))
-                .push_bind(json(&t.event));
-        });
-        q.build().execute(&mut *tx).await?;
-    }
-
-    // The messages, each once: the dedupe key is the issue, event, recipient, channel and
-    // template.
-    let mut messages = Vec::new();
-    for w in &writes {
-        let seq = seq_of(w)?;
-        messages.extend(w.decision.messages.iter().map(|m| (w, seq, m)));
-    }
-    for chunk in messages.chunks(MAX_VARS / 13) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO outbox (dedupe_key, issue_id, event_seq, kind, person, channel, address, template, locale, vars, created_at, urgent, not_before) ",
-        );
-        q.push_values(chunk, |mut b, (w, seq, m)| {
-            b.push_bind(format!(
-                "{}/{seq}/{}/{}/{}",
-                w.issue_id,
-                m.to,
-                m.channel.as_str(),
-                m.template
-            ))
-            .push_bind(w.issue_id)
-            .push_bind(*seq)
-            .push_bind(m.kind)
-            .push_bind(m.to.to_string())
-            .push_bind(m.channel.as_str())
-            .push_bind(m.address.to_string())
-            .push_bind(m.template.to_string())
-            .push_bind(m.locale.to_string())
-            .push_bind(json(&m.vars))
-            .push_bind(millis(w.at))
-            .push_bind(m.urgent)
-            .push_bind(millis(w.at));
-        });
-        q.push(" ON CONFLICT (dedupe_key) DO NOTHING");
-        q.build().execute(&mut *tx).await?;
-    }
-
-    // Every event, for the webhook: its JSON, signed and posted as it is stored here.
-    if webhooks {
-        let mut events = Vec::with_capacity(writes.len());
-        for w in &writes {
-            let seq = seq_of(w)?;
-            let mut effects = w.decision.effects.clone();
-            effects.complete(w.before, w.decision);
-            let body = serde_json::json!({
-                "issue_id": w.issue_id,
-                "seq": seq,
-                "kind": w.event.name(),
-                "at": w.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                "actor": w.actor,
-                "payload": w.event,
-                "rules_version": &*w.decision.rules_version,
-                "effects": effects,
-            });
-            events.push((w, seq, body.to_string()));
-        }
-        for chunk in events.chunks(MAX_VARS / 12) {
+impl plan::Executor for SqliteTx {
+    async fn known_keys(
+        &mut self,
+        keys: &[&str],
+    ) -> sqlx::Result<HashMap<String, (String, String)>> {
+        let mut known = HashMap::new();
+        for chunk in keys.chunks(MAX_VARS) {
             let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO outbox (dedupe_key, issue_id, event_seq, kind, person, channel, address, template, locale, vars, created_at, not_before) ",
+                "SELECT key, request_hash, issue_id FROM idempotency_keys WHERE key IN (",
             );
-            q.push_values(chunk, |mut b, (w, seq, body)| {
-                b.push_bind(format!("{}/{seq}/webhook", w.issue_id))
-                    .push_bind(w.issue_id)
-                    .push_bind(*seq)
-                    .push_bind(w.event.name())
-                    .push_bind("")
-                    .push_bind("webhook")
-                    .push_bind("")
-                    .push_bind("")
-                    .push_bind("")
-                    .push_bind(body)
-                    .push_bind(millis(w.at))
-                    .push_bind(millis(w.at));
+            let mut list = q.separated(", ");
+            for k in chunk {
+                list.push_bind(*k);
+            }
+            q.push(")");
+            for r in q.build().fetch_all(&mut *self.0).await? {
+                known.insert(r.get(0), (r.get(1), r.get(2)));
+            }
+        }
+        Ok(known)
+    }
+
+    async fn issue(&mut self, id: &str) -> Result<Option<StoredIssue>> {
+        fetch_issue(&mut *self.0, id).await
+    }
+
+    async fn claim_keys(&mut self, rows: &[plan::KeyRow<'_>]) -> sqlx::Result<HashSet<String>> {
+        let mut claimed = HashSet::with_capacity(rows.len());
+        for chunk in rows.chunks(MAX_VARS / 4) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO idempotency_keys (key, request_hash, issue_id, created_at) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.key)
+                    .push_bind(r.hash)
+                    .push_bind(r.issue_id)
+                    .push_bind(r.at);
+            });
+            q.push(" ON CONFLICT (key) DO NOTHING RETURNING key");
+            for r in q.build().fetch_all(&mut *self.0).await? {
+                claimed.insert(r.get(0));
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn insert_issues(&mut self, rows: &[plan::IssueRow<'_>]) -> sqlx::Result<()> {
+        for chunk in rows.chunks(MAX_VARS / 14) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO issues (id, version, body, state, status, category, unit, department, tier, reported_at, updated_at, branch, acknowledge_by, resolve_by) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.id)
+                    .push_bind(1i64)
+                    .push_bind(&r.body)
+                    .push_bind(&r.state)
+                    .push_bind(r.status)
+                    .push_bind(r.category)
+                    .push_bind(r.unit)
+                    .push_bind(r.department)
+                    .push_bind(r.tier)
+                    .push_bind(r.at)
+                    .push_bind(r.at)
+                    .push_bind(r.branch)
+                    .push_bind(r.acknowledge_by)
+                    .push_bind(r.resolve_by);
+            });
+            q.build().execute(&mut *self.0).await?;
+        }
+        Ok(())
+    }
+
+    async fn update_issues(
+        &mut self,
+        rows: &[plan::IssueUpdate<'_>],
+    ) -> sqlx::Result<HashSet<String>> {
+        let mut changed = HashSet::with_capacity(rows.len());
+        for chunk in rows.chunks(MAX_VARS / 9) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "UPDATE issues SET version = issues.version + 1, state = v.column3, status = v.column4,
+                 department = v.column5, tier = v.column6, updated_at = v.column7,
+                 acknowledge_by = v.column8, resolve_by = v.column9 FROM (",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.id)
+                    .push_bind(r.version)
+                    .push_bind(&r.state)
+                    .push_bind(r.status)
+                    .push_bind(r.department)
+                    .push_bind(r.tier)
+                    .push_bind(r.at)
+                    .push_bind(r.acknowledge_by)
+                    .push_bind(r.resolve_by);
+            });
+            q.push(
+                ") AS v WHERE issues.id = v.column1 AND issues.version = v.column2 RETURNING id",
+            );
+            for r in q.build().fetch_all(&mut *self.0).await? {
+                changed.insert(r.get(0));
+            }
+        }
+        Ok(changed)
+    }
+
+    async fn insert_events(
+        &mut self,
+        rows: &[plan::EventRow<'_>],
+    ) -> sqlx::Result<HashMap<String, i64>> {
+        let mut seqs = HashMap::with_capacity(rows.len());
+        for chunk in rows.chunks(MAX_VARS / 7) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO events (issue_id, at, actor, kind, payload, rules_version, decision) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.issue_id)
+                    .push_bind(r.at)
+                    .push_bind(r.actor)
+                    .push_bind(r.kind)
+                    .push_bind(&r.payload)
+                    .push_bind(r.rules_version)
+                    .push_bind(&r.decision);
+            });
+            q.push(" RETURNING seq, issue_id");
+            for r in q.build().fetch_all(&mut *self.0).await? {
+                seqs.insert(r.get(1), r.get(0));
+            }
+        }
+        Ok(seqs)
+    }
+
+    async fn delete_of_issues(
+        &mut self,
+        table: plan::Replaced,
+        issues: &[&str],
+    ) -> sqlx::Result<()> {
+        for chunk in issues.chunks(MAX_VARS) {
+            let mut q = QueryBuilder::<Sqlite>::new(format!(
+                "DELETE FROM {} WHERE issue_id IN (",
+                table.table()
+            ));
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            q.push(")");
+            q.build().execute(&mut *self.0).await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_timers(&mut self, rows: &[plan::TimerRow<'_>]) -> sqlx::Result<()> {
+        for chunk in rows.chunks(MAX_VARS / 3) {
+            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO timers (issue_id, due, event) ");
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.issue_id).push_bind(r.due).push_bind(&r.event);
+            });
+            q.build().execute(&mut *self.0).await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_outbox(&mut self, rows: &[plan::OutboxInsert<'_>]) -> sqlx::Result<()> {
+        for chunk in rows.chunks(MAX_VARS / 13) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO outbox (dedupe_key, issue_id, event_seq, kind, person, channel, address, template, locale, vars, created_at, urgent, not_before) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(&r.dedupe_key)
+                    .push_bind(r.issue_id)
+                    .push_bind(r.event_seq)
+                    .push_bind(r.kind)
+                    .push_bind(&r.person)
+                    .push_bind(r.channel)
+                    .push_bind(&r.address)
+                    .push_bind(&r.template)
+                    .push_bind(&r.locale)
+                    .push_bind(&r.vars)
+                    .push_bind(r.at)
+                    .push_bind(r.urgent)
+                    .push_bind(r.at);
             });
             q.push(" ON CONFLICT (dedupe_key) DO NOTHING");
-            q.build().execute(&mut *tx).await?;
+            q.build().execute(&mut *self.0).await?;
         }
+        Ok(())
     }
 
-    // The current assignments of every issue written.
-    delete_of_issues(tx, "assignments", &existing).await?;
-    let assigned: Vec<(&str, &str, bool)> = writes
-        .iter()
-        .flat_map(|w| {
-            w.decision
-                .next
-                .departments
-                .iter()
-                .enumerate()
-                .map(move |(i, d)| (w.issue_id, d.as_str(), i == 0))
-        })
-        .collect();
-    for chunk in assigned.chunks(MAX_VARS / 3) {
-        let mut q =
-            QueryBuilder::<Sqlite>::new("INSERT INTO assignments (department, issue_id, lead) ");
-        q.push_values(chunk, |mut b, (id, d, lead)| {
-            b.push_bind(*d).push_bind(*id).push_bind(*lead);
-        });
-        q.push(" ON CONFLICT DO NOTHING");
-        q.build().execute(&mut *tx).await?;
+    async fn insert_assignments(&mut self, rows: &[plan::AssignmentRow<'_>]) -> sqlx::Result<()> {
+        for chunk in rows.chunks(MAX_VARS / 3) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO assignments (department, issue_id, lead) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.department)
+                    .push_bind(r.issue_id)
+                    .push_bind(r.lead);
+            });
+            q.push(" ON CONFLICT DO NOTHING");
+            q.build().execute(&mut *self.0).await?;
+        }
+        Ok(())
     }
 
-    // Meetings convened, evaluations, and agenda items an outcome was applied to: rare, a row
-    // at a time.
-    for w in &writes {
-        let seq = seq_of(w)?;
-        for call in &w.decision.meetings {
-            convene(&mut *tx, w.issue_id, seq, call, w.at).await?;
-        }
-        if let Event::Evaluated { rating, comment } = w.event {
-            sqlx::query(
-                "INSERT INTO evaluations (issue_id, event_seq, rating, comment, department, actor, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(w.issue_id)
-            .bind(seq)
-            .bind(i64::from(*rating))
-            .bind(comment)
-            .bind(w.decision.next.departments.first())
-            .bind(w.actor)
-            .bind(millis(w.at))
-            .execute(&mut *tx)
-            .await?;
-        }
-        if let Some(meeting) = w.agenda {
-            sqlx::query(
-                "UPDATE meeting_agenda SET outcome_seq = ? WHERE meeting_id = ? AND issue_id = ?",
-            )
-            .bind(seq)
-            .bind(meeting)
-            .bind(w.issue_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-    }
-
-    for w in &writes {
-        out[w.job] = Some(match &batch[w.job] {
-            Job::Create { issue, .. } => Done::Created(Box::new(Ok(Submitted {
-                issue: StoredIssue {
-                    issue: issue.clone(),
-                    state: w.decision.next.clone(),
-                    version: 1,
-                },
-                replayed: false,
-            }))),
-            Job::Apply { .. } => Done::Applied(Ok(seq_of(w)?)),
-        });
-    }
-    for (i, j) in replays {
-        let first = match &out[j] {
-            Some(Done::Created(r)) => match &**r {
-                Ok(s) => Done::Created(Box::new(Ok(Submitted {
-                    issue: s.issue.clone(),
-                    replayed: true,
-                }))),
-                Err(e) => Done::Failed(StoreError::Corrupt(format!(
-                    "the first request with this key failed: {e}"
-                ))),
-            },
-            _ => Done::Failed(StoreError::Corrupt(
-                "the first request with this key has no answer".into(),
-            )),
-        };
-        out[i] = Some(first);
-    }
-    Ok(out
-        .into_iter()
-        .map(|d| d.expect("every job of a batch is answered"))
-        .collect())
-}
-
-/// Deletes the rows of `table` that belong to `issues`.
-async fn delete_of_issues(
-    tx: &mut SqliteConnection,
-    table: &str,
-    issues: &[&str],
-) -> std::result::Result<(), sqlx::Error> {
-    for chunk in issues.chunks(MAX_VARS) {
-        let mut q = QueryBuilder::<Sqlite>::new(format!("DELETE FROM {table} WHERE issue_id IN ("));
-        let mut list = q.separated(", ");
-        for id in chunk {
-            list.push_bind(*id);
-        }
-        q.push(")");
-        q.build().execute(&mut *tx).await?;
-    }
-    Ok(())
-}
-
-/// Puts an issue on the agenda of the scheduled meeting of its kind at its time, creating the
-/// meeting if this is the first issue, and adds the call's participants and departments.
-async fn convene(
-    tx: &mut SqliteConnection,
-    issue_id: &str,
-    seq: i64,
-    call: &MeetingCall,
-    at: DateTime<Utc>,
-) -> std::result::Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO meetings (kind, at, participants, departments, created_at) VALUES (?, ?, '[]', '[]', ?)
-         ON CONFLICT (kind, at) WHERE status = 'scheduled' DO NOTHING",
-    )
-    .bind(&call.meeting)
-    .bind(millis(call.at))
-    .bind(millis(at))
-    .execute(&mut *tx)
-    .await?;
-    let row = sqlx::query(
-        "SELECT id, participants, departments FROM meetings WHERE kind = ? AND at = ? AND status = 'scheduled'",
-    )
-    .bind(&call.meeting)
-    .bind(millis(call.at))
-    .fetch_one(&mut *tx)
-    .await?;
-    let id: i64 = row.get(0);
-    let merge = |stored: &str, new: &[String]| -> String {
-        let mut all: Vec<String> = serde_json::from_str(stored).unwrap_or_default();
-        for n in new {
-            if !all.contains(n) {
-                all.push(n.clone());
-            }
-        }
-        json(&all)
-    };
-    sqlx::query("UPDATE meetings SET participants = ?, departments = ? WHERE id = ?")
-        .bind(merge(row.get(1), &call.participants))
-        .bind(merge(row.get(2), &call.departments))
-        .bind(id)
+    async fn convene(
+        &mut self,
+        issue_id: &str,
+        seq: i64,
+        call: &MeetingCall,
+        at: i64,
+    ) -> sqlx::Result<()> {
+        let tx = &mut *self.0;
+        sqlx::query(
+            "INSERT INTO meetings (kind, at, participants, departments, created_at) VALUES (?, ?, '[]', '[]', ?)
+             ON CONFLICT (kind, at) WHERE status = 'scheduled' DO NOTHING",
+        )
+        .bind(&call.meeting)
+        .bind(millis(call.at))
+        .bind(at)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
-        "INSERT INTO meeting_agenda (meeting_id, issue_id, added_seq) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-    )
-    .bind(id)
-    .bind(issue_id)
-    .bind(seq)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+        let row = sqlx::query(
+            "SELECT id, participants, departments FROM meetings WHERE kind = ? AND at = ? AND status = 'scheduled'",
+        )
+        .bind(&call.meeting)
+        .bind(millis(call.at))
+        .fetch_one(&mut *tx)
+        .await?;
+        let id: i64 = row.get(0);
+        sqlx::query("UPDATE meetings SET participants = ?, departments = ? WHERE id = ?")
+            .bind(plan::merge_names(row.get(1), &call.participants))
+            .bind(plan::merge_names(row.get(2), &call.departments))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO meeting_agenda (meeting_id, issue_id, added_seq) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(issue_id)
+        .bind(seq)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_evaluation(&mut self, r: &plan::EvaluationRow<'_>) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO evaluations (issue_id, event_seq, rating, comment, department, actor, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(r.issue_id)
+        .bind(r.event_seq)
+        .bind(r.rating)
+        .bind(r.comment)
+        .bind(r.department)
+        .bind(r.actor)
+        .bind(r.at)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_agenda(&mut self, meeting: i64, issue_id: &str, seq: i64) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE meeting_agenda SET outcome_seq = ? WHERE meeting_id = ? AND issue_id = ?",
+        )
+        .bind(seq)
+        .bind(meeting)
+        .bind(issue_id)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn commit(self) -> sqlx::Result<()> {
+        self.0.commit().await
+    }
 }
 
 /// An issue by id, through a pool, a connection or a transaction.
