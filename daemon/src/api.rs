@@ -132,6 +132,23 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError>
     let scheduler = s.scheduler_running.load(Ordering::Relaxed);
     let mut body =
         json!({"store": store, "rules": &*s.engine.rules().version, "scheduler": scheduler});
+    // Among replicas on PostgreSQL: which one this is, whether it leads (runs the scheduled
+    // jobs), and whether its lease is being kept (a replica whose store calls fail is not).
+    let st = s.engine.store();
+    body["backend"] = json!(st.backend());
+    if let Some(replica) = st.replica() {
+        let role = s.engine.leadership();
+        body["replica"] = json!({
+            "name": replica,
+            "role": match role {
+                Some(l) if l.leader => "leader",
+                Some(_) => "follower",
+                None => "starting",
+            },
+            "lease_healthy": role.is_some_and(|l| l.healthy),
+            "lease_checked_at": role.map(|l| l.checked_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        });
+    }
     if let Some(d) = &s.delivery {
         // Which channels are configured, and which have rows waiting without one: those stay
         // queued, never dropped. The API itself is ready either way.

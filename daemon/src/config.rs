@@ -7,6 +7,7 @@ use serde::Deserialize;
 use crate::links::LinksConfig;
 use crate::notify::config::{DeliveryConfig, SmsConfig, SmtpConfig, TlsMode, WebhookConfig};
 use crate::photos::PhotoLimits;
+use crate::store::Database;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -26,8 +27,10 @@ pub struct Config {
     pub shadow_rules: Option<PathBuf>,
     /// Where the daemon keeps its data: `$STATE_DIRECTORY` (systemd) or `./data`.
     pub state_dir: PathBuf,
-    /// The SQLite database file; default `state_dir/escalade.sqlite`.
-    pub database: Option<PathBuf>,
+    /// The store: a PostgreSQL URL (`postgres://user@host/db`), which replicas share, or an
+    /// SQLite file (`sqlite:PATH` or a path); default the SQLite file
+    /// `state_dir/escalade.sqlite`.
+    pub database: Option<String>,
     /// Largest request body accepted, in bytes (for a multipart submission: its `issue` part).
     pub max_body_bytes: usize,
     /// Largest photo accepted, in bytes.
@@ -163,7 +166,7 @@ impl Config {
             c.state_dir = v.into();
         }
         if let Some(v) = env("ESCALADE_DATABASE") {
-            c.database = Some(v.into());
+            c.database = Some(v);
         }
         if let Some(v) = env("ESCALADE_MAX_BODY_BYTES") {
             c.max_body_bytes = v
@@ -323,10 +326,29 @@ impl Config {
         self.delivery.check()
     }
 
-    pub fn database_path(&self) -> PathBuf {
-        self.database
-            .clone()
-            .unwrap_or_else(|| self.state_dir.join("escalade.sqlite"))
+    /// The store this configuration names.
+    pub fn database(&self) -> Database {
+        match &self.database {
+            Some(d) => Database::parse(d),
+            None => Database::Sqlite(self.state_dir.join("escalade.sqlite")),
+        }
+    }
+
+    /// The SQLite file of the store, for what only an SQLite store has (`what`); on PostgreSQL,
+    /// an error saying so.
+    pub fn database_path(&self, what: &str) -> Result<PathBuf, String> {
+        match self.database() {
+            Database::Sqlite(p) => Ok(p),
+            Database::Postgres(_) => Err(format!(
+                "{what} works on an SQLite store; this configuration's database is PostgreSQL ({}){}",
+                self.database().display(),
+                if what.contains("backup") || what.contains("restore") {
+                    ": back it up with pg_dump and restore it with pg_restore"
+                } else {
+                    ""
+                }
+            )),
+        }
     }
 
     pub fn photo_limits(&self) -> PhotoLimits {
@@ -351,8 +373,8 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:9000");
         assert_eq!(c.rules, PathBuf::from("/etc/escalade/rules"));
         assert_eq!(
-            c.database_path(),
-            PathBuf::from("/var/lib/escalade/escalade.sqlite")
+            c.database(),
+            Database::Sqlite(PathBuf::from("/var/lib/escalade/escalade.sqlite"))
         );
     }
 

@@ -19,7 +19,7 @@ use futures_util::future::join_all;
 use crate::auth::{Actor, Role};
 use crate::links::{Claim, Spent};
 use crate::photos::{PhotoStore, Received};
-use crate::store::{DueTimer, Meeting, Store, StoreError, StoredIssue, Submitted};
+use crate::store::{DueTimer, Firing, Meeting, Store, StoreError, StoredIssue, Submitted};
 
 /// Who acts on an issue: a caller of the API, whose permission is checked inside the issue's
 /// turn on the very state the decision uses; an acknowledgement link, checked there the same
@@ -280,7 +280,24 @@ pub struct Engine {
     /// Shadow rules, when a candidate runs beside the live rules: each committed event is
     /// offered to them, off the request's path.
     shadow: RwLock<Option<Arc<crate::shadow::Shadow>>>,
+    /// Whether this replica leads (runs the scheduled jobs), and when that was last settled
+    /// with the store; none before the first try.
+    leadership: std::sync::Mutex<Option<Leadership>>,
 }
+
+/// This replica's role among the replicas, as last settled with the store.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Leadership {
+    pub leader: bool,
+    /// When the store last answered (the lease taken, kept, or seen held by another).
+    pub checked_at: DateTime<Utc>,
+    /// Whether the last attempt reached the store: a replica that cannot is not the leader.
+    pub healthy: bool,
+}
+
+/// The leader's lease: the replica that holds it runs the scheduled jobs. Renewed every third of
+/// it, so the next run after a leader dies happens on another replica within about this long.
+pub const LEADER_LEASE: Duration = Duration::from_secs(10);
 
 /// How many times an action is decided again when another action on the same issue committed
 /// between its read and its write.
@@ -294,6 +311,11 @@ const OVERLOAD_RETRY: Duration = Duration::from_secs(30);
 
 /// Issues whose timers fire together.
 const FIRE_BATCH: i64 = 256;
+
+/// How long a replica's claim on the timers it fires holds before others may take them over:
+/// renewed every third of it while the replica works, so a replica that dies (or stops) has its
+/// timers fired elsewhere this long after its last renewal, plus one poll.
+pub const TIMER_LEASE: Duration = Duration::from_secs(5);
 
 impl Engine {
     pub fn new(store: Store, rules: RuleSet, clock: Arc<dyn Clock>) -> Engine {
@@ -310,7 +332,47 @@ impl Engine {
             next_look: AtomicI64::new(i64::MAX),
             turns: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
             shadow: RwLock::new(None),
+            leadership: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Takes or keeps the leader's lease, and says whether this replica leads: it runs the
+    /// scheduled jobs. A store that cannot be reached makes it a follower (the lease lapses
+    /// for another replica to take).
+    pub async fn lead(&self) -> bool {
+        let now = self.now();
+        let until = now + chrono::Duration::from_std(LEADER_LEASE).unwrap_or_default();
+        let (leader, healthy) = match self.store.lead("leader", now, until).await {
+            Ok(held) => (held, true),
+            Err(e) => {
+                tracing::warn!(error = %e, "the leader's lease could not be settled");
+                (false, false)
+            }
+        };
+        let mut l = self.leadership.lock().expect("leadership lock");
+        let was = l.map(|l| l.leader);
+        if was != Some(leader) && self.store.replica().is_some() {
+            tracing::info!(
+                replica = self.store.replica().unwrap_or_default(),
+                leader,
+                "this replica's role changed"
+            );
+        }
+        *l = Some(Leadership {
+            leader,
+            checked_at: if healthy {
+                now
+            } else {
+                l.map_or(now, |l| l.checked_at)
+            },
+            healthy,
+        });
+        leader
+    }
+
+    /// This replica's role as last settled.
+    pub fn leadership(&self) -> Option<Leadership> {
+        *self.leadership.lock().expect("leadership lock")
     }
 
     pub fn store(&self) -> &Store {
@@ -471,7 +533,7 @@ impl Engine {
                 replayed: true,
             });
         }
-        issue.id = self.store.allocate_id();
+        issue.id = self.store.allocate_id().await?;
         let now = self.now();
         let decision = Engine::decide(
             &rules,
@@ -739,7 +801,8 @@ impl Engine {
         by: By<'_>,
         agenda: Option<i64>,
     ) -> Result<(StoredIssue, Decision)> {
-        self.act_with_photos(id, event, by, agenda, None).await
+        self.act_with_photos(id, event, by, agenda, None, None)
+            .await
     }
 
     /// Resolves an issue with photos of the fixed site sent with the request: their names go
@@ -764,7 +827,7 @@ impl Engine {
             note,
             photos: names,
         };
-        self.act_with_photos(id, event, By::Caller(by), None, Some((store, photos)))
+        self.act_with_photos(id, event, By::Caller(by), None, Some((store, photos)), None)
             .await
     }
 
@@ -775,6 +838,7 @@ impl Engine {
         by: By<'_>,
         agenda: Option<i64>,
         mut photos: Option<(&PhotoStore, Vec<Received>)>,
+        firing: Option<Firing>,
     ) -> Result<(StoredIssue, Decision)> {
         let rules = self.rules();
         let stripe = id
@@ -818,7 +882,7 @@ impl Engine {
             }
             match self
                 .store
-                .apply(&stored, &event, &decision, now, &actor, agenda)
+                .apply(&stored, &event, &decision, now, &actor, agenda, firing)
                 .await
             {
                 Ok(_) => {
@@ -1001,7 +1065,8 @@ impl Engine {
         let mut fired = 0;
         while fired < MAX_FIRINGS {
             let now = self.now();
-            let due = self.store.due(now, FIRE_BATCH).await?;
+            let lease = chrono::Duration::from_std(TIMER_LEASE).unwrap_or_default();
+            let due = self.store.claim_due(now, now + lease, FIRE_BATCH).await?;
             if due.is_empty() {
                 break;
             }
@@ -1010,7 +1075,29 @@ impl Engine {
                 .into_iter()
                 .filter(|t| issues.insert(t.issue_id.clone()))
                 .collect();
-            let results = join_all(batch.iter().map(|t| self.fire(t))).await;
+            // The claims are renewed while the batch is fired, so a slow batch keeps its
+            // timers; a replica that stops renewing loses them to the others.
+            let claims: Vec<Firing> = batch
+                .iter()
+                .map(|t| Firing {
+                    timer: t.id,
+                    fence: t.fence,
+                })
+                .collect();
+            let firing = join_all(batch.iter().map(|t| self.fire(t)));
+            let renewing = async {
+                loop {
+                    tokio::time::sleep(TIMER_LEASE / 3).await;
+                    let until = self.now() + lease;
+                    if let Err(e) = self.store.renew_claims(&claims, until).await {
+                        tracing::warn!(error = %e, "renewing the claims on timers failed");
+                    }
+                }
+            };
+            let results = tokio::select! {
+                results = firing => results,
+                _ = renewing => unreachable!("renewing never ends"),
+            };
             for r in results {
                 r?;
             }
@@ -1026,11 +1113,22 @@ impl Engine {
     /// decision fail, the timer is dropped rather than retried forever.
     async fn fire(&self, t: &DueTimer) -> Result<()> {
         crate::metrics::timer_fired((self.now() - t.due).num_milliseconds() as f64 / 1000.0);
+        let firing = Firing {
+            timer: t.id,
+            fence: t.fence,
+        };
+        let by = By::System("scheduler");
         match self
-            .act(&t.issue_id, t.event.clone(), By::System("scheduler"))
+            .act_with_photos(&t.issue_id, t.event.clone(), by, None, None, Some(firing))
             .await
         {
             Ok(_) => Ok(()),
+            // Another replica took the timer over, or a decision replaced it: not this one's.
+            Err(EngineError::Store(StoreError::LeaseLost(_))) => {
+                crate::metrics::timer_lease_lost();
+                tracing::info!(timer = t.id, issue = %t.issue_id, "a timer's firing was taken over; its work here is discarded");
+                Ok(())
+            }
             // Not a routing outcome: how far a hook got before the wall clock stopped it
             // depends on the machine's load. The timer is kept and tried again a little later;
             // the operator is alarmed.
@@ -1095,6 +1193,8 @@ impl Engine {
                 Err(_) => Duration::from_secs(1),
             };
             let wait = watchdog.as_ref().map_or(wait, |w| wait.min(w.every()));
+            // Other replicas add timers this one is not told of.
+            let wait = self.store.poll_every().map_or(wait, |p| wait.min(p));
             let look = now + chrono::Duration::from_std(wait).unwrap_or_default();
             self.next_look
                 .store(look.timestamp_millis(), Ordering::Release);

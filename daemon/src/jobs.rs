@@ -70,7 +70,15 @@ pub async fn run_jobs(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) 
             return;
         }
         let now = engine.now();
-        let wait = match run_due(&engine, now).await {
+        // One replica leads and runs the jobs; a run is recorded once per job and scheduled
+        // time whoever tries it, so two replicas that both believe they lead still run it once.
+        let leads = engine.lead().await;
+        let result = if leads {
+            run_due(&engine, now).await
+        } else {
+            Ok(Vec::new())
+        };
+        let wait = match result {
             Ok(_) => next_run(&engine.rules(), now)
                 .and_then(|next| (next - engine.now()).to_std().ok())
                 .unwrap_or(Duration::ZERO)
@@ -79,6 +87,11 @@ pub async fn run_jobs(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) 
                 tracing::error!(error = %e, "scheduled jobs failed; retrying shortly");
                 Duration::from_secs(5)
             }
+        };
+        // Among replicas, the lease is renewed (or watched, to take it over) every third of it.
+        let wait = match engine.store().replica() {
+            Some(_) => wait.min(crate::engine::LEADER_LEASE / 3),
+            None => wait,
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}

@@ -74,6 +74,10 @@ fn describe() {
         "How long after its due time a timer fired."
     );
     describe_counter!(
+        "escalade_timer_takeovers_total",
+        "Timer firings discarded because another replica took the timer over (its claim lapsed) or a decision replaced it."
+    );
+    describe_counter!(
         "escalade_escalations_total",
         "Escalations committed, by the tier reached."
     );
@@ -188,6 +192,12 @@ pub fn escalated(tier: &str) {
 /// A timer fired `late` seconds after its due time.
 pub fn timer_fired(late: f64) {
     histogram!("escalade_timer_lateness_seconds").record(late.max(0.0));
+}
+
+/// A timer's firing was discarded: its claim passed to another replica, or its timer was
+/// replaced meanwhile.
+pub fn timer_lease_lost() {
+    counter!("escalade_timer_takeovers_total").increment(1);
 }
 
 /// A message went out on `channel`, `latency` seconds after it was due.

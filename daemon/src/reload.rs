@@ -381,9 +381,9 @@ impl Rules {
         self
     }
 
-    /// The store's SQLite file, for replays.
-    pub fn with_database(mut self, db: PathBuf) -> Rules {
-        self.database = Some(db);
+    /// The store's SQLite file, for replays (none on PostgreSQL).
+    pub fn with_database(mut self, db: impl Into<Option<PathBuf>>) -> Rules {
+        self.database = db.into();
         self
     }
 

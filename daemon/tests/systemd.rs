@@ -304,7 +304,7 @@ async fn a_long_catch_up_pings_after_each_batch() {
     clock.set(support::at("2026-04-01T10:00:00+08:00"));
     let due = engine
         .store()
-        .due(engine.now(), 10_000)
+        .claim_due(engine.now(), engine.now(), 10_000)
         .await
         .unwrap()
         .len();

@@ -55,7 +55,7 @@ fn taken(s: &Summary) -> String {
 /// `escalade backup --to FILE`.
 pub fn backup(a: BackupArgs) -> Result<(), Failure> {
     let cfg = config(a.config.as_deref())?;
-    let db = cfg.database_path();
+    let db = cfg.database_path("escalade backup")?;
     let s = runtime()?
         .block_on(backup::backup(&db, &cfg.state_dir, &a.to, a.force))
         .map_err(Failure::Usage)?;
@@ -101,7 +101,7 @@ pub fn restore(a: RestoreArgs) -> Result<(), Failure> {
         return Ok(());
     }
     let cfg = config(a.config.as_deref())?;
-    let db = cfg.database_path();
+    let db = cfg.database_path("escalade restore")?;
     if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;

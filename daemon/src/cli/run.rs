@@ -56,7 +56,14 @@ pub fn run(a: RunArgs) -> Result<(), Failure> {
 /// The log on stderr, filtered by `RUST_LOG` (default `info`), in the configured form.
 fn init_log(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        // PostgreSQL's notices at start-up ("relation ... already exists, skipping" as the
+        // migrations check their table) are not the operator's news.
+        .add_directive(
+            "sqlx::postgres::notice=warn"
+                .parse()
+                .expect("a valid directive"),
+        );
     let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -123,13 +130,17 @@ async fn daemon(cfg: Config, force_rules: bool) -> Result<(), String> {
             cfg.state_dir.display()
         )
     })?;
-    let db = cfg.database_path();
-    let _owned = own_store(&db)?;
+    let db = cfg.database();
+    // One daemon owns an SQLite file; replicas share a PostgreSQL database.
+    let _owned = match &db {
+        crate::store::Database::Sqlite(path) => Some(own_store(path)?),
+        crate::store::Database::Postgres(_) => None,
+    };
     service.status(&format!("opening and migrating the store {}", db.display()));
     let options = crate::store::StoreOptions {
         webhook_events: cfg.webhook.is_some(),
     };
-    let store = Store::open_sqlite_with(&db, options)
+    let store = Store::open(&db, options)
         .await
         .map_err(|e| format!("{}: {e}", db.display()))?;
     service.status(&format!("loading the rules {}", cfg.rules.display()));
@@ -146,11 +157,15 @@ async fn daemon(cfg: Config, force_rules: bool) -> Result<(), String> {
             e => format!("{}: {e}", cfg.rules.display()),
         })?;
     let version = rules.version.clone();
+    let store_backend = store.backend();
     let engine = Arc::new(Engine::new(store, rules, Arc::new(SystemClock)));
     let steward = Arc::new(
         Rules::new(engine.clone(), cfg.rules.clone(), live)
             .with_candidates(cfg.candidates_dir.clone())
-            .with_database(db.clone())
+            .with_database(match &db {
+                crate::store::Database::Sqlite(path) => Some(path.clone()),
+                crate::store::Database::Postgres(_) => None,
+            })
             .with_service_manager(service.clone()),
     );
     crate::metrics::reloaded(true, engine.now().timestamp());
@@ -233,6 +248,7 @@ async fn daemon(cfg: Config, force_rules: bool) -> Result<(), String> {
     tracing::info!(
         listen = %listen,
         database = %db.display(),
+        backend = store_backend,
         rules = %cfg.rules.display(),
         rules_version = %&version[..16],
         "escalade is serving"

@@ -85,16 +85,18 @@ pub fn with_store<T>(
     create: bool,
     f: impl AsyncFnOnce(&Store) -> Result<T, String>,
 ) -> Result<T, Failure> {
-    let db = cfg.database_path();
+    let db = cfg.database();
     runtime()?
         .block_on(async {
-            if create {
-                std::fs::create_dir_all(&cfg.state_dir)
-                    .map_err(|e| format!("cannot create {}: {e}", cfg.state_dir.display()))?;
-            } else if !db.exists() {
-                return Err(format!("no store at {}", db.display()));
+            if let crate::store::Database::Sqlite(path) = &db {
+                if create {
+                    std::fs::create_dir_all(&cfg.state_dir)
+                        .map_err(|e| format!("cannot create {}: {e}", cfg.state_dir.display()))?;
+                } else if !path.exists() {
+                    return Err(format!("no store at {}", path.display()));
+                }
             }
-            let store = Store::open_sqlite(&db)
+            let store = Store::open(&db, Default::default())
                 .await
                 .map_err(|e| format!("{}: {e}", db.display()))?;
             let r = f(&store).await;

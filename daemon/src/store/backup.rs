@@ -450,12 +450,25 @@ pub async fn restore(
             .await
             .map_err(|e| format!("the restored store does not open: {e}"))?;
         store.close().await;
-        // Back to a single file (the daemon turns WAL on again when it opens it).
+        drop(store);
+        // Back to a single file (the daemon turns WAL on again when it opens it). Leaving WAL
+        // needs the file to itself, and SQLite refuses at once (no busy wait) while a
+        // connection just closed is still being torn down on its worker thread: a few tries.
         let mut copy = connect(options(&temp)?, &temp).await?;
-        sqlx::query("PRAGMA journal_mode = DELETE")
-            .execute(&mut copy)
-            .await
-            .map_err(err)?;
+        let mut tries = 0;
+        loop {
+            match sqlx::query("PRAGMA journal_mode = DELETE")
+                .execute(&mut copy)
+                .await
+            {
+                Ok(_) => break,
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("5") && tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
         copy.close().await.map_err(err)?;
         sync(&temp)
     }

@@ -15,14 +15,26 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use escalade_rules::{Decision, Event, Issue, IssueState};
 
+/// Runs `$e` on the backend as `$s`.
+macro_rules! on {
+    ($self:ident, $s:ident => $e:expr) => {
+        match &$self.backend {
+            Backend::Sqlite($s) => $e,
+            Backend::Postgres($s) => $e,
+        }
+    };
+}
+
 pub mod backup;
 mod outbox;
 mod plan;
+mod postgres;
 mod rules;
 mod sqlite;
 mod tokens;
 
 pub use outbox::{Claimed, OUTBOX_STATUSES, OutboxFilter, Requeue, Settlement, StoreOptions};
+pub use postgres::PgStore;
 pub use rules::{OpenUses, Recorded, RuleVersionRow, ShadowDiff, ShadowKind, ShadowSummary, Use};
 pub use sqlite::SqliteStore;
 pub use tokens::{LAST_USED_EVERY, TOKEN_CACHE_TTL, TokenListing, TokenRow, TokenTerms};
@@ -38,6 +50,11 @@ pub enum StoreError {
     /// Another action on the same issue committed first; the caller decides again.
     #[error("issue {0} changed concurrently")]
     Conflict(String),
+    /// A timer's firing whose claim another replica took over (its lease lapsed), or whose
+    /// timer a decision replaced meanwhile: the firing is someone else's, and nothing of it
+    /// was written.
+    #[error("the firing of a timer of issue {0} is no longer this replica's")]
+    LeaseLost(String),
     #[error("idempotency key `{0}` was used for a different request")]
     KeyReused(String),
     #[error("the store is closed")]
@@ -125,6 +142,17 @@ pub struct DueTimer {
     pub issue_id: String,
     pub due: DateTime<Utc>,
     pub event: Event,
+    /// The claim's fencing token: the firing's write is taken only while the timer still
+    /// carries it (`Firing`).
+    pub fence: i64,
+}
+
+/// A timer being fired: its decision is written only if the timer is still there with this
+/// claim's fence (no other replica took it over, no decision replaced it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Firing {
+    pub timer: i64,
+    pub fence: i64,
 }
 
 /// A message (or, on channel `webhook`, an event) in the outbox, with its delivery so far.
@@ -251,31 +279,83 @@ pub struct Store {
 
 enum Backend {
     Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
-/// Runs `$e` on the backend as `$s`.
-macro_rules! on {
-    ($self:ident, $s:ident => $e:expr) => {
-        match &$self.backend {
-            Backend::Sqlite($s) => $e,
+/// Which database a store lives in, as `database:` (or `ESCALADE_DATABASE`) names it:
+/// `postgres://...` (or `postgresql://...`) for PostgreSQL, else an SQLite file (`sqlite:PATH`
+/// or a bare path).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Database {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl Database {
+    pub fn parse(s: &str) -> Database {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Database::Postgres(s.to_string())
+        } else {
+            Database::Sqlite(s.strip_prefix("sqlite:").unwrap_or(s).into())
         }
-    };
+    }
+
+    /// The database as an operator reads it: a PostgreSQL URL without its password.
+    pub fn display(&self) -> String {
+        match self {
+            Database::Sqlite(p) => p.display().to_string(),
+            Database::Postgres(url) => match url.split_once("://") {
+                Some((scheme, rest)) => match rest.split_once('@') {
+                    Some((user, host)) => {
+                        let user = user.split(':').next().unwrap_or("");
+                        format!("{scheme}://{user}@{host}")
+                    }
+                    None => url.clone(),
+                },
+                None => url.clone(),
+            },
+        }
+    }
 }
 
 impl Store {
+    /// Opens the store in `database` (creating and migrating it as needed) with `options`.
+    pub async fn open(database: &Database, options: StoreOptions) -> Result<Store> {
+        match database {
+            Database::Sqlite(path) => Store::open_sqlite_with(path, options).await,
+            Database::Postgres(url) => Store::open_postgres_with(url, options).await,
+        }
+    }
+
     /// Opens (creating if needed) the SQLite database at `path` and migrates it. See
     /// `SqliteStore::open` for its durability settings.
     pub async fn open_sqlite(path: &Path) -> Result<Store> {
-        Ok(Store {
-            backend: Backend::Sqlite(SqliteStore::open(path).await?),
-            tokens: Mutex::new(HashMap::new()),
-            used: Mutex::new(HashMap::new()),
-        })
+        Ok(Store::over(Backend::Sqlite(SqliteStore::open(path).await?)))
     }
 
-    /// A fresh issue id.
-    pub fn allocate_id(&self) -> String {
-        on!(self, s => s.allocate_id())
+    fn over(backend: Backend) -> Store {
+        Store {
+            backend,
+            tokens: Mutex::new(HashMap::new()),
+            used: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A fresh issue id: from the database's sequence on PostgreSQL (replicas share it), from
+    /// the largest stored id on SQLite (one process owns the file).
+    pub async fn allocate_id(&self) -> Result<String> {
+        match &self.backend {
+            Backend::Sqlite(s) => Ok(s.allocate_id()),
+            Backend::Postgres(s) => s.allocate_id().await,
+        }
+    }
+
+    /// The backend's name: `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match &self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
     }
 
     /// The issue a key was first used for, if the key is known; `KeyReused` if the request
@@ -302,8 +382,9 @@ impl Store {
     /// Applies a decision to an issue last read at `stored.version`: its new state, the event,
     /// its timers (replacing the old ones), its messages and meetings, in one transaction;
     /// `Conflict` if the issue changed since. With `agenda`, the event is that meeting's
-    /// outcome and marks the issue's agenda item done. Returns the event's sequence number
-    /// after the commit.
+    /// outcome and marks the issue's agenda item done. With `firing`, the event is that
+    /// timer's and is written only under its claim (`LeaseLost` otherwise). Returns the
+    /// event's sequence number after the commit.
     #[allow(clippy::too_many_arguments)]
     pub async fn apply(
         &self,
@@ -313,8 +394,9 @@ impl Store {
         at: DateTime<Utc>,
         actor: &str,
         agenda: Option<i64>,
+        firing: Option<Firing>,
     ) -> Result<i64> {
-        on!(self, s => s.apply(stored, event, decision, at, actor, agenda).await)
+        on!(self, s => s.apply(stored, event, decision, at, actor, agenda, firing).await)
     }
 
     /// Removes a timer that fired but could not be applied.
@@ -340,14 +422,54 @@ impl Store {
         on!(self, s => s.timeline(id).await)
     }
 
-    /// The earliest pending timer, if any.
+    /// When the earliest pending timer may be claimed (its due time, or the end of another
+    /// replica's claim on it), if there is one.
     pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
         on!(self, s => s.next_due().await)
     }
 
-    /// Timers due at or before `now`, earliest first.
-    pub async fn due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<DueTimer>> {
-        on!(self, s => s.due(now, limit).await)
+    /// Claims timers due at or before `now`, earliest first, until `lease_until`: on
+    /// PostgreSQL no other replica claims them before then (a replica that dies leaves them to
+    /// the others once it passes); on SQLite one process owns every timer.
+    pub async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<DueTimer>> {
+        on!(self, s => s.claim_due(now, lease_until, limit).await)
+    }
+
+    /// Extends this replica's claims on `timers` (still its own) to `lease_until`.
+    pub async fn renew_claims(&self, timers: &[Firing], lease_until: DateTime<Utc>) -> Result<()> {
+        on!(self, s => s.renew_claims(timers, lease_until).await)
+    }
+
+    /// Takes or keeps the lease `name` for this replica until `until` (it is free when nobody
+    /// holds it or its holder's lease ended by `now`); false if another replica holds it. On
+    /// SQLite the one process always holds it.
+    pub async fn lead(&self, name: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(true),
+            Backend::Postgres(s) => s.lead(name, now, until).await,
+        }
+    }
+
+    /// This replica's name in the claims and leases it holds (none on SQLite).
+    pub fn replica(&self) -> Option<&str> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(s) => Some(s.replica()),
+        }
+    }
+
+    /// How often the scheduler looks for due timers at least: other replicas add timers this
+    /// one is not told of (on PostgreSQL); none on SQLite, where every timer is this process's.
+    pub fn poll_every(&self) -> Option<std::time::Duration> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(_) => Some(std::time::Duration::from_secs(1)),
+        }
     }
 
     pub async fn outbox(&self, limit: i64) -> Result<Vec<OutboxRow>> {

@@ -67,23 +67,24 @@ impl Store {
     /// Opens the SQLite database at `path` (see `open_sqlite`) with `options`.
     pub async fn open_sqlite_with(path: &Path, options: StoreOptions) -> Result<Store> {
         let store = Store::open_sqlite(path).await?;
-        match &store.backend {
-            Backend::Sqlite(s) => s.set_webhook_events(options.webhook_events),
-        }
+        on!(store, s => s.set_webhook_events(options.webhook_events));
+        Ok(store)
+    }
+
+    /// Connects to the PostgreSQL database at `url`, migrates it, and opens it with `options`.
+    pub async fn open_postgres_with(url: &str, options: StoreOptions) -> Result<Store> {
+        let store = Store::over(Backend::Postgres(super::PgStore::open(url).await?));
+        on!(store, s => s.set_webhook_events(options.webhook_events));
         Ok(store)
     }
 
     /// Outbox rows matching `f`, by id.
     pub async fn outbox_page(&self, f: &OutboxFilter) -> Result<Vec<OutboxRow>> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.outbox_page(f).await,
-        }
+        on!(self, s => s.outbox_page(f).await)
     }
 
     pub async fn outbox_row(&self, id: i64) -> Result<Option<OutboxRow>> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.outbox_row(id).await,
-        }
+        on!(self, s => s.outbox_row(id).await)
     }
 
     /// Claims up to `limit` rows of `channel` due at `now` (queued with `not_before <= now`,
@@ -97,59 +98,43 @@ impl Store {
         lease_until: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<Claimed>> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.claim(channel, now, lease_until, limit).await,
-        }
+        on!(self, s => s.claim(channel, now, lease_until, limit).await)
     }
 
     /// Records what became of claimed rows, all in one statement. A row no longer `sending`
     /// (requeued by hand meanwhile) is left alone.
     pub async fn settle(&self, outcomes: &[(i64, Settlement)], now: DateTime<Utc>) -> Result<()> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.settle(outcomes, now).await,
-        }
+        on!(self, s => s.settle(outcomes, now).await)
     }
 
     /// When each of `persons` was last sent an email of an issue.
     pub async fn last_emails(&self, persons: &[&str]) -> Result<HashMap<String, DateTime<Utc>>> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.last_emails(persons).await,
-        }
+        on!(self, s => s.last_emails(persons).await)
     }
 
     /// The issue and its state right after each event: what its messages are rendered from.
     pub async fn message_context(&self, seqs: &[i64]) -> Result<HashMap<i64, (Issue, IssueState)>> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.message_context(seqs).await,
-        }
+        on!(self, s => s.message_context(seqs).await)
     }
 
     /// Queues a dead letter or a stale message again, due at `now`, its attempts counted
     /// afresh, retried by hand at `now`: it is sent whatever its age.
     pub async fn requeue(&self, id: i64, now: DateTime<Utc>) -> Result<Requeue> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.requeue(id, now).await,
-        }
+        on!(self, s => s.requeue(id, now).await)
     }
 
     /// Rows per `(channel, status)` that are not sent.
     pub async fn outbox_counts(&self) -> Result<Vec<(String, String, i64)>> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.outbox_counts().await,
-        }
+        on!(self, s => s.outbox_counts().await)
     }
 
     /// Whether a channel has rows waiting (queued or sending): an index lookup, not a count.
     pub async fn outbox_waiting(&self, channel: &str) -> Result<bool> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.outbox_waiting(channel).await,
-        }
+        on!(self, s => s.outbox_waiting(channel).await)
     }
 
     /// The earliest `not_before` of a channel's queued rows.
     pub async fn next_not_before(&self, channel: &str) -> Result<Option<DateTime<Utc>>> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.next_not_before(channel).await,
-        }
+        on!(self, s => s.next_not_before(channel).await)
     }
 }

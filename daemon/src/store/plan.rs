@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use escalade_rules::{DeadlineKind, Decision, Event, Issue, IssueState, MeetingCall};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Result, StoreError, StoredIssue, Submitted};
+use super::{Firing, Result, StoreError, StoredIssue, Submitted};
 
 /// A write waiting for the group commit.
 pub(super) enum Job {
@@ -39,6 +39,8 @@ pub(super) enum Job {
         actor: String,
         /// The meeting whose outcome the event is: its agenda item is marked done with it.
         agenda: Option<i64>,
+        /// The timer whose firing the event is: written only under its claim.
+        firing: Option<Firing>,
         reply: oneshot::Sender<Result<i64>>,
     },
 }
@@ -100,6 +102,7 @@ impl Writes {
     }
 
     /// Applies a decision to an issue last read at `stored.version`.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn apply(
         &self,
         stored: &StoredIssue,
@@ -108,6 +111,7 @@ impl Writes {
         at: DateTime<Utc>,
         actor: &str,
         agenda: Option<i64>,
+        firing: Option<Firing>,
     ) -> Result<i64> {
         let (reply, answer) = oneshot::channel();
         let job = Job::Apply {
@@ -119,6 +123,7 @@ impl Writes {
             at,
             actor: actor.to_string(),
             agenda,
+            firing,
             reply,
         };
         self.submit(job, answer).await
@@ -154,10 +159,12 @@ pub(super) struct IssueRow<'a> {
     pub resolve_by: Option<i64>,
 }
 
-/// A changed issue's new state, written only where the issue is still at `version`.
+/// A changed issue's new state, written only where the issue is still at `version` (and, for a
+/// timer's firing, where the timer still carries the claim's fence).
 pub(super) struct IssueUpdate<'a> {
     pub id: &'a str,
     pub version: i64,
+    pub firing: Option<Firing>,
     pub state: String,
     pub status: &'a str,
     pub department: Option<&'a str>,
@@ -257,7 +264,13 @@ pub(super) trait Executor: Send {
         &mut self,
         rows: &[IssueRow<'_>],
     ) -> impl Future<Output = sqlx::Result<()>> + Send;
-    /// Writes each update whose issue is still at its version; returns the ids written.
+    /// The fences of those of `timers` still pending.
+    fn fences(
+        &mut self,
+        timers: &[i64],
+    ) -> impl Future<Output = sqlx::Result<HashMap<i64, i64>>> + Send;
+    /// Writes each update whose issue is still at its version (and whose firing's timer still
+    /// carries its fence); returns the ids written.
     fn update_issues(
         &mut self,
         rows: &[IssueUpdate<'_>],
@@ -464,7 +477,7 @@ async fn write_batch<E: Executor>(
     let mut first_with_key: HashMap<&str, usize> = HashMap::new();
     let mut replays: Vec<(usize, usize)> = Vec::new();
     let mut creates: Vec<Write> = Vec::new();
-    let mut applies: Vec<(Write, i64)> = Vec::new();
+    let mut applies: Vec<(Write, i64, Option<Firing>)> = Vec::new();
     let mut applying: HashSet<&str> = HashSet::new();
     for (i, job) in batch.iter().enumerate() {
         match job {
@@ -513,6 +526,7 @@ async fn write_batch<E: Executor>(
                 at,
                 actor,
                 agenda,
+                firing,
                 ..
             } => {
                 // One change per issue and batch: a second one read the same version.
@@ -532,6 +546,7 @@ async fn write_batch<E: Executor>(
                         agenda: *agenda,
                     },
                     *version,
+                    *firing,
                 ));
             }
         }
@@ -616,11 +631,12 @@ async fn write_batch<E: Executor>(
     // changed since, and its job is decided again.
     let updates: Vec<IssueUpdate> = applies
         .iter()
-        .map(|(w, version)| {
+        .map(|(w, version, firing)| {
             let s = &w.decision.next;
             IssueUpdate {
                 id: w.issue_id,
                 version: *version,
+                firing: *firing,
                 state: json(s),
                 status: s.state.as_str(),
                 department: s.departments.first().map(String::as_str),
@@ -636,14 +652,30 @@ async fn write_batch<E: Executor>(
     } else {
         tx.update_issues(&updates).await?
     };
+    // A firing not written lost its claim when its timer is gone or carries another fence;
+    // anything else not written met a newer version of its issue.
+    let lapsed: Vec<i64> = applies
+        .iter()
+        .filter(|(w, _, _)| !changed.contains(w.issue_id))
+        .filter_map(|(_, _, f)| f.map(|f| f.timer))
+        .collect();
+    let fences = if lapsed.is_empty() {
+        HashMap::new()
+    } else {
+        tx.fences(&lapsed).await?
+    };
     let mut writes = creates;
-    for (w, _) in applies {
+    for (w, _, firing) in applies {
         if changed.contains(w.issue_id) {
             writes.push(w);
         } else {
-            out[w.job] = Some(Done::Applied(Err(StoreError::Conflict(
-                w.issue_id.to_string(),
-            ))));
+            let id = w.issue_id.to_string();
+            let lost = firing.is_some_and(|f| fences.get(&f.timer) != Some(&f.fence));
+            out[w.job] = Some(Done::Applied(Err(if lost {
+                StoreError::LeaseLost(id)
+            } else {
+                StoreError::Conflict(id)
+            })));
         }
     }
     if writes.is_empty() {

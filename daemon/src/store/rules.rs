@@ -111,9 +111,7 @@ pub struct Recorded {
 impl Store {
     /// An issue's events with their stored decisions, in order.
     pub async fn recorded(&self, issue: &str) -> Result<Vec<Recorded>> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.recorded(issue).await,
-        }
+        on!(self, s => s.recorded(issue).await)
     }
 
     /// Records that `version` went live, storing its files (each content once across all
@@ -126,9 +124,7 @@ impl Store {
         dir: &str,
         files: &BTreeMap<String, Arc<str>>,
     ) -> Result<i64> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.record_rule_version(version, at, by, dir, files).await,
-        }
+        on!(self, s => s.record_rule_version(version, at, by, dir, files).await)
     }
 
     /// The versions that went live, newest first, before the row `before` if given.
@@ -137,9 +133,7 @@ impl Store {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<RuleVersionRow>> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.rule_versions(before, limit).await,
-        }
+        on!(self, s => s.rule_versions(before, limit).await)
     }
 
     /// The files of a version that went live (a unique prefix of its hash will do), by path;
@@ -148,9 +142,7 @@ impl Store {
         &self,
         version: &str,
     ) -> Result<Option<(String, BTreeMap<String, Arc<str>>)>> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.rule_version_files(version).await,
-        }
+        on!(self, s => s.rule_version_files(version).await)
     }
 
     /// Records a shadow run's start; returns its id. A run still open is stopped first.
@@ -161,16 +153,12 @@ impl Store {
         by: &str,
         at: DateTime<Utc>,
     ) -> Result<i64> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.start_shadow(version, dir, by, at).await,
-        }
+        on!(self, s => s.start_shadow(version, dir, by, at).await)
     }
 
     /// Records a shadow run's stop.
     pub async fn stop_shadow(&self, run: i64, at: DateTime<Utc>) -> Result<()> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.stop_shadow(run, at).await,
-        }
+        on!(self, s => s.stop_shadow(run, at).await)
     }
 
     /// Adds to a shadow run's counts and stores its differences, in one transaction.
@@ -181,23 +169,17 @@ impl Store {
         dropped: i64,
         diffs: &[ShadowDiff],
     ) -> Result<()> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.record_shadow(run, compared, dropped, diffs).await,
-        }
+        on!(self, s => s.record_shadow(run, compared, dropped, diffs).await)
     }
 
     /// The latest shadow run's summary, with up to `examples` issues per kind.
     pub async fn shadow_summary(&self, examples: usize) -> Result<Option<ShadowSummary>> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.shadow_summary(examples).await,
-        }
+        on!(self, s => s.shadow_summary(examples).await)
     }
 
     /// What open issues use.
     pub async fn open_uses(&self) -> Result<OpenUses> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.open_uses().await,
-        }
+        on!(self, s => s.open_uses().await)
     }
 
     /// The open issues that use `value` as a `what`: up to `limit` ids, in id order, and how
@@ -208,8 +190,6 @@ impl Store {
         value: &str,
         limit: i64,
     ) -> Result<(Vec<String>, i64)> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.open_issues_using(what, value, limit).await,
-        }
+        on!(self, s => s.open_issues_using(what, value, limit).await)
     }
 }

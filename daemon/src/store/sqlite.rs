@@ -140,9 +140,10 @@ impl SqliteStore {
         at: DateTime<Utc>,
         actor: &str,
         agenda: Option<i64>,
+        firing: Option<super::Firing>,
     ) -> Result<i64> {
         self.writes
-            .apply(stored, event, decision, at, actor, agenda)
+            .apply(stored, event, decision, at, actor, agenda, firing)
             .await
     }
 
@@ -221,10 +222,16 @@ impl SqliteStore {
         due.map(instant).transpose()
     }
 
-    /// Timers due at or before `now`, earliest first.
-    pub async fn due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<DueTimer>> {
+    /// Timers due at or before `now`, earliest first. One process owns an SQLite store and
+    /// one scheduler fires its timers, so a claim is a read: nobody else could take them.
+    pub async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        _lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<DueTimer>> {
         let rows = sqlx::query(
-            "SELECT id, issue_id, due, event FROM timers WHERE due <= ? ORDER BY due, id LIMIT ?",
+            "SELECT id, issue_id, due, event, fence FROM timers WHERE due <= ? ORDER BY due, id LIMIT ?",
         )
         .bind(millis(now))
         .bind(limit)
@@ -237,9 +244,19 @@ impl SqliteStore {
                     issue_id: r.get(1),
                     due: instant(r.get(2))?,
                     event: parse("timer event", r.get::<&str, _>(3))?,
+                    fence: r.get(4),
                 })
             })
             .collect()
+    }
+
+    /// Nothing to extend: claims on SQLite never lapse (see `claim_due`).
+    pub async fn renew_claims(
+        &self,
+        _timers: &[super::Firing],
+        _lease_until: DateTime<Utc>,
+    ) -> Result<()> {
+        Ok(())
     }
 
     pub async fn outbox(&self, limit: i64) -> Result<Vec<OutboxRow>> {
@@ -590,12 +607,28 @@ impl plan::Executor for SqliteTx {
         Ok(())
     }
 
+    async fn fences(&mut self, timers: &[i64]) -> sqlx::Result<HashMap<i64, i64>> {
+        let mut fences = HashMap::with_capacity(timers.len());
+        for chunk in timers.chunks(MAX_VARS) {
+            let mut q = QueryBuilder::<Sqlite>::new("SELECT id, fence FROM timers WHERE id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            q.push(")");
+            for r in q.build().fetch_all(&mut *self.0).await? {
+                fences.insert(r.get(0), r.get(1));
+            }
+        }
+        Ok(fences)
+    }
+
     async fn update_issues(
         &mut self,
         rows: &[plan::IssueUpdate<'_>],
     ) -> sqlx::Result<HashSet<String>> {
         let mut changed = HashSet::with_capacity(rows.len());
-        for chunk in rows.chunks(MAX_VARS / 9) {
+        for chunk in rows.chunks(MAX_VARS / 11) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "UPDATE issues SET version = issues.version + 1, state = v.column3, status = v.column4,
                  department = v.column5, tier = v.column6, updated_at = v.column7,
@@ -610,10 +643,15 @@ impl plan::Executor for SqliteTx {
                     .push_bind(r.tier)
                     .push_bind(r.at)
                     .push_bind(r.acknowledge_by)
-                    .push_bind(r.resolve_by);
+                    .push_bind(r.resolve_by)
+                    .push_bind(r.firing.map(|f| f.timer))
+                    .push_bind(r.firing.map(|f| f.fence));
             });
             q.push(
-                ") AS v WHERE issues.id = v.column1 AND issues.version = v.column2 RETURNING id",
+                ") AS v WHERE issues.id = v.column1 AND issues.version = v.column2
+                 AND (v.column10 IS NULL OR EXISTS
+                      (SELECT 1 FROM timers t WHERE t.id = v.column10 AND t.fence = v.column11))
+                 RETURNING id",
             );
             for r in q.build().fetch_all(&mut *self.0).await? {
                 changed.insert(r.get(0));

@@ -74,16 +74,12 @@ impl Store {
         terms: &TokenTerms,
         at: DateTime<Utc>,
     ) -> Result<i64> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.create_token(hash, grant, terms, at).await,
-        }
+        on!(self, s => s.create_token(hash, grant, terms, at).await)
     }
 
     /// Revokes a token; false if no live token has that id.
     pub async fn revoke_token(&self, id: i64, at: DateTime<Utc>) -> Result<bool> {
-        let revoked = match &self.backend {
-            Backend::Sqlite(s) => s.revoke_token(id, at).await?,
-        };
+        let revoked = on!(self, s => s.revoke_token(id, at).await?);
         self.tokens
             .lock()
             .expect("token cache lock")
@@ -93,9 +89,7 @@ impl Store {
 
     /// Every token, by id: revoked and expired ones too.
     pub async fn tokens(&self) -> Result<Vec<TokenListing>> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.tokens().await,
-        }
+        on!(self, s => s.tokens().await)
     }
 
     /// The unrevoked token with this hash (expired or not: the caller judges the time), read
@@ -106,9 +100,7 @@ impl Store {
         {
             return Ok(Some(t.clone()));
         }
-        let found = match &self.backend {
-            Backend::Sqlite(s) => s.token(hash).await?,
-        };
+        let found = on!(self, s => s.token(hash).await?);
         let mut cache = self.tokens.lock().expect("token cache lock");
         match &found {
             Some(t) => {
@@ -143,8 +135,6 @@ impl Store {
             }
             used.insert(id, now);
         }
-        match &self.backend {
-            Backend::Sqlite(s) => s.token_used(id, now, now - LAST_USED_EVERY).await,
-        }
+        on!(self, s => s.token_used(id, now, now - LAST_USED_EVERY).await)
     }
 }
