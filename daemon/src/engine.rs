@@ -243,9 +243,9 @@ fn link_only_acknowledges(c: &Claim, what: &str) -> EngineError {
     }
 }
 
-/// Moves received photos into the store on a blocking thread and returns their names, each
-/// once, in order.
-async fn store_photos(store: &PhotoStore, photos: Vec<Received>) -> Result<Vec<String>> {
+/// Moves received photos into the photo directory on a blocking thread and returns their names,
+/// each once, in order.
+async fn keep_photos(store: &PhotoStore, photos: Vec<Received>) -> Result<Vec<String>> {
     let store = store.clone();
     let stored = tokio::task::spawn_blocking(move || {
         photos
@@ -377,6 +377,56 @@ impl Engine {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Keeps received photos: in the photo directory, and where the store holds photos (every
+    /// replica reads them from the database), there too, before anything names them.
+    async fn store_photos(&self, store: &PhotoStore, photos: Vec<Received>) -> Result<Vec<String>> {
+        let names = keep_photos(store, photos).await?;
+        if self.store.keeps_photos() {
+            let (dir, wanted) = (store.clone(), names.clone());
+            let read = tokio::task::spawn_blocking(move || {
+                wanted
+                    .into_iter()
+                    .map(|h| match dir.get(&h)? {
+                        Some((bytes, ct)) => Ok((h, ct, bytes)),
+                        None => Err(std::io::Error::other(format!("photo {h} vanished"))),
+                    })
+                    .collect::<std::io::Result<Vec<_>>>()
+            })
+            .await
+            .map_err(|e| EngineError::Photos(e.to_string()))?
+            .map_err(|e| EngineError::Photos(e.to_string()))?;
+            self.store.put_photos(&read, self.now()).await?;
+        }
+        Ok(names)
+    }
+
+    /// A photo for serving: from the photo directory, or, where the store holds photos, fetched
+    /// from it into the directory first (another replica received it). `None` if neither has it.
+    pub async fn open_photo(
+        &self,
+        store: &PhotoStore,
+        hash: &str,
+    ) -> Result<Option<(std::fs::File, &'static str, u64)>> {
+        let open = |dir: PhotoStore, h: String| async move {
+            tokio::task::spawn_blocking(move || dir.open_photo(&h))
+                .await
+                .map_err(|e| EngineError::Photos(e.to_string()))?
+                .map_err(|e| EngineError::Photos(e.to_string()))
+        };
+        if let Some(found) = open(store.clone(), hash.to_string()).await? {
+            return Ok(Some(found));
+        }
+        let Some((bytes, _)) = self.store.photo(hash).await? else {
+            return Ok(None);
+        };
+        let dir = store.clone();
+        tokio::task::spawn_blocking(move || dir.put(&bytes))
+            .await
+            .map_err(|e| EngineError::Photos(e.to_string()))?
+            .map_err(|e| EngineError::Photos(e.to_string()))?;
+        open(store.clone(), hash.to_string()).await
     }
 
     pub fn rules(&self) -> Arc<RuleSet> {
@@ -546,7 +596,7 @@ impl Engine {
         if let Some((store, bytes)) = photos
             && !bytes.is_empty()
         {
-            issue.photos = store_photos(store, bytes).await?;
+            issue.photos = self.store_photos(store, bytes).await?;
         }
         let branch = branch(&rules, &issue.unit);
         let submitted = self
@@ -625,6 +675,14 @@ impl Engine {
         grace: std::time::Duration,
     ) -> Result<usize> {
         let named = self.store.photo_names().await?;
+        let before = self.now() - chrono::Duration::from_std(grace).unwrap_or_default();
+        let in_database = self.store.sweep_photos(before).await?;
+        if in_database > 0 {
+            tracing::info!(
+                removed = in_database,
+                "photos nothing names were removed from the database"
+            );
+        }
         let photos = photos.clone();
         tokio::task::spawn_blocking(move || photos.sweep(&named, grace))
             .await
@@ -878,7 +936,7 @@ impl Engine {
             )
             .await?;
             if let Some((store, bytes)) = photos.take() {
-                store_photos(store, bytes).await?;
+                self.store_photos(store, bytes).await?;
             }
             match self
                 .store

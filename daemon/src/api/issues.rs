@@ -248,11 +248,10 @@ pub(crate) async fn photo(
     if !stored.issue.photos.contains(&hash) && !stored.state.after_photos.contains(&hash) {
         return Err(not_found(format!("photo {hash} on issue {id}")));
     }
-    let store = s.photos.clone();
-    let name = hash.clone();
-    let found = tokio::task::spawn_blocking(move || store.open_photo(&name))
+    let found = s
+        .engine
+        .open_photo(&s.photos, &hash)
         .await
-        .map_err(|e| internal(format!("reading photo {hash}: {e}")))?
         .map_err(|e| internal(format!("reading photo {hash}: {e}")))?;
     let Some((file, content_type, size)) = found else {
         return Err(internal(format!(

@@ -455,6 +455,43 @@ impl Store {
         }
     }
 
+    /// Whether photos live in the database (PostgreSQL: every replica reads them there, and
+    /// each keeps a copy of those it served in its photo directory) rather than only in the
+    /// photo directory (SQLite: one process owns it).
+    pub fn keeps_photos(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Stores photos in the database, once each by their hash: `(hash, type, bytes)`. Nothing
+    /// on SQLite, whose photos live in the photo directory alone.
+    pub async fn put_photos(
+        &self,
+        photos: &[(String, &str, Vec<u8>)],
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Postgres(s) => s.put_photos(photos, at).await,
+        }
+    }
+
+    /// A photo's bytes and type from the database; none on SQLite or if it is not there.
+    pub async fn photo(&self, hash: &str) -> Result<Option<(Vec<u8>, String)>> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(None),
+            Backend::Postgres(s) => s.photo(hash).await,
+        }
+    }
+
+    /// Removes from the database the photos nothing committed names that were stored before
+    /// `before`; how many. Nothing on SQLite.
+    pub async fn sweep_photos(&self, before: DateTime<Utc>) -> Result<u64> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(0),
+            Backend::Postgres(s) => s.sweep_photos(before).await,
+        }
+    }
+
     /// This replica's name in the claims and leases it holds (none on SQLite).
     pub fn replica(&self) -> Option<&str> {
         match &self.backend {

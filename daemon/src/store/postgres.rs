@@ -280,6 +280,46 @@ impl PgStore {
         Ok(held.is_some())
     }
 
+    pub async fn put_photos(
+        &self,
+        photos: &[(String, &str, Vec<u8>)],
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        for (hash, content_type, bytes) in photos {
+            sqlx::query(
+                "INSERT INTO photos (hash, content_type, bytes, size, created_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (hash) DO NOTHING",
+            )
+            .bind(hash)
+            .bind(content_type)
+            .bind(bytes)
+            .bind(bytes.len() as i64)
+            .bind(millis(at))
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn photo(&self, hash: &str) -> Result<Option<(Vec<u8>, String)>> {
+        Ok(
+            sqlx::query_as("SELECT bytes, content_type FROM photos WHERE hash = $1")
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn sweep_photos(&self, before: DateTime<Utc>) -> Result<u64> {
+        let named: Vec<String> = self.photo_names().await?.into_iter().collect();
+        let r = sqlx::query("DELETE FROM photos WHERE created_at < $1 AND NOT (hash = ANY($2))")
+            .bind(millis(before))
+            .bind(&named)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
     pub fn replica(&self) -> &str {
         &self.replica
     }
