@@ -23,8 +23,9 @@ fn main() {
     let clients = args.first().copied().unwrap_or(16);
     let requests = args.get(1).copied().unwrap_or(20_000);
     let dir = tempfile::tempdir().unwrap();
-    let token = support::admin_token(dir.path(), CITY);
-    let (_daemon, addr) = support::start(dir.path(), CITY);
+    let db = support::TestDb::new(dir.path());
+    let token = support::admin_token(&db, CITY);
+    let (_daemon, addr) = support::start(&db, CITY);
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (elapsed, mut latencies) = rt.block_on(async {

@@ -29,10 +29,10 @@ fn main() {
     let rules = dir.path().join("city");
     let summary = escalade::generate::city(&rules, grids).unwrap();
     println!("city: {summary}");
-    let state = dir.path().join("state");
+    let db = support::TestDb::new(&dir.path().join("state"));
     let r = rules.to_str().unwrap();
-    let token = support::admin_token(&state, r);
-    let (_daemon, addr) = support::start(&state, r);
+    let token = support::admin_token(&db, r);
+    let (_daemon, addr) = support::start(&db, r);
     let policy = rules.join("policy.yaml");
     let original = std::fs::read_to_string(&policy).unwrap();
 

@@ -47,6 +47,14 @@ enum Command {
         #[arg(long, global = true)]
         config: Option<PathBuf>,
     },
+    /// Commands on a store as a whole: copy an SQLite store into PostgreSQL.
+    Store {
+        #[command(subcommand)]
+        action: cli::copy::StoreAction,
+        /// The daemon's configuration, for the location of its store and photos.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
     /// Write a backup of the store and its photos to one file, while the daemon runs.
     Backup(cli::backup::BackupArgs),
     /// Restore a backup into a store that is empty (or, with --force, replace it); no daemon
@@ -89,6 +97,7 @@ fn main() -> ExitCode {
         Command::Token { action, config } => store::token(action, config.as_deref()),
         Command::Outbox { action, config } => store::outbox(action, config.as_deref()),
         Command::Rules { action, config } => store::rules(action, config.as_deref()),
+        Command::Store { action, config } => cli::copy::store(action, config.as_deref()),
         Command::Backup(a) => cli::backup::backup(a),
         Command::Restore(a) => cli::backup::restore(a),
         Command::Check(a) => author::check(a),

@@ -194,8 +194,8 @@ pub struct Rules {
     versions: Mutex<Vec<Arc<RuleSet>>>,
     /// Where candidate directories named over the API must lie (replay, shadow).
     candidates_dir: Option<PathBuf>,
-    /// The SQLite file, which replay reads on a connection of its own.
-    database: Option<PathBuf>,
+    /// The store, which replay reads on connections of its own.
+    database: Option<crate::store::Database>,
     /// One replay at a time: it lives issues on every core.
     pub replays: tokio::sync::Semaphore,
     /// Told `RELOADING=1` then `READY=1` around every reload.
@@ -381,14 +381,14 @@ impl Rules {
         self
     }
 
-    /// The store's SQLite file, for replays (none on PostgreSQL).
-    pub fn with_database(mut self, db: impl Into<Option<PathBuf>>) -> Rules {
+    /// The store, for replays (SQLite or PostgreSQL).
+    pub fn with_database(mut self, db: impl Into<Option<crate::store::Database>>) -> Rules {
         self.database = db.into();
         self
     }
 
-    pub fn database(&self) -> Option<&Path> {
-        self.database.as_deref()
+    pub fn database(&self) -> Option<&crate::store::Database> {
+        self.database.as_ref()
     }
 
     pub fn engine(&self) -> &Arc<Engine> {

@@ -1,18 +1,21 @@
-//! Replay of past issues through candidate rules, on the store, read-only.
+//! Replay of past issues through candidate rules, on the store (SQLite or PostgreSQL),
+//! read-only.
 //!
 //! Issues are read page by page in the order they were reported, each page one query on a
 //! read-only connection of its own (a short read: the daemon goes on writing, and nothing held
-//! here blocks it), its events gathered per issue by SQLite into one JSON array. Each issue is
+//! here blocks it), its events gathered per issue by the database into one JSON array (the same
+//! JSON on either backend). Each issue is
 //! lived again through the candidate and through the rule version that decided its report,
 //! loaded from `rule_versions` and `rule_files` the first time an issue needs it; the pure part
 //! is `escalade_rules::replay`. A reader task runs a few pages ahead; each page is lived by one
 //! thread of rayon's pool, a few pages at a time, and their results are added up in report
 //! order. Memory holds those pages, SQLite's page cache (64 MiB at most), the summary's groups
-//! and at most `limit` issues shown in detail, whatever the size of the history.
+//! and at most `limit` issues shown in detail, whatever the size of the history. Only the few
+//! reads differ by backend (`Source`); everything above them is shared.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -20,10 +23,12 @@ use chrono::{DateTime, Utc};
 use escalade_rules::replay::{Action, Group, History, IssueReplay, Summary, replay_issue};
 use escalade_rules::{Event, Issue, IssueState, RuleSet};
 use serde::{Deserialize, Serialize};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
 
 use crate::auth::{Actor, Role};
+use crate::store::Database;
 
 /// Issues shown in detail when the caller names no limit.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -134,11 +139,12 @@ impl ReplayReport {
     }
 }
 
-/// Replays the issues of the store at `db_path` that `filter` selects through `candidate`,
-/// showing at most `limit` changed issues in detail (default [`DEFAULT_LIMIT`]; the summary
-/// counts them all). Opens the store read-only; the daemon may be running on it.
+/// Replays the issues of the store `db` (a [`Database`], or an SQLite file by its path) that
+/// `filter` selects through `candidate`, showing at most `limit` changed issues in detail
+/// (default [`DEFAULT_LIMIT`]; the summary counts them all). Opens the store read-only; the
+/// daemon may be running on it.
 pub async fn replay(
-    db_path: &Path,
+    db: impl Into<Database>,
     candidate: Arc<RuleSet>,
     filter: ReplayFilter,
     limit: Option<usize>,
@@ -153,14 +159,33 @@ pub async fn replay(
             message: format!("from ({f}) is not before to ({t})"),
         });
     }
-    let db = open(db_path).await?;
+    let db = Source::open(&db.into()).await?;
     let result = run(&db, candidate, filter, limit, horizon).await;
     db.close().await;
     result
 }
 
+/// An SQLite file by its path.
+impl From<&Path> for Database {
+    fn from(path: &Path) -> Database {
+        Database::Sqlite(path.to_path_buf())
+    }
+}
+
+impl From<&PathBuf> for Database {
+    fn from(path: &PathBuf) -> Database {
+        Database::Sqlite(path.clone())
+    }
+}
+
+impl From<&Database> for Database {
+    fn from(db: &Database) -> Database {
+        db.clone()
+    }
+}
+
 async fn run(
-    db: &SqlitePool,
+    db: &Source,
     candidate: Arc<RuleSet>,
     filter: ReplayFilter,
     limit: usize,
@@ -207,14 +232,14 @@ async fn run(
 /// Reads every page the filter selects into `pages`, in report order; stops early when the
 /// pages are no longer wanted.
 async fn read_all(
-    db: SqlitePool,
+    db: Source,
     filter: ReplayFilter,
     horizon: DateTime<Utc>,
     pages: tokio::sync::mpsc::Sender<Vec<RawIssue>>,
 ) -> Result<(), ReplayError> {
     let mut after: Option<(i64, String)> = None;
     loop {
-        let page = read_page(&db, &filter, horizon, after.as_ref()).await?;
+        let page = db.page(&filter, horizon, after.as_ref()).await?;
         let Some(last) = page.last() else {
             return Ok(());
         };
@@ -225,146 +250,233 @@ async fn read_all(
     }
 }
 
-/// Opens the store read-only and checks that it is one.
-async fn open(path: &Path) -> Result<SqlitePool, ReplayError> {
-    if !path.is_file() {
-        return Err(ReplayError::Store(format!(
-            "no store at {}",
-            path.display()
-        )));
+/// Runs `$e` on the source's pool as `$db`, for a query the same on either backend.
+macro_rules! both {
+    ($source:expr, $db:ident => $e:expr) => {
+        match $source {
+            Source::Sqlite($db) => $e,
+            Source::Postgres($db) => $e,
+        }
+    };
+}
+
+/// The store as replay reads it: a pool of its own, read-only, on either backend.
+#[derive(Clone)]
+enum Source {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Source {
+    /// Opens the store read-only and checks that it is one.
+    async fn open(db: &Database) -> Result<Source, ReplayError> {
+        let shown = db.display();
+        let failed = |e: sqlx::Error| ReplayError::Store(format!("{shown}: {e}"));
+        let source = match db {
+            Database::Sqlite(path) => {
+                if !path.is_file() {
+                    return Err(ReplayError::Store(format!(
+                        "no store at {}",
+                        path.display()
+                    )));
+                }
+                // A page of issues reads their events from pages written around the same days:
+                // a larger page cache (64 MiB, bounded) reads each of them once.
+                let options = SqliteConnectOptions::new()
+                    .filename(path)
+                    .read_only(true)
+                    .busy_timeout(Duration::from_secs(10))
+                    .pragma("cache_size", "-65536");
+                Source::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(1)
+                        .connect_with(options)
+                        .await
+                        .map_err(failed)?,
+                )
+            }
+            Database::Postgres(url) => {
+                let options: PgConnectOptions = url.parse().map_err(failed)?;
+                // Nothing here writes; the server holds us to it.
+                let options = options.options([("default_transaction_read_only", "on")]);
+                // The reader's page queries, and the first reads before it starts.
+                Source::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(2)
+                        .connect_with(options)
+                        .await
+                        .map_err(failed)?,
+                )
+            }
+        };
+        match source.has_tables("issues", "events").await {
+            Ok(true) => Ok(source),
+            Ok(false) => {
+                source.close().await;
+                Err(ReplayError::Store(format!(
+                    "{shown} is not an escalade store (it has no issues and events)"
+                )))
+            }
+            Err(e) => {
+                source.close().await;
+                Err(ReplayError::Store(format!("{shown}: {e}")))
+            }
+        }
     }
-    // A page of issues reads their events from pages written around the same days: a larger
-    // page cache (64 MiB, bounded) reads each of them once.
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(true)
-        .busy_timeout(Duration::from_secs(10))
-        .pragma("cache_size", "-65536");
-    let db = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await
-        .map_err(|e| ReplayError::Store(format!("{}: {e}", path.display())))?;
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('issues', 'events')",
-    )
-    .fetch_all(&db)
-    .await
-    .map_err(|e| ReplayError::Store(format!("{}: {e}", path.display())))?;
-    if tables.len() < 2 {
-        db.close().await;
-        return Err(ReplayError::Store(format!(
-            "{} is not an escalade store (it has no issues and events)",
-            path.display()
-        )));
+
+    async fn close(&self) {
+        both!(self, db => db.close().await)
     }
-    Ok(db)
-}
 
-fn store_error(e: sqlx::Error) -> ReplayError {
-    ReplayError::Store(format!("reading the store: {e}"))
-}
+    /// Whether the store has both tables.
+    async fn has_tables(&self, a: &str, b: &str) -> Result<bool, sqlx::Error> {
+        let n: i64 =
+            match self {
+                Source::Sqlite(db) => sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)",
+                )
+                .bind(a)
+                .bind(b)
+                .fetch_one(db)
+                .await?,
+                Source::Postgres(db) => {
+                    sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM information_schema.tables \
+                     WHERE table_schema = current_schema() AND table_name IN ($1, $2)",
+                    )
+                    .bind(a)
+                    .bind(b)
+                    .fetch_one(db)
+                    .await?
+                }
+            };
+        Ok(n >= 2)
+    }
 
-/// The `LIKE` pattern of a unit's subtree in `issues.branch`.
-fn subtree(unit: &str) -> String {
-    let escaped = unit
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    format!("%/{escaped}/%")
-}
+    /// Whether some stored issue is of category `c`.
+    async fn has_category(&self, c: &str) -> Result<bool, ReplayError> {
+        let found: Option<i64> = match self {
+            Source::Sqlite(db) => {
+                sqlx::query_scalar("SELECT 1 FROM issues WHERE category = ? LIMIT 1")
+                    .bind(c)
+                    .fetch_optional(db)
+                    .await
+            }
+            Source::Postgres(db) => {
+                sqlx::query_scalar("SELECT 1::BIGINT FROM issues WHERE category = $1 LIMIT 1")
+                    .bind(c)
+                    .fetch_optional(db)
+                    .await
+            }
+        }
+        .map_err(store_error)?;
+        Ok(found.is_some())
+    }
 
-/// A category or unit must be known to the candidate or to some stored issue (a candidate
-/// may drop one that past issues have).
-async fn check_filter(
-    db: &SqlitePool,
-    candidate: &RuleSet,
-    f: &ReplayFilter,
-) -> Result<(), ReplayError> {
-    if let Some(c) = &f.category
-        && candidate.category(c).is_none()
-    {
-        let stored: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM issues WHERE category = ? LIMIT 1")
-                .bind(c)
+    /// Whether some stored issue is of unit `u` or in its subtree.
+    async fn has_unit(&self, u: &str) -> Result<bool, ReplayError> {
+        let found: Option<i64> = match self {
+            Source::Sqlite(db) => {
+                sqlx::query_scalar(
+                    "SELECT 1 FROM issues WHERE unit = ? OR branch LIKE ? ESCAPE '\\' LIMIT 1",
+                )
+                .bind(u)
+                .bind(subtree(u))
                 .fetch_optional(db)
                 .await
-                .map_err(store_error)?;
-        if stored.is_none() {
-            return Err(ReplayError::Invalid {
-                field: "category",
-                message: format!(
-                    "unknown category `{c}`: neither the candidate rules nor any stored issue have it"
-                ),
-            });
+            }
+            Source::Postgres(db) => {
+                sqlx::query_scalar(
+                    "SELECT 1::BIGINT FROM issues \
+                     WHERE unit = $1 OR branch LIKE $2 ESCAPE '\\' LIMIT 1",
+                )
+                .bind(u)
+                .bind(subtree(u))
+                .fetch_optional(db)
+                .await
+            }
         }
-    }
-    if let Some(u) = &f.unit
-        && candidate.org.unit(u).is_none()
-    {
-        let stored: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM issues WHERE unit = ? OR branch LIKE ? ESCAPE '\\' LIMIT 1",
-        )
-        .bind(u)
-        .bind(subtree(u))
-        .fetch_optional(db)
-        .await
         .map_err(store_error)?;
-        if stored.is_none() {
-            return Err(ReplayError::Invalid {
-                field: "unit",
-                message: format!(
-                    "unknown unit `{u}`: neither the candidate rules nor any stored issue have it"
-                ),
-            });
+        Ok(found.is_some())
+    }
+
+    /// The next page of issues after `after` in report order, with their events up to
+    /// `horizon`.
+    async fn page(
+        &self,
+        f: &ReplayFilter,
+        horizon: DateTime<Utc>,
+        after: Option<&(i64, String)>,
+    ) -> Result<Vec<RawIssue>, ReplayError> {
+        let h = horizon.timestamp_millis();
+        match self {
+            Source::Sqlite(db) => {
+                let mut q = QueryBuilder::<Sqlite>::new(
+                    "SELECT i.id, i.body, i.reported_at, \
+                     (SELECT json_group_array(json_array(seq, at, actor, kind, payload, rules_version)) \
+                      FROM (SELECT seq, at, actor, kind, payload, rules_version FROM events \
+                            WHERE issue_id = i.id AND at <= ",
+                );
+                q.push_bind(h).push(" ORDER BY seq))");
+                page_rest(&mut q, "i.id", f, h, after);
+                let rows = q.build().fetch_all(db).await.map_err(store_error)?;
+                Ok(rows.iter().map(raw_issue).collect())
+            }
+            Source::Postgres(db) => {
+                // The payload (text holding JSON) goes in as a JSON string, as SQLite's
+                // json_array puts it: the same JSON whichever the backend. Ids compare
+                // bytewise, as SQLite compares them.
+                let mut q = QueryBuilder::<Postgres>::new(
+                    "SELECT i.id, i.body, i.reported_at, COALESCE(\
+                     (SELECT jsonb_agg(jsonb_build_array(seq, at, actor, kind, payload, rules_version) \
+                                       ORDER BY seq)::text \
+                      FROM events WHERE issue_id = i.id AND at <= ",
+                );
+                q.push_bind(h).push("), '[]')");
+                page_rest(&mut q, "i.id COLLATE \"C\"", f, h, after);
+                let rows = q.build().fetch_all(db).await.map_err(store_error)?;
+                Ok(rows.iter().map(raw_issue).collect())
+            }
         }
     }
-    Ok(())
+
+    /// Every row of `rule_versions` in order: its version and its list of files.
+    async fn rule_versions(&self) -> Result<Vec<(String, String)>, ReplayError> {
+        both!(self, db => sqlx::query_as("SELECT version, files FROM rule_versions ORDER BY id")
+            .fetch_all(db)
+            .await
+            .map_err(store_error))
+    }
+
+    /// Every stored rule file: its hash and content.
+    async fn rule_files(&self) -> Result<Vec<(String, String)>, ReplayError> {
+        both!(self, db => sqlx::query_as("SELECT hash, content FROM rule_files")
+            .fetch_all(db)
+            .await
+            .map_err(store_error))
+    }
 }
 
-/// An issue as read, its JSON not parsed yet (that happens in parallel): its events are one
-/// JSON array of `[seq, at, actor, kind, payload, rules_version]`, built by SQLite, so that a
-/// page of issues comes back as one row per issue.
-struct RawIssue {
-    id: String,
-    body: String,
-    reported_at: i64,
-    events: String,
-}
-
-/// One recorded event as the page's JSON carries it, borrowed from it where it can be.
-#[derive(Deserialize)]
-struct RawEvent<'a>(
-    i64,
-    i64,
-    #[serde(borrow)] Cow<'a, str>,
-    &'a str,
-    #[serde(borrow)] Cow<'a, str>,
-    &'a str,
-);
-
-/// The next page of issues after `after` in report order, with their events up to `horizon`.
-async fn read_page(
-    db: &SqlitePool,
+/// The rest of a page's query after its columns, the same on either backend but for how ids
+/// compare (`id`): the issues reported by `h` after `after` that the filter selects, in report
+/// order.
+fn page_rest<'a, DB: sqlx::Database>(
+    q: &mut QueryBuilder<'a, DB>,
+    id: &str,
     f: &ReplayFilter,
-    horizon: DateTime<Utc>,
+    h: i64,
     after: Option<&(i64, String)>,
-) -> Result<Vec<RawIssue>, ReplayError> {
-    let h = horizon.timestamp_millis();
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "SELECT i.id, i.body, i.reported_at, \
-         (SELECT json_group_array(json_array(seq, at, actor, kind, payload, rules_version)) \
-          FROM (SELECT seq, at, actor, kind, payload, rules_version FROM events \
-                WHERE issue_id = i.id AND at <= ",
-    );
-    q.push_bind(h)
-        .push(" ORDER BY seq)) FROM issues i WHERE i.reported_at <= ")
+) where
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    q.push(" FROM issues i WHERE i.reported_at <= ")
         .push_bind(h);
-    if let Some((at, id)) = after {
-        q.push(" AND (i.reported_at, i.id) > (")
+    if let Some((at, after_id)) = after {
+        q.push(format!(" AND (i.reported_at, {id}) > ("))
             .push_bind(*at)
             .push(", ")
-            .push_bind(id.clone())
+            .push_bind(after_id.clone())
             .push(")");
     }
     if let Some(from) = f.from {
@@ -385,19 +497,90 @@ async fn read_page(
             .push_bind(subtree(u))
             .push(" ESCAPE '\\')");
     }
-    q.push(" ORDER BY i.reported_at, i.id LIMIT ")
+    q.push(format!(" ORDER BY i.reported_at, {id} LIMIT "))
         .push_bind(PAGE);
-    let rows = q.build().fetch_all(db).await.map_err(store_error)?;
-    Ok(rows
-        .iter()
-        .map(|r| RawIssue {
-            id: r.get(0),
-            body: r.get(1),
-            reported_at: r.get(2),
-            events: r.get::<Option<String>, _>(3).unwrap_or_default(),
-        })
-        .collect())
 }
+
+/// A row of a page, from either backend.
+fn raw_issue<R: Row>(r: &R) -> RawIssue
+where
+    usize: sqlx::ColumnIndex<R>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    RawIssue {
+        id: r.get(0),
+        body: r.get(1),
+        reported_at: r.get(2),
+        events: r.get::<Option<String>, _>(3).unwrap_or_default(),
+    }
+}
+
+fn store_error(e: sqlx::Error) -> ReplayError {
+    ReplayError::Store(format!("reading the store: {e}"))
+}
+
+/// The `LIKE` pattern of a unit's subtree in `issues.branch`.
+fn subtree(unit: &str) -> String {
+    let escaped = unit
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%/{escaped}/%")
+}
+
+/// A category or unit must be known to the candidate or to some stored issue (a candidate
+/// may drop one that past issues have).
+async fn check_filter(
+    db: &Source,
+    candidate: &RuleSet,
+    f: &ReplayFilter,
+) -> Result<(), ReplayError> {
+    if let Some(c) = &f.category
+        && candidate.category(c).is_none()
+        && !db.has_category(c).await?
+    {
+        return Err(ReplayError::Invalid {
+            field: "category",
+            message: format!(
+                "unknown category `{c}`: neither the candidate rules nor any stored issue have it"
+            ),
+        });
+    }
+    if let Some(u) = &f.unit
+        && candidate.org.unit(u).is_none()
+        && !db.has_unit(u).await?
+    {
+        return Err(ReplayError::Invalid {
+            field: "unit",
+            message: format!(
+                "unknown unit `{u}`: neither the candidate rules nor any stored issue have it"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// An issue as read, its JSON not parsed yet (that happens in parallel): its events are one
+/// JSON array of `[seq, at, actor, kind, payload, rules_version]` (the payload a JSON string),
+/// built by the database, so that a page of issues comes back as one row per issue.
+struct RawIssue {
+    id: String,
+    body: String,
+    reported_at: i64,
+    events: String,
+}
+
+/// One recorded event as the page's JSON carries it, borrowed from it where it can be.
+#[derive(Deserialize)]
+struct RawEvent<'a>(
+    i64,
+    i64,
+    #[serde(borrow)] Cow<'a, str>,
+    &'a str,
+    #[serde(borrow)] Cow<'a, str>,
+    &'a str,
+);
 
 /// A stored rule version: loaded, or why it cannot be.
 type Loaded = Result<Arc<RuleSet>, String>;
@@ -417,32 +600,24 @@ struct Versions {
 }
 
 impl Versions {
-    async fn read(db: &SqlitePool) -> Result<Versions, ReplayError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('rule_versions', 'rule_files')",
-        )
-        .fetch_one(db)
-        .await
-        .map_err(store_error)?;
-        if n < 2 {
+    async fn read(db: &Source) -> Result<Versions, ReplayError> {
+        if !db
+            .has_tables("rule_versions", "rule_files")
+            .await
+            .map_err(store_error)?
+        {
             return Ok(Versions {
                 stored: HashMap::new(),
                 missing: " (the store keeps no rule versions)",
             });
         }
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT version, files FROM rule_versions ORDER BY id")
-                .fetch_all(db)
-                .await
-                .map_err(store_error)?;
-        let contents: HashMap<String, Arc<str>> =
-            sqlx::query_as::<_, (String, String)>("SELECT hash, content FROM rule_files")
-                .fetch_all(db)
-                .await
-                .map_err(store_error)?
-                .into_iter()
-                .map(|(h, c)| (h, Arc::from(c)))
-                .collect();
+        let rows = db.rule_versions().await?;
+        let contents: HashMap<String, Arc<str>> = db
+            .rule_files()
+            .await?
+            .into_iter()
+            .map(|(h, c)| (h, Arc::from(c)))
+            .collect();
         let mut stored = HashMap::new();
         for (version, files) in rows {
             let name = short(&version).to_string();

@@ -1,5 +1,5 @@
-//! The HTTP API in-process on port 0 against a real SQLite store, and the real binary spawned,
-//! serving, and stopping on SIGTERM.
+//! The HTTP API in-process on port 0 against a real store (SQLite or PostgreSQL, as the run
+//! chooses), and the real binary spawned, serving, and stopping on SIGTERM.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -7,14 +7,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use escalade::engine::{Engine, ManualClock};
-use escalade::store::Store;
-use escalade_rules::RuleSet;
 use serde_json::{Value, json};
 
 mod support;
 
 use escalade::auth::{Grant, Role};
-use support::{client, token};
+use support::{TestDb, client, token};
 
 const MINI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/tests/fixtures/mini");
 
@@ -25,6 +23,7 @@ struct Server {
     /// An admin token.
     admin: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    db: TestDb,
     _dir: tempfile::TempDir,
 }
 
@@ -38,16 +37,10 @@ impl Drop for Server {
 
 async fn start(max_body: usize) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
-        .await
-        .unwrap();
+    let db = TestDb::new(dir.path());
     let now: DateTime<Utc> = "2026-03-02T02:00:00Z".parse().unwrap();
     let clock = Arc::new(ManualClock::new(now));
-    let engine = Arc::new(Engine::new(
-        store,
-        RuleSet::load(MINI).unwrap(),
-        clock.clone(),
-    ));
+    let engine = Arc::new(support::engine(&db, MINI, clock.clone()).await);
     let admin = token(&engine, "admin", None).await;
     let (base, stop) = support::serve_api(engine.clone(), MINI, dir.path(), max_body).await;
     Server {
@@ -56,6 +49,7 @@ async fn start(max_body: usize) -> Server {
         clock,
         admin,
         stop: Some(stop),
+        db,
         _dir: dir,
     }
 }
@@ -64,16 +58,14 @@ fn garbage() -> Value {
     json!({"category": "garbage", "unit": "g1", "description": "bins overflowing", "reporter": "p-g1"})
 }
 
+/// Posts `body` as JSON, written as the test wrote it (malformed, say).
 async fn post(c: &reqwest::Client, url: &str, body: &str) -> (u16, Value) {
-    let r = c
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    support::call(
+        c.post(url)
+            .header("content-type", "application/json")
+            .body(body.to_string()),
+    )
+    .await
 }
 
 /// A token revoked by another process (`escalade token revoke` on the same database) stops
@@ -85,9 +77,7 @@ async fn a_token_revoked_elsewhere_stops_working_within_a_second() {
     let list = format!("{}/api/v1/issues", s.base);
     let c = client(&token);
     assert_eq!(c.get(&list).send().await.unwrap().status(), 200);
-    let other = Store::open_sqlite(&s._dir.path().join("db.sqlite"))
-        .await
-        .unwrap();
+    let other = s.db.open(Default::default()).await;
     assert!(other.revoke_token(tid, Utc::now()).await.unwrap());
     other.close().await;
     tokio::time::sleep(escalade::store::TOKEN_CACHE_TTL + Duration::from_millis(100)).await;
@@ -309,8 +299,9 @@ async fn a_repeated_idempotency_key_returns_the_first_answer_or_refuses_another_
 #[test]
 fn the_binary_serves_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let admin = support::admin_token(dir.path(), MINI);
-    let (mut daemon, addr) = support::start(dir.path(), MINI);
+    let db = TestDb::new(dir.path());
+    let admin = support::admin_token(&db, MINI);
+    let (mut daemon, addr) = support::start(&db, MINI);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let c = client(&admin);
@@ -332,7 +323,10 @@ fn the_binary_serves_and_stops_on_sigterm() {
     let status = daemon.0.wait().unwrap();
     assert!(status.success(), "{status}");
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert!(dir.path().join("escalade.sqlite").exists());
+    // On SQLite, the store is the binary's default: a file in its state directory.
+    if db.sqlite_path().is_some() {
+        assert!(dir.path().join("escalade.sqlite").exists());
+    }
 }
 
 #[tokio::test]

@@ -2,7 +2,8 @@
 //! in holds every issue answered before it began, photos byte for byte, and restores into a
 //! store the daemon serves; each bad input (an existing target, a truncated or corrupt file, a
 //! photo whose bytes do not match its name, a photo missing, a store that is not empty, a store
-//! a daemon owns) is refused, naming what was wrong, changing nothing.
+//! a daemon owns) is refused, naming what was wrong, changing nothing. A backup is of an SQLite
+//! store: on PostgreSQL these tests are skipped.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -16,7 +17,7 @@ use sqlx::Connection;
 
 mod support;
 
-use support::{Api, admin_token, client, escalade_in, png, start};
+use support::{Api, TestDb, admin_token, client, escalade_in, files, png, sha, start};
 
 const CITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/city");
 
@@ -30,18 +31,18 @@ fn expect(out: &Output, code: i32, what: &str) -> String {
     }
 }
 
-/// `escalade backup --to FILE ARGS` of the store in `state`.
-fn backup(state: &Path, to: &Path, args: &[&str]) -> Output {
+/// `escalade backup --to FILE ARGS` of the store `db`.
+fn backup(db: &TestDb, to: &Path, args: &[&str]) -> Output {
     let mut all = vec!["backup", "--to", to.to_str().unwrap()];
     all.extend_from_slice(args);
-    escalade_in(state, &[], &all)
+    escalade_in(db, &[], &all)
 }
 
-/// `escalade restore --from FILE ARGS` into the store in `state`.
+/// `escalade restore --from FILE ARGS` into the store of the state directory `state`.
 fn restore(state: &Path, from: &Path, args: &[&str]) -> Output {
     let mut all = vec!["restore", "--from", from.to_str().unwrap()];
     all.extend_from_slice(args);
-    escalade_in(state, &[], &all)
+    escalade_in(&TestDb::new(state), &[], &all)
 }
 
 /// An issue in g-0001 with these photos, as multipart.
@@ -63,39 +64,22 @@ fn report(description: &str, photos: &[Vec<u8>]) -> Form {
     )
 }
 
-fn sha(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    format!("{:x}", sha2::Sha256::digest(bytes))
-}
-
-/// Every file under `dir`, recursively.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.path().is_dir() {
-                out.extend(files(&e.path()));
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// Submits issues with photos from 8 clients while `escalade backup` runs in the middle; the
 /// daemon is then stopped, the backup restored into a new state directory and the daemon started
 /// on it: every issue answered 201 before the backup began is there, with its photos byte for
 /// byte, and so is a resolution's photo of the fixed site.
 #[test]
 fn a_backup_under_load_restores_every_issue_answered_before_it() {
+    if !support::sqlite_only("a backup is a copy of the SQLite store") {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let (live, restored, file) = (
         tmp.path().join("live"),
         tmp.path().join("restored"),
         tmp.path().join("escalade.backup"),
     );
+    let live = Arc::new(TestDb::new(&live));
     let token = admin_token(&live, CITY);
     let (daemon, addr) = start(&live, CITY);
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -200,7 +184,7 @@ fn a_backup_under_load_restores_every_issue_answered_before_it() {
 
     let said = expect(&restore(&restored, &file, &[]), 0, "restore");
     assert!(said.contains("restored"), "{said}");
-    let (_daemon, addr) = start(&restored, CITY);
+    let (_daemon, addr) = start(&TestDb::new(&restored), CITY);
     let issues = format!("http://{addr}/api/v1/issues");
     rt.block_on(async {
         let get = |url: String| {
@@ -266,17 +250,14 @@ async fn fixture() -> (Api, Vec<u8>) {
 /// The fixture's store: its state directory and database.
 fn live(api: &Api) -> (PathBuf, PathBuf) {
     (
-        api.dir.path().to_path_buf(),
-        api.dir.path().join("db.sqlite"),
+        api.db.state().to_path_buf(),
+        api.db.sqlite_path().unwrap().to_path_buf(),
     )
 }
 
 /// `escalade backup` of the fixture's store.
 fn backup_of(api: &Api, to: &Path, args: &[&str]) -> Output {
-    let (state, db) = live(api);
-    let mut all = vec!["backup", "--to", to.to_str().unwrap()];
-    all.extend_from_slice(args);
-    escalade_in(&state, &[("ESCALADE_DATABASE", &db)], &all)
+    backup(&api.db, to, args)
 }
 
 /// A backup of the fixture in `dir`.
@@ -307,6 +288,9 @@ async fn edit(db: &Path, sql: &str, bytes: Option<Vec<u8>>) {
 
 #[tokio::test]
 async fn a_backup_refuses_an_existing_target_unless_forced() {
+    if !support::sqlite_only("a backup is a copy of the SQLite store") {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let (api, _) = fixture().await;
     let file = tmp.path().join("there.backup");
@@ -348,7 +332,7 @@ async fn a_backup_refuses_an_existing_target_unless_forced() {
     expect(&backup_of(&api, &file, &["--force"]), 0, "--force");
     let said = expect(
         &escalade_in(
-            tmp.path(),
+            &TestDb::new(tmp.path()),
             &[],
             &["restore", "--check", "--from", file.to_str().unwrap()],
         ),
@@ -360,6 +344,9 @@ async fn a_backup_refuses_an_existing_target_unless_forced() {
 
 #[tokio::test]
 async fn a_truncated_or_corrupt_backup_is_refused_and_nothing_restored() {
+    if !support::sqlite_only("a backup is a copy of the SQLite store") {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let (_api, _, good) = a_backup(tmp.path()).await;
     let bytes = std::fs::read(&good).unwrap();
@@ -395,12 +382,15 @@ async fn a_truncated_or_corrupt_backup_is_refused_and_nothing_restored() {
 
 #[tokio::test]
 async fn a_store_that_is_not_a_backup_is_refused() {
+    if !support::sqlite_only("a backup is a copy of the SQLite store") {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let (api, _) = fixture().await;
     // The store itself, open under its daemon.
     let (_, db) = live(&api);
     let out = escalade_in(
-        tmp.path(),
+        &TestDb::new(tmp.path()),
         &[],
         &["restore", "--check", "--from", db.to_str().unwrap()],
     );
@@ -420,6 +410,9 @@ async fn a_store_that_is_not_a_backup_is_refused() {
 
 #[tokio::test]
 async fn a_photo_whose_bytes_do_not_match_its_name_is_refused() {
+    if !support::sqlite_only("a backup is a copy of the SQLite store") {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let (api, photo, good) = a_backup(tmp.path()).await;
     let name = sha(&photo);
@@ -464,6 +457,9 @@ async fn a_photo_whose_bytes_do_not_match_its_name_is_refused() {
 
 #[tokio::test]
 async fn a_photo_missing_from_the_store_or_the_backup_is_refused() {
+    if !support::sqlite_only("a backup is a copy of the SQLite store") {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let (api, photo, good) = a_backup(tmp.path()).await;
     let name = sha(&photo);
@@ -503,10 +499,14 @@ async fn a_photo_missing_from_the_store_or_the_backup_is_refused() {
 /// A store that is not empty is not replaced unless forced, and never while a daemon owns it.
 #[tokio::test]
 async fn a_restore_into_a_store_that_is_not_empty_is_refused_unless_forced() {
+    if !support::sqlite_only("a backup is a copy of the SQLite store") {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let (_api, photo, good) = a_backup(tmp.path()).await;
     let target = tmp.path().join("target");
-    let token = admin_token(&target, CITY);
+    let target_db = TestDb::new(&target);
+    let token = admin_token(&target_db, CITY);
     let db = target.join("escalade.sqlite");
     let before = std::fs::read(&db).unwrap();
     let err = expect(&restore(&target, &good, &[]), 2, "a store with a token");
@@ -529,7 +529,7 @@ async fn a_restore_into_a_store_that_is_not_empty_is_refused_unless_forced() {
     assert!(err.contains("photos holds photos"), "{err}");
 
     // Never under a running daemon, even forced.
-    let (daemon, addr) = start(&target, CITY);
+    let (daemon, addr) = start(&target_db, CITY);
     let err = expect(&restore(&target, &good, &["--force"]), 2, "a daemon runs");
     assert!(err.contains("another escalade (pid"), "{err}");
     assert!(err.contains("stop it first"), "{err}");
@@ -537,7 +537,7 @@ async fn a_restore_into_a_store_that_is_not_empty_is_refused_unless_forced() {
 
     // Forced, with the daemon stopped: the backup's store, its token and its photo.
     expect(&restore(&target, &good, &["--force"]), 0, "--force");
-    let (_daemon, addr2) = start(&target, CITY);
+    let (_daemon, addr2) = start(&target_db, CITY);
     assert_ne!(addr, addr2);
     let old = client(&token);
     let r = old
@@ -546,7 +546,7 @@ async fn a_restore_into_a_store_that_is_not_empty_is_refused_unless_forced() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401, "the replaced store's token is gone");
-    let new = admin_token(&target, CITY);
+    let new = admin_token(&target_db, CITY);
     let r = client(&new)
         .get(format!("http://{addr2}/api/v1/issues"))
         .send()
@@ -565,6 +565,9 @@ async fn a_restore_into_a_store_that_is_not_empty_is_refused_unless_forced() {
 /// know), is refused before anything is written.
 #[tokio::test]
 async fn a_backup_of_another_format_or_a_newer_schema_is_refused() {
+    if !support::sqlite_only("a backup is a copy of the SQLite store") {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let (_api, _, good) = a_backup(tmp.path()).await;
     let cases = [

@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 mod support;
 
-use support::expect_code;
+use support::{TestDb, escalade_in, expect_code};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -406,12 +406,11 @@ fn explain_renders_messages_and_cuts_a_ladder_repeating_at_the_top() {
     assert_eq!(v["cut"].as_array().unwrap().len(), 3, "{}", v["cut"]);
 }
 
-/// `escalade token create ARGS` on the store in `state`, against the rules in `rules`.
-fn token_create(state: &Path, rules: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_escalade"))
+/// `escalade token create ARGS` on the store `db`, against the rules in `rules`.
+fn token_create(db: &TestDb, rules: &str, args: &[&str]) -> Output {
+    db.command()
         .args(["token", "create", "--rules", rules])
         .args(args)
-        .env("ESCALADE_STATE_DIR", state)
         .current_dir(ROOT)
         .output()
         .expect("the binary runs")
@@ -430,7 +429,7 @@ fn made(out: &Output, what: &str) -> String {
 #[test]
 fn token_create_derives_a_persons_role_and_scope_from_the_organisation() {
     let tmp = tempfile::tempdir().unwrap();
-    let (state, city) = (tmp.path(), example());
+    let (state, city) = (TestDb::new(tmp.path()), example());
     let cases: [(&[&str], &str); 7] = [
         // A grid's leader reports in the grid.
         (&["--person", "p-g-0001"], "reporter for g-0001 as p-g-0001"),
@@ -465,18 +464,18 @@ fn token_create_derives_a_persons_role_and_scope_from_the_organisation() {
         ),
     ];
     for (id, (args, what)) in cases.iter().enumerate() {
-        let line = made(&token_create(state, &city, args), what);
+        let line = made(&token_create(&state, &city, args), what);
         assert_eq!(line, format!("token {} ({what}):", id + 1));
     }
     // The old form, for an admin token of no one.
-    let line = made(&token_create(state, &city, &["--role", "admin"]), "admin");
+    let line = made(&token_create(&state, &city, &["--role", "admin"]), "admin");
     assert_eq!(line, "token 8 (admin):");
 }
 
 #[test]
 fn token_create_refuses_bad_owners_clearly_and_creates_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let state = tmp.path().join("state");
+    let state = TestDb::new(&tmp.path().join("state"));
     // p-visitor is in the organisation with no role; p-g-0001 also becomes a contact of urban.
     let rules = tmp.path().join("city");
     support::copy_rules_edited(
@@ -576,7 +575,8 @@ fn token_create_refuses_bad_owners_clearly_and_creates_nothing() {
 async fn a_token_made_for_a_person_reports_as_that_person() {
     let tmp = tempfile::tempdir().unwrap();
     let city = example();
-    let out = token_create(tmp.path(), &city, &["--person", "p-g-0001"]);
+    let db = TestDb::new(tmp.path());
+    let out = token_create(&db, &city, &["--person", "p-g-0001"]);
     expect_code(&out, 0, "token create --person p-g-0001");
     let token = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -584,7 +584,7 @@ async fn a_token_made_for_a_person_reports_as_that_person() {
         .unwrap()
         .trim()
         .to_string();
-    let (_daemon, addr) = support::start(tmp.path(), &city);
+    let (_daemon, addr) = support::start(&db, &city);
     let issues = format!("http://{addr}/api/v1/issues");
     let c = support::client(&token);
     let r = c
@@ -649,23 +649,27 @@ fn the_stores_commands_run_without_the_delivery_secrets() {
     )
     .unwrap();
     let cfg = cfg.to_str().unwrap();
-    let out = escalade(&["token", "create", "--config", cfg, "--role", "admin"]);
+    let db = TestDb::new(dir.path());
+    let out = escalade_in(
+        &db,
+        &[],
+        &["token", "create", "--config", cfg, "--role", "admin"],
+    );
     expect_code(&out, 0, "token create with the secret unset");
-    let out = escalade(&["outbox", "list", "--config", cfg]);
+    let out = escalade_in(&db, &[], &["outbox", "list", "--config", cfg]);
     expect_code(&out, 0, "outbox list with the secret unset");
-    let out = escalade(&["run", "--config", cfg, "--rules", &example()]);
+    let out = escalade_in(&db, &[], &["run", "--config", cfg, "--rules", &example()]);
     expect_code(&out, 2, "run with the secret unset");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ESCALADE_TEST_UNSET_PASSWORD"), "{err}");
 }
 
-/// `escalade token ARGS` with the store in `state`, run from `cwd`, with no rule directory
-/// configured anywhere it could be found.
-fn token_cmd(state: &Path, cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_escalade"))
+/// `escalade token ARGS` on the store `db`, run from `cwd`, with no rule directory configured
+/// anywhere it could be found.
+fn token_cmd(db: &TestDb, cwd: &Path, args: &[&str]) -> Output {
+    db.command()
         .arg("token")
         .args(args)
-        .env("ESCALADE_STATE_DIR", state)
         .env("ESCALADE_RULES", cwd.join("no-rules-here"))
         .current_dir(cwd)
         .output()
@@ -677,7 +681,7 @@ fn token_cmd(state: &Path, cwd: &Path, args: &[&str]) -> Output {
 #[test]
 fn an_admin_token_is_made_without_a_rule_directory() {
     let tmp = tempfile::tempdir().unwrap();
-    let state = tmp.path().join("state");
+    let state = TestDb::new(&tmp.path().join("state"));
     let out = token_cmd(&state, tmp.path(), &["create", "--role", "admin"]);
     assert_eq!(made(&out, "admin without rules"), "token 1 (admin):");
     let out = token_cmd(
@@ -700,7 +704,7 @@ fn an_admin_token_is_made_without_a_rule_directory() {
 #[test]
 fn token_list_shows_labels_owners_and_expiry() {
     let tmp = tempfile::tempdir().unwrap();
-    let state = tmp.path().join("state");
+    let state = TestDb::new(&tmp.path().join("state"));
     let city = example();
     let create = |args: &[&str]| {
         let mut all = vec!["create", "--rules", &city];
@@ -806,7 +810,7 @@ fn token_list_shows_labels_owners_and_expiry() {
 #[test]
 fn token_create_refuses_a_bad_lifetime_or_label_and_creates_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let state = tmp.path().join("state");
+    let state = TestDb::new(&tmp.path().join("state"));
     let long = "x".repeat(201);
     let cases: [(&[&str], &str); 9] = [
         (
@@ -854,12 +858,9 @@ async fn an_expired_token_is_refused_by_the_daemon() {
     let tmp = tempfile::tempdir().unwrap();
     let city = example();
     // Made while the daemon runs, so that its lifetime is not spent starting it.
-    let (_daemon, addr) = support::start(tmp.path(), &city);
-    let out = token_create(
-        tmp.path(),
-        &city,
-        &["--role", "admin", "--expires-in", "2s"],
-    );
+    let db = TestDb::new(tmp.path());
+    let (_daemon, addr) = support::start(&db, &city);
+    let out = token_create(&db, &city, &["--role", "admin", "--expires-in", "2s"]);
     expect_code(&out, 0, "token create --expires-in 2s");
     let said = String::from_utf8_lossy(&out.stdout);
     let token = said.lines().last().unwrap().trim().to_string();
@@ -880,11 +881,7 @@ async fn an_expired_token_is_refused_by_the_daemon() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "token_expired", "{body}");
     // The use before the expiry was recorded.
-    let out = Command::new(env!("CARGO_BIN_EXE_escalade"))
-        .args(["token", "list", "--json"])
-        .env("ESCALADE_STATE_DIR", tmp.path())
-        .output()
-        .unwrap();
+    let out = escalade_in(&db, &[], &["token", "list", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(json[0]["last_used_at"].is_string(), "{json}");
     assert_eq!(json[0]["status"], "expired");

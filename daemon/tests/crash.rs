@@ -1,5 +1,5 @@
 //! Nothing acknowledged is lost: 2,000 submissions from 16 concurrent clients, the daemon
-//! killed with SIGKILL in the middle, restarted on the same state directory. Every issue
+//! killed with SIGKILL in the middle, restarted on the same store. Every issue
 //! answered 201 is there with its timeline, and no issue is half written.
 
 use std::process::Command;
@@ -10,15 +10,16 @@ use serde_json::{Value, json};
 
 mod support;
 
-use support::{admin_token, client, start};
+use support::{TestDb, admin_token, client, start};
 
 const CITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/city");
 
 #[test]
 fn issues_answered_201_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let token = admin_token(dir.path(), CITY);
-    let (mut daemon, addr) = start(dir.path(), CITY);
+    let db = TestDb::new(dir.path());
+    let token = admin_token(&db, CITY);
+    let (mut daemon, addr) = start(&db, CITY);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let accepted: Vec<String> = rt.block_on(async {
         let client = client(&token);
@@ -77,7 +78,7 @@ fn issues_answered_201_survive_sigkill() {
     );
     assert!(accepted.len() < 2_000, "the kill came after every request");
 
-    let (_daemon, addr) = start(dir.path(), CITY);
+    let (_daemon, addr) = start(&db, CITY);
     rt.block_on(async {
         let client = client(&token);
         for id in &accepted {

@@ -15,127 +15,26 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use chrono::{DateTime, Duration, FixedOffset, Utc};
+use chrono::Duration;
 use escalade::api::{AppState, serve};
 use escalade::config::Config;
 use escalade::engine::{Engine, ManualClock};
 use escalade::notify::{Delivery, Pass};
-use escalade::store::{OutboxFilter, OutboxRow, Store, StoreOptions};
+use escalade::store::{OutboxFilter, OutboxRow, StoreOptions};
 use escalade_rules::{Event, Issue, RuleSet};
-use mailin_embedded::{Handler, Response, Server as SmtpServer, response};
+use mailin_embedded::Server as SmtpServer;
 use mailparse::MailHeaderMap;
 use serde_json::{Value, json};
+use support::smtp::{Mail, Mailbox, closed_port, smtp_running, smtp_yaml, start_smtp};
 
 mod support;
 
-const CITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/city");
+use support::{TestDb, at};
 
-fn at(s: &str) -> DateTime<Utc> {
-    DateTime::<FixedOffset>::parse_from_rfc3339(s)
-        .unwrap()
-        .with_timezone(&Utc)
-}
+const CITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/city");
 
 /// Tuesday 10:00 in Beijing: working hours, outside quiet hours.
 const MORNING: &str = "2026-03-03T10:00:00+08:00";
-
-// ---- an SMTP server -------------------------------------------------------------------------
-
-#[derive(Clone, Debug)]
-struct Mail {
-    to: Vec<String>,
-    data: Vec<u8>,
-}
-
-/// What the SMTP server received, and the recipients it refuses with 550.
-#[derive(Clone, Default)]
-struct Mailbox {
-    received: Arc<Mutex<Vec<Mail>>>,
-    refuse: Arc<Mutex<HashSet<String>>>,
-    /// The message being received on this connection (the handler is cloned per connection).
-    current: Option<Mail>,
-}
-
-fn bare(address: &str) -> String {
-    address.trim().trim_matches(['<', '>']).to_string()
-}
-
-impl Handler for Mailbox {
-    fn rcpt(&mut self, to: &str) -> Response {
-        if self.refuse.lock().unwrap().contains(&bare(to)) {
-            response::NO_MAILBOX
-        } else {
-            response::OK
-        }
-    }
-
-    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> Response {
-        self.current = Some(Mail {
-            to: to.iter().map(|t| bare(t)).collect(),
-            data: Vec::new(),
-        });
-        response::OK
-    }
-
-    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        if let Some(m) = &mut self.current {
-            m.data.extend_from_slice(buf);
-        }
-        Ok(())
-    }
-
-    fn data_end(&mut self) -> Response {
-        if let Some(m) = self.current.take() {
-            self.received.lock().unwrap().push(m);
-        }
-        response::OK
-    }
-}
-
-impl Mailbox {
-    fn mails(&self) -> Vec<Mail> {
-        self.received.lock().unwrap().clone()
-    }
-
-    fn to(&self, address: &str) -> Vec<Mail> {
-        self.mails()
-            .into_iter()
-            .filter(|m| m.to.iter().any(|t| t == address))
-            .collect()
-    }
-}
-
-/// Serves SMTP on `listener` in a thread of its own (the server is blocking).
-fn start_smtp(listener: StdListener, mailbox: Mailbox) {
-    std::thread::spawn(move || {
-        let mut server = SmtpServer::new(mailbox);
-        server
-            .with_name("smtp.test")
-            .with_num_threads(8)
-            .with_tcp_listener(listener);
-        let _ = server.serve();
-    });
-}
-
-/// A port nobody listens on (bound, then closed), for a server that is down.
-fn closed_port() -> u16 {
-    let l = StdListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-fn smtp_running() -> (Mailbox, u16) {
-    let l = StdListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let mailbox = Mailbox::default();
-    start_smtp(l, mailbox.clone());
-    (mailbox, port)
-}
-
-fn smtp_yaml(port: u16) -> String {
-    format!(
-        "smtp:\n  host: 127.0.0.1\n  port: {port}\n  tls: none\n  from: \"网格化管理 <escalade@city.example>\"\n  timeout: 5s\n"
-    )
-}
 
 // ---- an HTTP server playing the SMS gateway and the webhook's receiver ----------------------
 
@@ -229,6 +128,7 @@ struct Setup {
     engine: Arc<Engine>,
     clock: Arc<ManualClock>,
     delivery: Arc<Delivery>,
+    db: TestDb,
     dir: tempfile::TempDir,
 }
 
@@ -249,8 +149,8 @@ fn load_config(dir: &std::path::Path, yaml: &str) -> Config {
     .unwrap()
 }
 
-/// The example city on a fresh store in a temp dir (`escalade.sqlite`, where the CLI finds it),
-/// the clock at `now`, and delivery as `yaml` configures it.
+/// The example city on a fresh store (its state directory a temp dir, where the CLI finds the
+/// store), the clock at `now`, and delivery as `yaml` configures it.
 async fn setup(yaml: &str, now: &str) -> Setup {
     setup_rules(yaml, now, CITY).await
 }
@@ -259,14 +159,12 @@ async fn setup(yaml: &str, now: &str) -> Setup {
 async fn setup_rules(yaml: &str, now: &str, rules: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let cfg = load_config(dir.path(), yaml);
-    let store = Store::open_sqlite_with(
-        &dir.path().join("escalade.sqlite"),
-        StoreOptions {
+    let db = TestDb::new(dir.path());
+    let store = db
+        .open(StoreOptions {
             webhook_events: cfg.webhook.is_some(),
-        },
-    )
-    .await
-    .unwrap();
+        })
+        .await;
     let clock = Arc::new(ManualClock::new(at(now)));
     let engine = Arc::new(Engine::new(
         store,
@@ -278,6 +176,7 @@ async fn setup_rules(yaml: &str, now: &str, rules: &str) -> Setup {
         engine,
         clock,
         delivery,
+        db,
         dir,
     }
 }
@@ -1024,14 +923,7 @@ async fn the_cli_lists_dead_letters_and_retries_one() {
     s.report(None).await;
     s.drain(MORNING).await;
     let dead = s.rows("sms").await[0].id;
-    let cli = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_escalade"))
-            .arg("outbox")
-            .args(args)
-            .env("ESCALADE_STATE_DIR", s.dir.path())
-            .output()
-            .unwrap()
-    };
+    let cli = |args: &[&str]| support::escalade_in(&s.db, &[], &[&["outbox"], args].concat());
     let out = cli(&["list", "--status", "dead"]);
     assert!(
         out.status.success(),
@@ -1150,12 +1042,8 @@ async fn a_backlog_that_waited_for_its_channel_sends_the_young_and_keeps_the_old
         assert_eq!(m["due_at"].as_str().map(at), Some(at(MONDAY)), "{m}");
         assert!(m["retried_at"].is_null(), "{m}");
     }
-    // And by the CLI, on the state directory's database.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_escalade"))
-        .args(["outbox", "list", "--status", "stale"])
-        .env("ESCALADE_STATE_DIR", s.dir.path())
-        .output()
-        .unwrap();
+    // And by the CLI, on the same store.
+    let out = support::escalade_in(&s.db, &[], &["outbox", "list", "--status", "stale"]);
     assert!(
         out.status.success(),
         "{}",
@@ -1744,11 +1632,12 @@ fn the_daemon_delivers_and_stops_on_sigterm() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (g, base) = rt.block_on(start_gateway());
     let dir = tempfile::tempdir().unwrap();
-    let admin = support::admin_token(dir.path(), CITY);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_escalade"))
+    let db = TestDb::new(dir.path());
+    let admin = support::admin_token(&db, CITY);
+    let mut child = db
+        .command()
         .args(["run", "--rules", CITY])
         .env("ESCALADE_LISTEN", "127.0.0.1:0")
-        .env("ESCALADE_STATE_DIR", dir.path())
         .env("ESCALADE_WEBHOOK_URL", format!("{base}/hook"))
         .env("ESCALADE_WEBHOOK_SECRET_ENV", "HOOK_KEY")
         .env("HOOK_KEY", "s3cret-key")
@@ -1821,7 +1710,8 @@ fn the_daemon_configured_late_marks_the_old_backlog_stale_and_says_so_once() {
     use std::process::Command;
     let (mailbox, port) = smtp_running();
     let dir = tempfile::tempdir().unwrap();
-    let admin = support::admin_token(dir.path(), CITY);
+    let db = TestDb::new(dir.path());
+    let admin = support::admin_token(&db, CITY);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let c = support::client(&admin);
     let report = |addr: &str| {
@@ -1849,7 +1739,7 @@ fn the_daemon_configured_late_marks_the_old_backlog_stale_and_says_so_once() {
     };
 
     // No email channel: three issues' six emails wait.
-    let (daemon, addr) = support::start(dir.path(), CITY);
+    let (daemon, addr) = support::start(&db, CITY);
     let old: Vec<String> = (0..3).map(|_| report(&addr)).collect();
     drop(daemon);
     std::thread::sleep(std::time::Duration::from_millis(5500));
@@ -1866,7 +1756,7 @@ fn the_daemon_configured_late_marks_the_old_backlog_stale_and_says_so_once() {
     )
     .unwrap();
     let (_daemon, addr, log) = support::start_logged(
-        dir.path(),
+        &db,
         CITY,
         Command::new(env!("CARGO_BIN_EXE_escalade")),
         &["--config", config.to_str().unwrap()],
@@ -1933,7 +1823,8 @@ fn the_daemon_configured_from_the_environment_sends_a_link_that_acknowledges() {
     use std::process::Command;
     let (mailbox, port) = smtp_running();
     let dir = tempfile::tempdir().unwrap();
-    let admin = support::admin_token(dir.path(), CITY);
+    let db = TestDb::new(dir.path());
+    let admin = support::admin_token(&db, CITY);
     let mut command = Command::new(env!("CARGO_BIN_EXE_escalade"));
     command
         .env("ESCALADE_SMTP_HOST", "127.0.0.1")
@@ -1946,7 +1837,7 @@ fn the_daemon_configured_from_the_environment_sends_a_link_that_acknowledges() {
         )
         .env("ESCALADE_LINKS_SECRET_ENV", "LINK_KEY")
         .env("LINK_KEY", LINK_KEY);
-    let (_daemon, addr) = support::start_with(dir.path(), CITY, command, &[]);
+    let (_daemon, addr) = support::start_with(&db, CITY, command, &[]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let c = support::client(&admin);

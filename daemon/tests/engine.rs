@@ -1,27 +1,23 @@
-//! The engine on a real SQLite file in a temp dir, with a clock the test moves: durable intake,
-//! timelines, escalation by timers, timers that fell due while the daemon was down,
-//! idempotency, refusals that change nothing, and concurrent actions on one issue.
+//! The engine on a real store (an SQLite file in a temp dir, or a PostgreSQL database), with a
+//! clock the test moves: durable intake, timelines, escalation by timers, timers that fell due
+//! while the daemon was down, idempotency, refusals that change nothing, and concurrent actions
+//! on one issue.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, Utc};
 use escalade::engine::{Engine, EngineError, ManualClock};
-use escalade::store::{Store, StoreError};
-use escalade_rules::{Event, Issue, RuleSet, State};
+use escalade::store::StoreError;
+use escalade_rules::{Event, Issue, State};
+
+mod support;
+
+use support::{TestDb, at};
 
 const MINI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/tests/fixtures/mini");
 
-fn at(s: &str) -> DateTime<Utc> {
-    DateTime::<FixedOffset>::parse_from_rfc3339(s)
-        .unwrap()
-        .with_timezone(&Utc)
-}
-
-async fn engine(db: &Path, clock: &Arc<ManualClock>) -> Engine {
-    let store = Store::open_sqlite(db).await.unwrap();
-    let rules = RuleSet::load(MINI).unwrap();
-    Engine::new(store, rules, clock.clone())
+async fn engine(db: &TestDb, clock: &Arc<ManualClock>) -> Engine {
+    support::engine(db, MINI, clock.clone()).await
 }
 
 fn garbage() -> Issue {
@@ -38,7 +34,8 @@ fn garbage() -> Issue {
 async fn a_submission_is_stored_with_its_timeline_timers_and_messages() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(at("2026-03-02T10:00:00+08:00")));
-    let e = engine(&dir.path().join("db.sqlite"), &clock).await;
+    let db = TestDb::new(dir.path());
+    let e = engine(&db, &clock).await;
     let s = e.submit(garbage(), "reporter:p-g1", None).await.unwrap();
     assert!(!s.replayed);
     let id = s.issue.issue.id.clone();
@@ -68,7 +65,7 @@ async fn a_submission_is_stored_with_its_timeline_timers_and_messages() {
 #[tokio::test]
 async fn deadlines_escalate_on_the_test_clock_and_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db.sqlite");
+    let db = TestDb::new(dir.path());
     let clock = Arc::new(ManualClock::new(at("2026-03-02T10:00:00+08:00")));
     let id = {
         let e = engine(&db, &clock).await;
@@ -128,7 +125,8 @@ impl NowForTest for Arc<ManualClock> {
 async fn a_retried_submission_returns_the_first_answer() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(at("2026-03-02T10:00:00+08:00")));
-    let e = engine(&dir.path().join("db.sqlite"), &clock).await;
+    let db = TestDb::new(dir.path());
+    let e = engine(&db, &clock).await;
     let first = e
         .submit(garbage(), "r", Some(("key-1", "hash-a")))
         .await
@@ -153,7 +151,8 @@ async fn a_retried_submission_returns_the_first_answer() {
 async fn simultaneous_retries_in_one_commit_create_one_issue() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(at("2026-03-02T10:00:00+08:00")));
-    let e = Arc::new(engine(&dir.path().join("db.sqlite"), &clock).await);
+    let db = TestDb::new(dir.path());
+    let e = Arc::new(engine(&db, &clock).await);
     let tasks: Vec<_> = (0..32)
         .map(|i| {
             let e = e.clone();
@@ -201,7 +200,8 @@ async fn simultaneous_retries_in_one_commit_create_one_issue() {
 async fn a_refused_action_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(at("2026-03-02T10:00:00+08:00")));
-    let e = engine(&dir.path().join("db.sqlite"), &clock).await;
+    let db = TestDb::new(dir.path());
+    let e = engine(&db, &clock).await;
     let id = e.submit(garbage(), "r", None).await.unwrap().issue.issue.id;
     let before = e.store().issue(&id).await.unwrap().unwrap();
     match e.act(&id, Event::Confirmed, "reporter:p-g1").await {
@@ -225,7 +225,8 @@ async fn a_refused_action_changes_nothing() {
 async fn concurrent_actions_on_one_issue_all_apply_in_turn() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(at("2026-03-02T10:00:00+08:00")));
-    let e = Arc::new(engine(&dir.path().join("db.sqlite"), &clock).await);
+    let db = TestDb::new(dir.path());
+    let e = Arc::new(engine(&db, &clock).await);
     let id = e.submit(garbage(), "r", None).await.unwrap().issue.issue.id;
     e.act(&id, Event::Acknowledged, "d").await.unwrap();
     let tasks: Vec<_> = (0..10)
@@ -265,12 +266,16 @@ async fn concurrent_actions_on_one_issue_all_apply_in_turn() {
 /// kept with the department it rates.
 #[tokio::test]
 async fn assignments_follow_the_issue_and_evaluations_are_kept() {
+    if !support::sqlite_only("reads the assignments and evaluations from the SQLite file") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db.sqlite");
+    let db = TestDb::new(dir.path());
     let clock = Arc::new(ManualClock::new(at("2026-03-02T10:00:00+08:00")));
     let e = engine(&db, &clock).await;
     let id = e.submit(garbage(), "r", None).await.unwrap().issue.issue.id;
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
+    let file = db.sqlite_path().unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", file.display()))
         .await
         .unwrap();
     let assigned = || async {
@@ -331,7 +336,8 @@ async fn assignments_follow_the_issue_and_evaluations_are_kept() {
 async fn a_backlog_of_due_timers_fires_in_batches_each_issue_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(at("2026-03-02T10:00:00+08:00")));
-    let e = engine(&dir.path().join("db.sqlite"), &clock).await;
+    let db = TestDb::new(dir.path());
+    let e = engine(&db, &clock).await;
     let mut ids = Vec::new();
     for _ in 0..300 {
         let id = e.submit(garbage(), "r", None).await.unwrap().issue.issue.id;
@@ -376,7 +382,8 @@ async fn permission_is_checked_on_the_state_the_decision_uses() {
     use escalade::engine::By;
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(at("2026-03-02T10:00:00+08:00")));
-    let e = Arc::new(engine(&dir.path().join("db.sqlite"), &clock).await);
+    let db = TestDb::new(dir.path());
+    let e = Arc::new(engine(&db, &clock).await);
     let urban = Actor::new(1, Grant::unowned(Role::Department, Some("urban")));
     let leader = Actor::new(2, Grant::unowned(Role::Leader, Some("city")));
     let mut ids = Vec::new();

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use escalade::engine::{Clock, Engine, ManualClock};
-use escalade::store::Store;
 use escalade_rules::decide::Decider;
 use escalade_rules::ruletest::{Replay, Sent, run_with};
 use escalade_rules::{Channel, Event, Issue, IssueState, RuleSet};
@@ -33,6 +32,7 @@ struct ApiReplay<'a> {
     /// The originals of duplicates: the case's id and the id the API gave the copy.
     originals: Vec<(String, String)>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _db: support::TestDb,
     _dir: tempfile::TempDir,
 }
 
@@ -56,11 +56,10 @@ impl Drop for ApiReplay<'_> {
 impl<'a> ApiReplay<'a> {
     fn new(rt: &'a Runtime, rules: Arc<RuleSet>) -> ApiReplay<'a> {
         let dir = tempfile::tempdir().unwrap();
+        let db = support::TestDb::new(dir.path());
         let clock = Arc::new(ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap()));
         let (engine, base, stop) = rt.block_on(async {
-            let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
-                .await
-                .unwrap();
+            let store = db.open(Default::default()).await;
             let engine = Arc::new(Engine::with_rules(store, rules.clone(), clock.clone()));
             let (base, stop) = support::serve_api(engine.clone(), CITY, dir.path(), 1 << 20).await;
             (engine, base, stop)
@@ -75,6 +74,7 @@ impl<'a> ApiReplay<'a> {
             issue: None,
             originals: Vec::new(),
             stop: Some(stop),
+            _db: db,
             _dir: dir,
         };
         r.admin = r.client("admin", None);

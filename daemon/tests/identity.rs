@@ -1,7 +1,6 @@
 //! Who reports: a person's token reports as its person, an admin's or an integration's may
 //! report on someone's behalf (and the timeline says so), a token of no one names no reporter
-//! unless it is an admin's. The API in-process on the example organisation, SQLite in a temp
-//! dir.
+//! unless it is an admin's. The API in-process on the example organisation, on a fresh store.
 
 use escalade::auth::{Actor, Grant, Role};
 use serde_json::{Value, json};
@@ -19,13 +18,7 @@ async fn start() -> Api {
 impl Api {
     /// Submits `issue` with `c`: the status and the body.
     async fn submit(&self, c: &reqwest::Client, issue: &Value) -> (u16, Value) {
-        let r = c
-            .post(format!("{}/api/v1/issues", self.base))
-            .json(issue)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+        support::call(c.post(format!("{}/api/v1/issues", self.base)).json(issue)).await
     }
 
     /// The issue as an admin reads it.

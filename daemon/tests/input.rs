@@ -18,8 +18,7 @@ async fn send(api: &Api, path: &str, content_type: Option<&str>, body: String) -
     if let Some(ct) = content_type {
         r = r.header("content-type", ct);
     }
-    let r = r.send().await.unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    support::call(r).await
 }
 
 async fn issues(api: &Api) -> usize {

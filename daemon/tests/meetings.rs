@@ -2,18 +2,13 @@
 //! who may see and record it, the outcome applied to every agenda issue (a closed one skipped),
 //! a recording repeated or contradicted, bad outcomes that change nothing; and comments.
 
-use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::json;
 
 mod support;
 
-use support::Api;
+use support::{Api, at, fire_hazard};
 
 const CITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/city");
-
-fn at(s: &str) -> DateTime<Utc> {
-    support::at(s)
-}
 
 async fn start() -> Api {
     Api::start(CITY, "2026-03-03T10:00:00+08:00").await
@@ -29,13 +24,6 @@ async fn events(s: &Api, id: &str) -> Vec<String> {
         .into_iter()
         .map(|e| e.kind)
         .collect()
-}
-
-/// Exposed wiring and fire risk: the example's hook convenes the joint meeting, which sits at
-/// 09:00 one working day later.
-fn fire_hazard(unit: &str) -> Value {
-    json!({"category": "fire_hazard", "unit": unit, "reporter": format!("p-{unit}"),
-           "description": "电线老化漏电，楼道堆放杂物有起火风险"})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,7 @@
 //! `/metrics`: every metric the daemon exports moves when what it counts happens. The engine,
 //! delivery (to a webhook receiver that fails once, then takes) and the API run in-process on a
-//! SQLite store in a temp dir, with a clock the test moves; the metrics are scraped over HTTP
-//! and read as Prometheus text.
+//! fresh store (its state directory a temp dir), with a clock the test moves; the metrics are
+//! scraped over HTTP and read as Prometheus text.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use escalade::config::Config;
 use escalade::engine::{Engine, ManualClock};
 use escalade::notify::{Delivery, Route};
-use escalade::store::{Store, StoreOptions};
+use escalade::store::StoreOptions;
 use escalade_rules::RuleSet;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -109,14 +109,12 @@ async fn every_metric_moves_when_what_it_counts_happens() {
     )
     .unwrap();
     let cfg = Config::load(Some(&f), |k| (k == "HOOK_KEY").then(|| "k3y".to_string())).unwrap();
-    let store = Store::open_sqlite_with(
-        &dir.path().join("escalade.sqlite"),
-        StoreOptions {
+    let db = support::TestDb::new(dir.path());
+    let store = db
+        .open(StoreOptions {
             webhook_events: true,
-        },
-    )
-    .await
-    .unwrap();
+        })
+        .await;
     let clock = Arc::new(ManualClock::new(at("2026-03-03T10:00:00+08:00")));
     let engine = Arc::new(Engine::new(
         store,

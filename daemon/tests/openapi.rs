@@ -13,10 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use escalade::engine::{Engine, ManualClock};
-use escalade::store::Store;
-use escalade_rules::RuleSet;
 use serde_json::Value;
 
 mod support;
@@ -268,29 +265,25 @@ fn check_answer(doc: &Value, what: &str, op: &Value, status: u16, body: &Value) 
     );
 }
 
-fn at(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
-
 struct Server {
     base: String,
     engine: Arc<Engine>,
     _stop: tokio::sync::oneshot::Sender<()>,
+    _db: support::TestDb,
     _dir: tempfile::TempDir,
 }
 
 async fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
-        .await
-        .unwrap();
-    let clock = Arc::new(ManualClock::new(at("2026-03-03T10:00:00+08:00")));
-    let engine = Arc::new(Engine::new(store, RuleSet::load(CITY).unwrap(), clock));
+    let db = support::TestDb::new(dir.path());
+    let clock = Arc::new(ManualClock::new(support::at("2026-03-03T10:00:00+08:00")));
+    let engine = Arc::new(support::engine(&db, CITY, clock).await);
     let (base, stop) = support::serve_api(engine.clone(), CITY, dir.path(), 1 << 20).await;
     Server {
         base,
         engine,
         _stop: stop,
+        _db: db,
         _dir: dir,
     }
 }

@@ -1,8 +1,7 @@
-//! Photos on issues through the API, in-process on port 0 against a real SQLite store: multipart
+//! Photos on issues through the API, in-process on port 0 against a real store: multipart
 //! submissions, the files under the state directory, reading them back, and bad photos refused
 //! with nothing stored.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -10,15 +9,12 @@ use chrono::{DateTime, Utc};
 use escalade::api::{AppState, serve};
 use escalade::engine::{Engine, ManualClock};
 use escalade::photos::{PhotoLimits, PhotoStore};
-use escalade::store::Store;
-use escalade_rules::RuleSet;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 mod support;
 
-use support::{PNG, client, token};
+use support::{PNG, call, client, files, sha, token};
 
 const MINI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/tests/fixtures/mini");
 
@@ -48,6 +44,7 @@ struct Server {
     /// An admin token.
     admin: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _db: support::TestDb,
     dir: tempfile::TempDir,
 }
 
@@ -61,15 +58,9 @@ impl Drop for Server {
 
 async fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
-        .await
-        .unwrap();
+    let db = support::TestDb::new(dir.path());
     let now: DateTime<Utc> = "2026-03-02T02:00:00Z".parse().unwrap();
-    let engine = Arc::new(Engine::new(
-        store,
-        RuleSet::load(MINI).unwrap(),
-        Arc::new(ManualClock::new(now)),
-    ));
+    let engine = Arc::new(support::engine(&db, MINI, Arc::new(ManualClock::new(now))).await);
     let admin = token(&engine, "admin", None).await;
     let state = Arc::new(AppState {
         rules: support::steward(&engine, MINI).await,
@@ -92,16 +83,13 @@ async fn start() -> Server {
         engine,
         admin,
         stop: Some(stop),
+        _db: db,
         dir,
     }
 }
 
 fn garbage() -> Value {
     json!({"category": "garbage", "unit": "g1", "description": "bins overflowing", "reporter": "p-g1"})
-}
-
-fn sha(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
 }
 
 fn issue_part(issue: &Value) -> Part {
@@ -125,28 +113,6 @@ fn form(issue: &Value, photos: &[(&[u8], &str, &str)]) -> Form {
     )
 }
 
-async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-/// Every file under `dir`, recursively (temporary files too).
-fn files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                out.extend(files(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 impl Server {
     fn issues(&self) -> String {
         format!("{}/api/v1/issues", self.base)
@@ -158,13 +124,13 @@ impl Server {
 
     /// How many issues the admin sees.
     async fn issue_count(&self) -> usize {
-        let (status, body) = send(client(&self.admin).get(self.issues())).await;
+        let (status, body) = call(client(&self.admin).get(self.issues())).await;
         assert_eq!(status, 200, "{body}");
         body["issues"].as_array().unwrap().len()
     }
 
     async fn outbox_len(&self) -> usize {
-        let (_, body) = send(client(&self.admin).get(format!("{}/api/v1/outbox", self.base))).await;
+        let (_, body) = call(client(&self.admin).get(format!("{}/api/v1/outbox", self.base))).await;
         body["messages"].as_array().unwrap().len()
     }
 }
@@ -188,7 +154,7 @@ async fn photos_are_stored_by_hash_and_served_to_whoever_may_see_the_issue() {
                 ],
             ))
     };
-    let (status, body) = send(submit("photos-1")).await;
+    let (status, body) = call(submit("photos-1")).await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().unwrap().to_string();
     assert_eq!(body["issue"]["photos"], json!([png, jpeg]));
@@ -205,7 +171,7 @@ async fn photos_are_stored_by_hash_and_served_to_whoever_may_see_the_issue() {
     assert_eq!(s.issue_count().await, 1);
     // The same key with other photos is refused, and the new photo is not written.
     let other = [&PNG[..], b"\0"].concat();
-    let (status, body) = send(
+    let (status, body) = call(
         reporter
             .post(s.issues())
             .header("idempotency-key", "photos-1")
@@ -218,7 +184,7 @@ async fn photos_are_stored_by_hash_and_served_to_whoever_may_see_the_issue() {
     assert_eq!(s.issue_count().await, 1);
 
     // The issue lists its photos; each is served with the type its bytes tell.
-    let (status, body) = send(admin.get(format!("{}/{id}", s.issues()))).await;
+    let (status, body) = call(admin.get(format!("{}/{id}", s.issues()))).await;
     assert_eq!(status, 200);
     assert_eq!(body["issue"]["photos"], json!([png, jpeg]));
     for (hash, bytes, ct) in [
@@ -239,20 +205,20 @@ async fn photos_are_stored_by_hash_and_served_to_whoever_may_see_the_issue() {
 
     // Out of scope: 403. Not among the issue's photos, or no such issue: 404.
     let g2 = client(&token(&s.engine, "reporter", Some("g2")).await);
-    let (status, body) = send(g2.get(format!("{}/{id}/photos/{png}", s.issues()))).await;
+    let (status, body) = call(g2.get(format!("{}/{id}/photos/{png}", s.issues()))).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (403, Some("forbidden"))
     );
     let police = client(&token(&s.engine, "department", Some("police")).await);
-    let (status, _) = send(police.get(format!("{}/{id}/photos/{png}", s.issues()))).await;
+    let (status, _) = call(police.get(format!("{}/{id}/photos/{png}", s.issues()))).await;
     assert_eq!(status, 403);
     for path in [
         format!("{id}/photos/{}", "0".repeat(64)),
-        format!("{id}/photos/..%2F..%2Fdb.sqlite"),
+        format!("{id}/photos/..%2F..%2Fescalade.sqlite"),
         format!("999/photos/{png}"),
     ] {
-        let (status, body) = send(admin.get(format!("{}/{path}", s.issues()))).await;
+        let (status, body) = call(admin.get(format!("{}/{path}", s.issues()))).await;
         assert_eq!(
             (status, body["error"]["code"].as_str()),
             (404, Some("not_found")),
@@ -263,11 +229,11 @@ async fn photos_are_stored_by_hash_and_served_to_whoever_may_see_the_issue() {
     // A JSON submission may name photos already stored.
     let mut listed = garbage();
     listed["photos"] = json!([jpeg]);
-    let (status, body) = send(admin.post(s.issues()).json(&listed)).await;
+    let (status, body) = call(admin.post(s.issues()).json(&listed)).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["issue"]["photos"], json!([jpeg]));
     // The same photo twice is stored once and listed once.
-    let (status, body) = send(admin.post(s.issues()).multipart(form(
+    let (status, body) = call(admin.post(s.issues()).multipart(form(
         &garbage(),
         &[(&PNG, "a.png", "image/png"), (&PNG, "b.png", "image/png")],
     )))
@@ -275,7 +241,7 @@ async fn photos_are_stored_by_hash_and_served_to_whoever_may_see_the_issue() {
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["issue"]["photos"], json!([png]));
     // No photos at all is a plain submission.
-    let (status, body) = send(admin.post(s.issues()).multipart(form(&garbage(), &[]))).await;
+    let (status, body) = call(admin.post(s.issues()).multipart(form(&garbage(), &[]))).await;
     assert_eq!(status, 201, "{body}");
     assert!(body["issue"].get("photos").is_none(), "{body}");
     assert_eq!(files(&s.dir.path().join("photos")).len(), 2);
@@ -312,7 +278,7 @@ async fn bad_photos_are_refused_and_nothing_is_stored() {
     let mut listing_unknown = garbage();
     listing_unknown["photos"] = json!(["0".repeat(64)]);
     let mut listing_a_path = garbage();
-    listing_a_path["photos"] = json!(["../../db.sqlite"]);
+    listing_a_path["photos"] = json!(["../../escalade.sqlite"]);
     let mut photos_in_the_part = garbage();
     photos_in_the_part["photos"] = json!([sha(png)]);
     let only_photo = Form::new().part("photo", photo_part(png, "a.png", "image/png"));
@@ -538,7 +504,7 @@ async fn bad_photos_are_refused_and_nothing_is_stored() {
         ),
     ];
     for (what, req, status, code, field, words) in cases {
-        let (got, body) = send(req).await;
+        let (got, body) = call(req).await;
         assert_eq!(got, status, "{what}: {body}");
         assert_eq!(body["error"]["code"], code, "{what}: {body}");
         if let Some(f) = field {
@@ -559,7 +525,7 @@ async fn bad_photos_are_refused_and_nothing_is_stored() {
     }
 
     // And the same good photo is taken afterwards.
-    let (status, body) = send(
+    let (status, body) = call(
         admin
             .post(s.issues())
             .multipart(form(&garbage(), &[(png, "a.png", "image/png")])),
@@ -595,7 +561,7 @@ async fn concurrent_submissions_with_one_key_leave_no_photo_that_nothing_names()
             .post(s.issues())
             .header("idempotency-key", &key)
             .multipart(form(&garbage(), &[(jpeg, "b.jpg", "image/jpeg")]));
-        let ((sa, ba), (sb, bb)) = tokio::join!(send(a), send(b));
+        let ((sa, ba), (sb, bb)) = tokio::join!(call(a), call(b));
         // One is taken; the other, a different request under the same key, is refused.
         let mut statuses = [sa, sb];
         statuses.sort();
@@ -617,7 +583,7 @@ async fn concurrent_submissions_with_one_key_leave_no_photo_that_nothing_names()
     );
     assert!(!named.is_empty());
     // What the issues name is still served.
-    let (_, list) = send(admin.get(s.issues())).await;
+    let (_, list) = call(admin.get(s.issues())).await;
     for i in list["issues"].as_array().unwrap() {
         let id = i["id"].as_str().unwrap();
         let hash = i["issue"]["photos"][0].as_str().unwrap();
@@ -634,7 +600,7 @@ async fn concurrent_submissions_with_one_key_leave_no_photo_that_nothing_names()
 async fn what_a_crash_leaves_in_the_photo_store_is_removed_and_nothing_named_is() {
     let s = start().await;
     let admin = client(&s.admin);
-    let (status, body) = send(
+    let (status, body) = call(
         admin
             .post(s.issues())
             .multipart(form(&garbage(), &[(&PNG[..], "a.png", "image/png")])),

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 mod support;
 
-use support::Api;
+use support::{Api, fire_hazard};
 
 const CITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/city");
 
@@ -41,11 +41,6 @@ fn all_to_the_second(what: &str, v: &Value) -> usize {
     let bad: Vec<_> = out.iter().filter(|(_, t)| !to_the_second(t)).collect();
     assert!(bad.is_empty(), "{what}: times not to the second: {bad:?}");
     out.len()
-}
-
-fn fire_hazard(unit: &str) -> Value {
-    json!({"category": "fire_hazard", "unit": unit, "reporter": format!("p-{unit}"),
-           "description": "电线老化漏电，楼道堆放杂物有起火风险"})
 }
 
 /// A clock with milliseconds, an issue that convenes a meeting, runs late, escalates and is

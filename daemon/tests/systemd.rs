@@ -9,13 +9,13 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use escalade::engine::{Clock, Engine};
+use escalade::engine::Clock;
 use escalade::systemd::Watchdog;
 use serde_json::Value;
 
 mod support;
 
-use support::{Daemon, NotifySocket, client, copy_rules, edit};
+use support::{Daemon, NotifySocket, TestDb, client, copy_rules, edit};
 
 const MINI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/tests/fixtures/mini");
 
@@ -69,15 +69,15 @@ async fn ready_once_serving_and_every_reload_is_wrapped_in_reloading_and_ready()
     let rules = dir.path().join("rules");
     copy_rules(MINI, &rules);
     let r = rules.to_str().unwrap();
-    let state = dir.path().join("state");
-    let admin = client(&support::admin_token(&state, r));
+    let db = TestDb::new(&dir.path().join("state"));
+    let admin = client(&support::admin_token(&db, r));
     let notify = NotifySocket::bind();
     let mut command = Command::new(env!("CARGO_BIN_EXE_escalade"));
     command
         .env("NOTIFY_SOCKET", &notify.path)
         .env_remove("WATCHDOG_USEC")
         .stderr(Stdio::null());
-    let daemon = support::spawn(&state, r, command, &[]);
+    let daemon = support::spawn(&db, r, command, &[]);
 
     // Nothing but the notifications tells the test that the daemon is up.
     let start = notify.until("READY", "1");
@@ -153,13 +153,14 @@ async fn ready_once_serving_and_every_reload_is_wrapped_in_reloading_and_ready()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scheduler_pings_the_watchdog_at_half_its_interval() {
     let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(dir.path());
     let notify = NotifySocket::bind();
     let mut command = Command::new(env!("CARGO_BIN_EXE_escalade"));
     command
         .env("NOTIFY_SOCKET", &notify.path)
         .env("WATCHDOG_USEC", "1000000")
         .stderr(Stdio::null());
-    let daemon = support::spawn(dir.path(), MINI, command, &[]);
+    let daemon = support::spawn(&db, MINI, command, &[]);
     notify.until("READY", "1");
     // Nothing is due: without the watchdog the scheduler would sleep a minute.
     let seen = notify.during(Duration::from_secs(3));
@@ -187,7 +188,8 @@ async fn the_scheduler_pings_the_watchdog_at_half_its_interval() {
         .env("WATCHDOG_PID", "1")
         .stderr(Stdio::null());
     let dir = tempfile::tempdir().unwrap();
-    let daemon = support::spawn(dir.path(), MINI, command, &[]);
+    let db = TestDb::new(dir.path());
+    let daemon = support::spawn(&db, MINI, command, &[]);
     let start = notify.until("READY", "1");
     let later = notify.during(Duration::from_millis(1500));
     assert!(
@@ -227,18 +229,12 @@ impl Stoppable {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduler_that_hangs_stops_the_pings() {
     let dir = tempfile::tempdir().unwrap();
-    let store = escalade::store::Store::open_sqlite(&dir.path().join("db.sqlite"))
-        .await
-        .unwrap();
+    let db = TestDb::new(dir.path());
     let clock = Arc::new(Stoppable {
         stopped: std::sync::Mutex::new(false),
         go: std::sync::Condvar::new(),
     });
-    let engine = Arc::new(Engine::new(
-        store,
-        escalade_rules::RuleSet::load(MINI).unwrap(),
-        clock.clone(),
-    ));
+    let engine = Arc::new(support::engine(&db, MINI, clock.clone()).await);
     let (tx, rx) = std::sync::mpsc::channel::<Instant>();
     let tx = std::sync::Mutex::new(tx);
     let watchdog = Watchdog::new(Duration::from_millis(100), move || {
@@ -276,17 +272,11 @@ async fn a_scheduler_that_hangs_stops_the_pings() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_catch_up_pings_after_each_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let store = escalade::store::Store::open_sqlite(&dir.path().join("db.sqlite"))
-        .await
-        .unwrap();
+    let db = TestDb::new(dir.path());
     let clock = Arc::new(escalade::engine::ManualClock::new(support::at(
         "2026-03-02T10:00:00+08:00",
     )));
-    let engine = Arc::new(Engine::new(
-        store,
-        escalade_rules::RuleSet::load(MINI).unwrap(),
-        clock.clone(),
-    ));
+    let engine = Arc::new(support::engine(&db, MINI, clock.clone()).await);
     let issue = escalade_rules::Issue {
         category: "garbage".into(),
         unit: "g1".into(),
@@ -354,13 +344,8 @@ async fn json_logs_are_one_object_per_line() {
         .env("NOTIFY_SOCKET", &notify.path)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped());
-    let state = dir.path().join("state");
-    let mut daemon = support::spawn(
-        &state,
-        MINI,
-        command,
-        &["--config", config.to_str().unwrap()],
-    );
+    let db = TestDb::new(&dir.path().join("state"));
+    let mut daemon = support::spawn(&db, MINI, command, &["--config", config.to_str().unwrap()]);
     let stderr = daemon.0.stderr.take().unwrap();
     let log = std::thread::spawn(move || {
         BufReader::new(stderr)
@@ -410,9 +395,10 @@ fn a_bad_log_format_is_refused_naming_the_key() {
     let config = dir.path().join("escalade.yaml");
     std::fs::write(&config, "listen: 127.0.0.1:0\nlog_format: xml\n").unwrap();
     let state = dir.path().join("state");
-    let out = Command::new(env!("CARGO_BIN_EXE_escalade"))
+    let db = TestDb::new(&state);
+    let out = db
+        .command()
         .args(["run", "--rules", MINI, "--config", config.to_str().unwrap()])
-        .env("ESCALADE_STATE_DIR", &state)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -428,9 +414,9 @@ fn a_bad_log_format_is_refused_naming_the_key() {
         "nothing is made for a refused configuration"
     );
 
-    let out = Command::new(env!("CARGO_BIN_EXE_escalade"))
+    let out = db
+        .command()
         .args(["run", "--rules", MINI])
-        .env("ESCALADE_STATE_DIR", &state)
         .env("ESCALADE_LOG_FORMAT", "text")
         .output()
         .unwrap();

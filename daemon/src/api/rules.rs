@@ -291,7 +291,7 @@ pub(super) async fn replay(
     let rules = Arc::new(candidate(&s, &b.dir).await?.1);
     let Some(db) = s.rules.database() else {
         return Err(super::internal(
-            "this daemon's store is not a file replay can read".into(),
+            "this daemon was given no store for replays".into(),
         ));
     };
     let filter = crate::replay::ReplayFilter {

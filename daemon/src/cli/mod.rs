@@ -1,7 +1,7 @@
 //! The `escalade` command's subcommands, one module each along their seams: the daemon
 //! (`run`), the rule author's tools (`author`: check, test, explain), the commands on a store
-//! (`store`: tokens, the outbox), backup and restore (`backup`) and the synthetic city
-//! (`generate`).
+//! (`store`: tokens, the outbox), backup and restore (`backup`), the copy of an SQLite store
+//! into PostgreSQL (`copy`) and the synthetic city (`generate`).
 //!
 //! Exit codes: 0 success, 1 rule errors or failing rule tests, 2 usage errors (bad flags,
 //! unreadable or malformed input files).
@@ -14,6 +14,7 @@ use miette::{GraphicalReportHandler, GraphicalTheme};
 
 pub mod author;
 pub mod backup;
+pub mod copy;
 pub mod replay;
 pub mod run;
 pub mod store;

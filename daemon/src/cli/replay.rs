@@ -53,7 +53,7 @@ pub fn replay(a: ReplayArgs) -> Result<(), Failure> {
         category: a.category,
         unit: a.unit,
     };
-    let db = cfg.database_path("escalade replay")?;
+    let db = cfg.database();
     let tz = candidate.org.calendars[candidate.settings.calendar as usize].tz();
     let report = runtime()?
         .block_on(crate::replay::replay(&db, candidate, filter, Some(a.limit)))

@@ -162,10 +162,7 @@ async fn daemon(cfg: Config, force_rules: bool) -> Result<(), String> {
     let steward = Arc::new(
         Rules::new(engine.clone(), cfg.rules.clone(), live)
             .with_candidates(cfg.candidates_dir.clone())
-            .with_database(match &db {
-                crate::store::Database::Sqlite(path) => Some(path.clone()),
-                crate::store::Database::Postgres(_) => None,
-            })
+            .with_database(Some(db.clone()))
             .with_service_manager(service.clone()),
     );
     crate::metrics::reloaded(true, engine.now().timestamp());

@@ -26,6 +26,7 @@ macro_rules! on {
 }
 
 pub mod backup;
+pub mod copy;
 mod outbox;
 mod plan;
 mod postgres;

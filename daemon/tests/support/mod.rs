@@ -1,9 +1,290 @@
-//! Running the real binary: shared by the end-to-end tests and the intake benchmark.
+//! What the daemon's tests share: the store each test runs on (SQLite or PostgreSQL, as the
+//! environment chooses), the real binary run over it, the API served in-process, and the small
+//! helpers several test files need. The benchmarks include it too.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use escalade::engine::{Clock, Engine};
+
+pub mod smtp;
+use escalade::store::{Database, Store, StoreOptions};
+
+// ---- the store's backend --------------------------------------------------------------------
+
+/// The store's backend the tests run on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    /// The PostgreSQL server of this URL, on which each test makes a database of its own.
+    Postgres(String),
+}
+
+/// The backend that `ESCALADE_TEST_BACKEND` (`backend`) and `ESCALADE_TEST_DATABASE_URL`
+/// (`url`) name: SQLite unless the first says `postgres`, which needs the second.
+pub fn choose_backend(backend: Option<&str>, url: Option<&str>) -> Result<Backend, String> {
+    match backend.map(str::trim).unwrap_or("") {
+        "" | "sqlite" => Ok(Backend::Sqlite),
+        "postgres" => match url.map(str::trim) {
+            Some(u) if !u.is_empty() => Ok(Backend::Postgres(u.to_string())),
+            _ => Err(
+                "ESCALADE_TEST_BACKEND=postgres needs ESCALADE_TEST_DATABASE_URL, the \
+                 server on which the tests make their databases: set it, e.g. \
+                 ESCALADE_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test"
+                    .to_string(),
+            ),
+        },
+        other => Err(format!(
+            "ESCALADE_TEST_BACKEND={other}: expected `sqlite` (the default) or `postgres`"
+        )),
+    }
+}
+
+/// The backend of this run, read from the environment once; the first call says which, so
+/// that no run leaves a doubt about what it tested.
+pub fn backend() -> &'static Backend {
+    static CHOSEN: std::sync::OnceLock<Backend> = std::sync::OnceLock::new();
+    CHOSEN.get_or_init(|| {
+        let var = |k: &str| std::env::var(k).ok();
+        let chosen = choose_backend(
+            var("ESCALADE_TEST_BACKEND").as_deref(),
+            var("ESCALADE_TEST_DATABASE_URL").as_deref(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        match &chosen {
+            Backend::Sqlite => say("escalade tests: the store runs on SQLite"),
+            Backend::Postgres(url) => say(&format!(
+                "escalade tests: the store runs on PostgreSQL at {}",
+                shown(url)
+            )),
+        }
+        chosen
+    })
+}
+
+/// Writes `line` to the process's stderr as it is: the test runner keeps back what a test
+/// prints with `eprintln!` unless the test fails, and these lines are meant for every run.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// `url` without its password, to print.
+fn shown(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => "a URL that does not parse".to_string(),
+    }
+}
+
+/// Whether a test that only makes sense on SQLite (it reads or copies the SQLite file itself)
+/// runs: false on PostgreSQL, saying which test is skipped and `why`.
+pub fn sqlite_only(why: &str) -> bool {
+    match backend() {
+        Backend::Sqlite => true,
+        Backend::Postgres(_) => {
+            let test = std::thread::current()
+                .name()
+                .unwrap_or("a test")
+                .to_string();
+            say(&format!("{test}: skipped on PostgreSQL: {why}"));
+            false
+        }
+    }
+}
+
+/// The store of one test, on the backend of the run, with the state directory the daemon
+/// keeps its other files in (photos, its lock). On SQLite it is `escalade.sqlite` in the
+/// state directory, where the binary looks when told nothing else; nothing is made until the
+/// store is opened. On PostgreSQL it is a database of its own, made on the server now and
+/// dropped with this value.
+pub struct TestDb {
+    state: PathBuf,
+    database: Database,
+    /// The server and the name of the database made for this test, to drop.
+    made: Option<(String, String)>,
+}
+
+impl TestDb {
+    /// The store of a test whose state directory is `state` (which need not exist).
+    pub fn new(state: &Path) -> TestDb {
+        match backend() {
+            Backend::Sqlite => TestDb::sqlite(state),
+            Backend::Postgres(server) => TestDb::postgres_on(state, server),
+        }
+    }
+
+    /// An SQLite store whatever the run's backend: for what starts from one (moving a store).
+    pub fn sqlite(state: &Path) -> TestDb {
+        TestDb {
+            state: state.to_path_buf(),
+            database: Database::Sqlite(state.join("escalade.sqlite")),
+            made: None,
+        }
+    }
+
+    /// A PostgreSQL database of its own whatever the run's backend, when
+    /// `ESCALADE_TEST_DATABASE_URL` names a server; none (the caller says it skipped) when not.
+    pub fn postgres(state: &Path) -> Option<TestDb> {
+        let url = std::env::var("ESCALADE_TEST_DATABASE_URL").ok()?;
+        (!url.trim().is_empty()).then(|| TestDb::postgres_on(state, url.trim()))
+    }
+
+    fn postgres_on(state: &Path, server: &str) -> TestDb {
+        // Unique across the test binaries running at once (the pid), the tests of one (the
+        // counter), and databases a killed run left behind (the random part).
+        static MADE: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "escalade_test_{}_{}_{:08x}",
+            std::process::id(),
+            MADE.fetch_add(1, Ordering::Relaxed),
+            fastrand::u32(..)
+        );
+        let mut url = reqwest::Url::parse(server)
+            .unwrap_or_else(|e| panic!("ESCALADE_TEST_DATABASE_URL is not a URL: {e}"));
+        url.set_path(&format!("/{name}"));
+        on_server(server, &format!("CREATE DATABASE \"{name}\"")).unwrap_or_else(|e| {
+            panic!("making the test database {name} on {}: {e}", shown(server))
+        });
+        TestDb {
+            state: state.to_path_buf(),
+            database: Database::Postgres(url.to_string()),
+            made: Some((server.to_string(), name)),
+        }
+    }
+
+    /// The same store seen from another state directory: what a second replica of the daemon
+    /// on PostgreSQL is (its photo cache and uploads its own). Dropping it drops nothing.
+    pub fn sharing(&self, state: &Path) -> TestDb {
+        TestDb {
+            state: state.to_path_buf(),
+            database: self.database.clone(),
+            made: None,
+        }
+    }
+
+    /// The state directory a binary run over this store is given.
+    pub fn state(&self) -> &Path {
+        &self.state
+    }
+
+    pub fn database(&self) -> Database {
+        self.database.clone()
+    }
+
+    /// The store as a person reads it: the SQLite file, or the URL without its password.
+    pub fn shown(&self) -> String {
+        match &self.database {
+            Database::Sqlite(p) => p.display().to_string(),
+            Database::Postgres(url) => shown(url),
+        }
+    }
+
+    /// The SQLite file, on SQLite.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match &self.database {
+            Database::Sqlite(p) => Some(p),
+            Database::Postgres(_) => None,
+        }
+    }
+
+    /// The store, opened (and migrated) as the daemon opens it, which makes its state
+    /// directory first.
+    pub async fn open(&self, options: StoreOptions) -> Store {
+        std::fs::create_dir_all(&self.state).unwrap();
+        Store::open(&self.database, options)
+            .await
+            .unwrap_or_else(|e| panic!("opening the store {}: {e}", self.shown()))
+    }
+
+    /// The variables a binary run over this store needs besides its state directory: none on
+    /// SQLite, whose file is where the state directory puts it.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        match &self.database {
+            Database::Sqlite(_) => Vec::new(),
+            Database::Postgres(url) => vec![("ESCALADE_DATABASE", url.clone())],
+        }
+    }
+
+    /// Points `command` at this store: its state directory and `env`.
+    pub fn apply(&self, command: &mut Command) {
+        command.env("ESCALADE_STATE_DIR", &self.state);
+        if self.env().is_empty() {
+            // A database named in the environment the tests run in would take the place of
+            // the state directory's file.
+            command.env_remove("ESCALADE_DATABASE");
+        }
+        command.envs(self.env());
+    }
+
+    /// The binary, pointed at this store.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_escalade"));
+        self.apply(&mut c);
+        c
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((server, name)) = self.made.take() {
+            // FORCE: a store still open (an engine held elsewhere, a daemon being killed)
+            // must not keep the database.
+            let dropped = on_server(
+                &server,
+                &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+            );
+            if let Err(e) = dropped {
+                // No panic: this may run while a failed test unwinds.
+                say(&format!(
+                    "the test database {name} is left on the server: {e}"
+                ));
+            }
+        }
+    }
+}
+
+/// Runs `sql` on the server of `url`, through a connection of its own, on a thread of its own
+/// with a runtime of its own: the caller may be sync, in `Drop`, or inside a test's runtime,
+/// where no other runtime may block.
+fn on_server(url: &str, sql: &str) -> Result<(), String> {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&url)
+                .await
+                .map_err(|e| e.to_string())?;
+            // Sent as it is, with no statement prepared: it has no parameters and runs once.
+            sqlx::raw_sql(&sql)
+                .execute(&mut c)
+                .await
+                .map_err(|e| e.to_string())?;
+            c.close().await.map_err(|e| e.to_string())
+        })
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the thread that ran it panicked".to_string()))
+}
+
+/// An engine on `db`'s store (opened with the default options), the rules of `rules_dir`
+/// and `clock`.
+pub async fn engine(db: &TestDb, rules_dir: impl AsRef<Path>, clock: Arc<dyn Clock>) -> Engine {
+    let rules = escalade_rules::RuleSet::load(rules_dir.as_ref()).unwrap();
+    Engine::new(db.open(StoreOptions::default()).await, rules, clock)
+}
+
+// ---- the real binary ------------------------------------------------------------------------
 
 /// The daemon, killed when dropped (so a failing test leaves no process behind).
 pub struct Daemon(pub Child);
@@ -15,11 +296,11 @@ impl Drop for Daemon {
     }
 }
 
-/// An admin token in the store of `state`, made by `escalade token create`.
-pub fn admin_token(state: &Path, rules: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_escalade"))
+/// An admin token in the store `db`, made by `escalade token create`.
+pub fn admin_token(db: &TestDb, rules: &str) -> String {
+    let out = db
+        .command()
         .args(["token", "create", "--role", "admin", "--rules", rules])
-        .env("ESCALADE_STATE_DIR", state)
         .output()
         .unwrap();
     assert!(
@@ -36,26 +317,22 @@ pub fn admin_token(state: &Path, rules: &str) -> String {
         .to_string()
 }
 
-/// Starts `escalade run` on port 0 and returns it with the address it logged.
-pub fn start(state: &Path, rules: &str) -> (Daemon, String) {
-    start_with(
-        state,
-        rules,
-        Command::new(env!("CARGO_BIN_EXE_escalade")),
-        &[],
-    )
+/// Starts `escalade run` on port 0 over the store `db` and returns it with the address it
+/// logged.
+pub fn start(db: &TestDb, rules: &str) -> (Daemon, String) {
+    start_with(db, rules, Command::new(env!("CARGO_BIN_EXE_escalade")), &[])
 }
 
 /// `start`, from a command the caller has prepared (more variables, say), with more flags of
 /// `run`.
-pub fn start_with(state: &Path, rules: &str, command: Command, flags: &[&str]) -> (Daemon, String) {
-    let (daemon, addr, _) = start_logged(state, rules, command, flags);
+pub fn start_with(db: &TestDb, rules: &str, command: Command, flags: &[&str]) -> (Daemon, String) {
+    let (daemon, addr, _) = start_logged(db, rules, command, flags);
     (daemon, addr)
 }
 
 /// `start_with`, keeping every line the daemon logs, as it comes, for the test to read.
 pub fn start_logged(
-    state: &Path,
+    db: &TestDb,
     rules: &str,
     mut command: Command,
     flags: &[&str],
@@ -64,11 +341,11 @@ pub fn start_logged(
     String,
     std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 ) {
+    db.apply(&mut command);
     let mut child = command
         .args(["run", "--rules", rules])
         .args(flags)
         .env("ESCALADE_LISTEN", "127.0.0.1:0")
-        .env("ESCALADE_STATE_DIR", state)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -267,8 +544,44 @@ pub fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
         .with_timezone(&chrono::Utc)
 }
 
-/// The API on a fresh SQLite store in a temp dir, served in-process on the rules of `rules_dir`
-/// with a clock the test moves.
+/// Sends `request`: the answer's status and its JSON body (null if it has none).
+pub async fn call(request: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+    let r = request.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// The SHA-256 of `bytes` in hex: a photo's name.
+pub fn sha(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(bytes))
+}
+
+/// Every file under `dir`, recursively, sorted (none if `dir` is not there).
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                out.extend(files(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Exposed wiring and fire risk in the example city's grid `unit`, reported by `p-UNIT`: the
+/// example's hook convenes the joint meeting, which sits at 09:00 one working day later.
+pub fn fire_hazard(unit: &str) -> serde_json::Value {
+    serde_json::json!({"category": "fire_hazard", "unit": unit, "reporter": format!("p-{unit}"),
+           "description": "电线老化漏电，楼道堆放杂物有起火风险"})
+}
+
+/// The API on a fresh store (its state directory a temp dir), served in-process on the rules
+/// of `rules_dir` with a clock the test moves.
 pub struct Api {
     pub base: String,
     /// A client with the first token of the store, an admin's.
@@ -276,6 +589,7 @@ pub struct Api {
     pub engine: std::sync::Arc<escalade::engine::Engine>,
     pub clock: std::sync::Arc<escalade::engine::ManualClock>,
     _stop: tokio::sync::oneshot::Sender<()>,
+    pub db: TestDb,
     pub dir: tempfile::TempDir,
 }
 
@@ -288,15 +602,9 @@ impl Api {
     pub async fn start_with(rules_dir: &str, now: &str, limits: escalade::api::HttpLimits) -> Api {
         use std::sync::Arc;
         let dir = tempfile::tempdir().unwrap();
-        let store = escalade::store::Store::open_sqlite(&dir.path().join("db.sqlite"))
-            .await
-            .unwrap();
+        let db = TestDb::new(dir.path());
         let clock = Arc::new(escalade::engine::ManualClock::new(at(now)));
-        let engine = Arc::new(escalade::engine::Engine::new(
-            store,
-            escalade_rules::RuleSet::load(rules_dir).unwrap(),
-            clock.clone(),
-        ));
+        let engine = Arc::new(engine(&db, rules_dir, clock.clone()).await);
         let rules = steward(&engine, rules_dir).await;
         let turns = escalade::api::Turns::new(limits, 1 << 20);
         let (base, stop) = serve_limited(engine.clone(), rules, dir.path(), turns).await;
@@ -307,6 +615,7 @@ impl Api {
             engine,
             clock,
             _stop: stop,
+            db,
             dir,
         }
     }
@@ -317,11 +626,7 @@ impl Api {
     }
 
     pub async fn get(&self, c: &reqwest::Client, path: &str) -> (u16, serde_json::Value) {
-        let r = c.get(format!("{}{path}", self.base)).send().await.unwrap();
-        (
-            r.status().as_u16(),
-            r.json().await.unwrap_or(serde_json::Value::Null),
-        )
+        call(c.get(format!("{}{path}", self.base))).await
     }
 
     pub async fn post(
@@ -330,16 +635,7 @@ impl Api {
         path: &str,
         body: serde_json::Value,
     ) -> (u16, serde_json::Value) {
-        let r = c
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        (
-            r.status().as_u16(),
-            r.json().await.unwrap_or(serde_json::Value::Null),
-        )
+        call(c.post(format!("{}{path}", self.base)).json(&body)).await
     }
 
     /// Posts an event to issue `id`.
@@ -466,23 +762,23 @@ impl NotifySocket {
     }
 }
 
-/// `escalade run` on port 0 over `state` and `rules`, from a command the caller has prepared,
-/// without waiting for it. Its stderr is the caller's to set (else it is the test's).
-pub fn spawn(state: &Path, rules: &str, mut command: Command, flags: &[&str]) -> Daemon {
+/// `escalade run` on port 0 over the store `db` and `rules`, from a command the caller has
+/// prepared, without waiting for it. Its stderr is the caller's to set (else it is the test's).
+pub fn spawn(db: &TestDb, rules: &str, mut command: Command, flags: &[&str]) -> Daemon {
+    db.apply(&mut command);
     let child = command
         .args(["run", "--rules", rules])
         .args(flags)
         .env("ESCALADE_LISTEN", "127.0.0.1:0")
-        .env("ESCALADE_STATE_DIR", state)
         .spawn()
         .unwrap();
     Daemon(child)
 }
 
-/// `escalade ARGS` with the store in `state` (`ESCALADE_STATE_DIR`), and `env` besides.
-pub fn escalade_in(state: &Path, env: &[(&str, &Path)], args: &[&str]) -> std::process::Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_escalade"));
-    c.args(args).env("ESCALADE_STATE_DIR", state);
+/// `escalade ARGS` over the store `db`, and `env` besides.
+pub fn escalade_in(db: &TestDb, env: &[(&str, &Path)], args: &[&str]) -> std::process::Output {
+    let mut c = db.command();
+    c.args(args);
     for (k, v) in env {
         c.env(k, v);
     }

@@ -1,0 +1,378 @@
+//! Replicas of the real binary sharing one PostgreSQL database while they are killed in turn:
+//! nothing answered is lost, no deadline is handled twice, every message goes out, every
+//! scheduled run happens once, and a killed replica's timers fire elsewhere within 10 s.
+//! PostgreSQL only (`ESCALADE_TEST_BACKEND=postgres`); on SQLite one process owns the store.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use support::{Backend, Daemon, TestDb};
+
+/// How long the client submits and acts, while replicas are killed.
+const LOAD: Duration = Duration::from_secs(30);
+/// How long replicas keep being killed (deadlines of a minute fall due in this time).
+const CHAOS: Duration = Duration::from_secs(95);
+/// Every so often one replica is killed (SIGKILL) and started again.
+const KILL_EVERY: Duration = Duration::from_secs(6);
+
+/// The example city with deadlines of minutes on the always-open calendar: an issue's
+/// acknowledge deadline passes a minute after its report and raises it one tier, and a job runs
+/// every minute.
+fn fast_rules(dir: &std::path::Path) -> String {
+    let rules = dir.join("rules");
+    support::copy_rules_edited(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/city"),
+        &rules,
+        &[
+            (
+                "categories.yaml",
+                "  normal: {acknowledge: 4h,  resolve: 5d,  remind_before: [1h]}",
+                "  normal: {acknowledge: 1m,  resolve: 3m,  calendar: always}",
+            ),
+            (
+                "categories.yaml",
+                "      normal: {resolve: 3d}",
+                "      normal: {resolve: 3m}",
+            ),
+            (
+                "ladders.yaml",
+                "          - remind: departments\n          - extend: 2h",
+                "          - remind: departments\n          - raise: next\n          - extend: 1m",
+            ),
+            (
+                "ladders.yaml",
+                "          - notify: leader\n          - extend: 4h",
+                "          - notify: leader\n          - raise: next\n          - extend: 1m",
+            ),
+            // Emails go out as they are due, not gathered into a digest every 15 minutes.
+            (
+                "notifications.yaml",
+                "  digest: {window: 15m, channels: [email]}\n",
+                "",
+            ),
+            (
+                "jobs.yaml",
+                "",
+                "\n  - id: every-minute\n    cron: \"* * * * *\"\n    calendar: always\n    report: overdue_digest\n    tiers: [street, district, city]\n",
+            ),
+        ],
+    );
+    rules.to_str().unwrap().to_string()
+}
+
+/// One replica: the binary over the shared store, with a state directory of its own (its
+/// photo cache), logging to a file.
+struct Replica {
+    daemon: Option<Daemon>,
+    addr: String,
+    state: std::path::PathBuf,
+    started: u32,
+}
+
+fn start_replica(db: &TestDb, rules: &str, config: &std::path::Path, r: &mut Replica) {
+    let replica = db.sharing(&r.state);
+    let (daemon, addr) = support::start_with(
+        &replica,
+        rules,
+        std::process::Command::new(env!("CARGO_BIN_EXE_escalade")),
+        &["--config", config.to_str().unwrap()],
+    );
+    r.daemon = Some(daemon);
+    r.addr = addr;
+    r.started += 1;
+}
+
+#[test]
+fn replicas_killed_in_turn_lose_nothing_and_double_nothing() {
+    if !matches!(support::backend(), Backend::Postgres(_)) {
+        eprintln!("replicas: skipped: the test needs ESCALADE_TEST_BACKEND=postgres");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(&dir.path().join("first"));
+    let rules = fast_rules(dir.path());
+    let (mailbox, smtp_port) = support::smtp::smtp_running();
+    let config = dir.path().join("escalade.yaml");
+    std::fs::write(&config, support::smtp::smtp_yaml(smtp_port)).unwrap();
+    let token = support::admin_token(&db, &rules);
+
+    // The job is first seen when the first replica starts: its runs count from here.
+    let began_at = chrono::Utc::now();
+    let mut replicas: Vec<Replica> = (0..3)
+        .map(|i| Replica {
+            daemon: None,
+            addr: String::new(),
+            state: dir.path().join(format!("replica-{i}")),
+            started: 0,
+        })
+        .collect();
+    for r in &mut replicas {
+        start_replica(&db, &rules, &config, r);
+    }
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = support::client(&token);
+    let began = Instant::now();
+    let mut answered: Vec<String> = Vec::new();
+    let mut failed_requests = 0;
+    let mut kills: Vec<(usize, chrono::DateTime<chrono::Utc>)> = Vec::new();
+    let mut next_kill = began + KILL_EVERY;
+    let mut n = 0u64;
+    while began.elapsed() < CHAOS {
+        if began.elapsed() < LOAD {
+            // A report through a random replica, and an acknowledgement of every third one.
+            let r = &replicas[fastrand::usize(..replicas.len())];
+            let body = serde_json::json!({
+                "category": "noise",
+                "unit": "g-0001",
+                "description": format!("chaos {n}"),
+                "reporter": "p-g-0001",
+            });
+            let key = format!("chaos-{n}");
+            let (code, v) = rt.block_on(async {
+                let req = client
+                    .post(format!("http://{}/api/v1/issues", r.addr))
+                    .header("idempotency-key", &key)
+                    .json(&body)
+                    .timeout(Duration::from_secs(5));
+                match req.send().await {
+                    Ok(resp) => (
+                        resp.status().as_u16(),
+                        resp.json::<serde_json::Value>().await.unwrap_or_default(),
+                    ),
+                    Err(_) => (0, serde_json::Value::Null),
+                }
+            });
+            if code == 201 || code == 200 {
+                let id = v["id"].as_str().unwrap().to_string();
+                if !answered.contains(&id) {
+                    answered.push(id.clone());
+                }
+                if n.is_multiple_of(3) {
+                    let r = &replicas[fastrand::usize(..replicas.len())];
+                    rt.block_on(async {
+                        let _ = client
+                            .post(format!("http://{}/api/v1/issues/{id}/events", r.addr))
+                            .json(&serde_json::json!({"event": "acknowledged"}))
+                            .timeout(Duration::from_secs(5))
+                            .send()
+                            .await;
+                    });
+                }
+            } else {
+                // A replica killed under the request: the client tries again later with the
+                // same key, as a client should.
+                failed_requests += 1;
+                continue;
+            }
+            n += 1;
+            std::thread::sleep(Duration::from_millis(200));
+        } else {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if Instant::now() >= next_kill {
+            let victim = kills.len() % replicas.len();
+            let r = &mut replicas[victim];
+            drop(r.daemon.take()); // SIGKILL, then waited for
+            kills.push((victim, chrono::Utc::now()));
+            start_replica(&db, &rules, &config, r);
+            next_kill += KILL_EVERY;
+        }
+    }
+    let chaos_ended = chrono::Utc::now();
+
+    // Quiet: the replicas left fire what is due and send what is queued.
+    let store = rt.block_on(db.open(Default::default()));
+    let settle_until = Instant::now() + Duration::from_secs(40);
+    loop {
+        let (due, waiting): (i64, i64) = rt.block_on(async {
+            let due = store
+                .claim_due(chrono::Utc::now(), chrono::Utc::now(), 1)
+                .await
+                .unwrap()
+                .len() as i64;
+            let waiting = store
+                .outbox_counts()
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|(ch, st, _)| ch == "email" && (st == "queued" || st == "sending"))
+                .map(|(_, _, c)| c)
+                .sum();
+            (due, waiting)
+        });
+        if (due == 0 && waiting == 0) || Instant::now() > settle_until {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // Every issue answered is there.
+    let mut missing = Vec::new();
+    for id in &answered {
+        if rt.block_on(store.issue(id)).unwrap().is_none() {
+            missing.push(id.clone());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "issues answered but not stored: {missing:?}"
+    );
+
+    // Each deadline passing handled once, and each tier change one step up.
+    let tiers = ["grid", "community", "street", "district", "city"];
+    let mut passings = 0;
+    let mut doubled = Vec::new();
+    let mut skipped_tiers = Vec::new();
+    let mut lateness: Vec<f64> = Vec::new();
+    for id in &answered {
+        let timeline = rt.block_on(store.timeline(id)).unwrap();
+        let mut seen: HashSet<(String, String)> = HashSet::new();
+        let mut before: Option<serde_json::Value> = None;
+        for e in &timeline {
+            let next = e.next.clone().map(|s| serde_json::to_value(s).unwrap());
+            if e.kind == "deadline_passed" {
+                let kind = e.payload["deadline"].as_str().unwrap_or("").to_string();
+                let due = before
+                    .as_ref()
+                    .and_then(|b| b[format!("{kind}_by")].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                passings += 1;
+                if !seen.insert((kind.clone(), due.clone())) {
+                    doubled.push(format!("{id} {kind} {due}"));
+                }
+                if let Ok(due) = chrono::DateTime::parse_from_rfc3339(&due) {
+                    lateness.push(
+                        (e.at - due.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1000.0,
+                    );
+                }
+            }
+            if let (Some(b), Some(n)) = (&before, &next) {
+                let t = |v: &serde_json::Value| {
+                    v["tier"]
+                        .as_str()
+                        .and_then(|t| tiers.iter().position(|x| *x == t))
+                };
+                if let (Some(a), Some(z)) = (t(b), t(n))
+                    && z > a + 1
+                {
+                    skipped_tiers.push(format!("{id}: {} -> {}", tiers[a], tiers[z]));
+                }
+            }
+            if next.is_some() {
+                before = next;
+            }
+        }
+    }
+    assert!(
+        doubled.is_empty(),
+        "deadline passings handled twice: {doubled:?}"
+    );
+    assert!(skipped_tiers.is_empty(), "tiers skipped: {skipped_tiers:?}");
+    assert!(passings > 0, "no deadline passed during the run");
+    lateness.sort_by(f64::total_cmp);
+    let worst = lateness.last().copied().unwrap_or(0.0);
+    assert!(
+        worst <= 10.0,
+        "a deadline fired {worst:.1} s late: a killed replica's timers were not taken over within 10 s"
+    );
+
+    // Every email went out at least once; a repeat only where a claim lapsed mid-send.
+    let rows = rt
+        .block_on(store.outbox_page(&escalade::store::OutboxFilter {
+            limit: 100_000,
+            ..Default::default()
+        }))
+        .unwrap();
+    let emails: Vec<_> = rows.iter().filter(|r| r.channel == "email").collect();
+    let unsent: Vec<i64> = emails
+        .iter()
+        .filter(|r| r.status != "sent")
+        .map(|r| r.id)
+        .collect();
+    assert!(unsent.is_empty(), "emails never sent: {unsent:?}");
+    // Each email's Message-ID is its outbox row's (`<escalade-ID@domain>`), the same each time
+    // it is sent.
+    let mut delivered: HashMap<i64, usize> = HashMap::new();
+    for m in mailbox.mails() {
+        use mailparse::MailHeaderMap;
+        let parsed = mailparse::parse_mail(&m.data).unwrap();
+        let header = parsed
+            .headers
+            .get_first_value("Message-ID")
+            .unwrap_or_default();
+        let row = header
+            .trim()
+            .strip_prefix("<escalade-")
+            .and_then(|r| r.split('@').next())
+            .and_then(|r| r.parse::<i64>().ok());
+        if let Some(row) = row {
+            *delivered.entry(row).or_default() += 1;
+        }
+    }
+    let mut never = Vec::new();
+    let mut repeats = 0;
+    for r in &emails {
+        let times = delivered.get(&r.id).copied().unwrap_or(0);
+        if times == 0 {
+            never.push(r.id);
+        }
+        repeats += times.saturating_sub(1);
+    }
+    let lapsed = emails.iter().filter(|r| r.attempts > 1).count();
+    assert!(
+        never.is_empty(),
+        "emails marked sent but never received: {never:?}"
+    );
+    assert!(
+        repeats <= lapsed,
+        "{repeats} repeated deliveries but only {lapsed} claims lapsed mid-send"
+    );
+
+    // Each scheduled run once: one run per minute boundary passed while the replicas ran
+    // (the job is new at start-up, so its first run is the first minute after).
+    let escalade::store::Database::Postgres(url) = db.database() else {
+        unreachable!("the test runs on PostgreSQL")
+    };
+    let runs: Vec<i64> = rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query_scalar(
+            "SELECT scheduled_at / 1000 FROM job_runs WHERE job = 'every-minute' ORDER BY 1",
+        )
+        .fetch_all(&mut c)
+        .await
+        .unwrap()
+    });
+    let first = (began_at.timestamp() / 60 + 1) * 60;
+    let minutes: Vec<i64> = (0..)
+        .map(|k| first + 60 * k)
+        .take_while(|m| *m <= chaos_ended.timestamp())
+        .collect();
+    assert!(!minutes.is_empty(), "no minute passed during the run");
+    assert!(
+        runs.starts_with(&minutes),
+        "scheduled runs {runs:?}; one for each of the minutes {minutes:?}"
+    );
+
+    println!(
+        "replicas: {} issues answered ({} requests refused or cut by a kill and retried), \
+         {} kills, {passings} deadline passings (none twice, no tier skipped), lateness p50 \
+         {:.2} s, p99 {:.2} s, max {worst:.2} s; {} emails, {repeats} repeated ({lapsed} claims \
+         lapsed mid-send); {} scheduled minutes, each run once",
+        answered.len(),
+        failed_requests,
+        kills.len(),
+        lateness.get(lateness.len() / 2).copied().unwrap_or(0.0),
+        lateness
+            .get(lateness.len().saturating_sub(1) * 99 / 100)
+            .copied()
+            .unwrap_or(0.0),
+        emails.len(),
+        minutes.len(),
+    );
+    rt.block_on(store.close());
+    drop(replicas);
+}
