@@ -376,3 +376,148 @@ fn replicas_killed_in_turn_lose_nothing_and_double_nothing() {
     rt.block_on(store.close());
     drop(replicas);
 }
+
+const MINI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/tests/fixtures/mini");
+
+fn garbage() -> escalade_rules::Issue {
+    escalade_rules::Issue {
+        category: "garbage".into(),
+        unit: "g1".into(),
+        description: "bins overflowing".into(),
+        reporter: Some("p-g1".into()),
+        ..Default::default()
+    }
+}
+
+/// Two engines on one database, each with a clock of its own: two replicas, in-process.
+async fn two_replicas(
+    dir: &std::path::Path,
+    now: &str,
+) -> Option<(
+    TestDb,
+    [std::sync::Arc<escalade::engine::Engine>; 2],
+    [std::sync::Arc<escalade::engine::ManualClock>; 2],
+)> {
+    if !matches!(support::backend(), Backend::Postgres(_)) {
+        eprintln!("replicas: skipped: the test needs ESCALADE_TEST_BACKEND=postgres");
+        return None;
+    }
+    use std::sync::Arc;
+    let db = TestDb::new(&dir.join("a"));
+    let clocks = [
+        Arc::new(escalade::engine::ManualClock::new(support::at(now))),
+        Arc::new(escalade::engine::ManualClock::new(support::at(now))),
+    ];
+    let a = Arc::new(support::engine(&db, MINI, clocks[0].clone()).await);
+    let b = Arc::new(support::engine(&db.sharing(&dir.join("b")), MINI, clocks[1].clone()).await);
+    Some((db, [a, b], clocks))
+}
+
+/// A replica that claimed a timer and then stopped (paused, cut off, killed) loses it to another
+/// once its lease lapses; its late write is refused, and the deadline is handled once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_claim_taken_over_writes_nothing_and_fires_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_db, [a, b], clocks)) = two_replicas(dir.path(), "2026-03-02T10:00:00+08:00").await
+    else {
+        return;
+    };
+    let id = a.submit(garbage(), "r", None).await.unwrap().issue.issue.id;
+    let read = a.store().issue(&id).await.unwrap().unwrap();
+    // The acknowledge deadline (11:30) passes; A claims its timer and stops there.
+    for c in &clocks {
+        c.set(support::at("2026-03-02T11:31:00+08:00"));
+    }
+    let now = a.now();
+    let lease = chrono::Duration::from_std(escalade::engine::TIMER_LEASE).unwrap();
+    let claimed = a.store().claim_due(now, now + lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    let t = claimed[0].clone();
+    // While A's claim holds, B leaves the timer alone.
+    assert_eq!(b.fire_due().await.unwrap(), 0);
+    // Once it lapses, B takes it over: its claim carries a newer fence.
+    clocks[1].set(support::at("2026-03-02T11:31:06+08:00"));
+    let later = b.now();
+    let taken = b.store().claim_due(later, later + lease, 10).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert!(taken[0].fence > t.fence, "{:?} after {t:?}", taken[0]);
+    // A wakes and writes its firing on the state it read: refused, though the issue has not
+    // changed since (only the fence tells), and nothing is written.
+    let decision = a
+        .rules()
+        .decide(&read.issue, &read.state, &t.event, now)
+        .unwrap();
+    let late = a
+        .store()
+        .apply(
+            &read,
+            &t.event,
+            &decision,
+            now,
+            "scheduler",
+            None,
+            Some(escalade::store::Firing {
+                timer: t.id,
+                fence: t.fence,
+            }),
+        )
+        .await;
+    assert!(
+        matches!(late, Err(escalade::store::StoreError::LeaseLost(_))),
+        "{late:?}"
+    );
+    assert_eq!(a.store().issue(&id).await.unwrap().unwrap().version, 1);
+    // B fires it, once.
+    assert_eq!(b.fire_due().await.unwrap(), 1);
+    let passed = b
+        .store()
+        .timeline(&id)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind == t.event.name())
+        .count();
+    assert_eq!(passed, 1, "the timer's event ({}) once", t.event.name());
+    assert_eq!(a.fire_due().await.unwrap(), 0);
+}
+
+/// Actions on one issue through two replicas at once: each commits in turn on the state the
+/// other left, none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_through_two_replicas_at_once_all_apply_in_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_db, [a, b], _clocks)) = two_replicas(dir.path(), "2026-03-02T10:00:00+08:00").await
+    else {
+        return;
+    };
+    let id = a.submit(garbage(), "r", None).await.unwrap().issue.issue.id;
+    b.act(&id, escalade_rules::Event::Acknowledged, "d")
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let e = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let id = id.clone();
+            tokio::spawn(async move {
+                let note = format!("note {i}");
+                e.act(&id, escalade_rules::Event::Progress { note }, "d")
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let s = a.store().issue(&id).await.unwrap().unwrap();
+    assert_eq!(s.version, 12);
+    let notes: HashSet<String> = a
+        .store()
+        .timeline(&id)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|t| t.kind == "progress")
+        .map(|t| t.payload["note"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(notes.len(), 10);
+}
