@@ -490,7 +490,9 @@ mod tests {
         .await
         .unwrap();
         let mut expected = lite_tables.clone();
+        // Only PostgreSQL's replicas share a leader's lease, and keep photos in the database.
         expected.push("leases".into());
+        expected.push("photos".into());
         expected.sort();
         assert_eq!(pg_tables, expected);
         // Columns only PostgreSQL has: replicas' claims.
