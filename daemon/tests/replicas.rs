@@ -95,7 +95,16 @@ fn replicas_killed_in_turn_lose_nothing_and_double_nothing() {
     let rules = fast_rules(dir.path());
     let (mailbox, smtp_port) = support::smtp::smtp_running();
     let config = dir.path().join("escalade.yaml");
-    std::fs::write(&config, support::smtp::smtp_yaml(smtp_port)).unwrap();
+    // A claim on messages lapses after 2 s (plus the time a batch may take) rather than 5 min:
+    // what a killed replica was sending goes out again within the run.
+    std::fs::write(
+        &config,
+        format!(
+            "{}delivery:\n  lease: 2s\n  batch: 8\n",
+            support::smtp::smtp_yaml(smtp_port)
+        ),
+    )
+    .unwrap();
     let token = support::admin_token(&db, &rules);
 
     // The job is first seen when the first replica starts: its runs count from here.
