@@ -25,7 +25,12 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let db = support::TestDb::new(dir.path());
     let token = support::admin_token(&db, CITY);
-    let (_daemon, addr) = support::start(&db, CITY);
+    let (daemon, addr) = support::start(&db, CITY);
+    let pid = daemon.0.id();
+    let cpu_before = (
+        cpu_seconds(&[pid]),
+        cpu_seconds(&processes_named("postgres")),
+    );
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (elapsed, mut latencies) = rt.block_on(async {
@@ -60,6 +65,10 @@ fn main() {
         }
         (started.elapsed(), all)
     });
+    let cpu = (
+        cpu_seconds(&[pid]) - cpu_before.0,
+        cpu_seconds(&processes_named("postgres")) - cpu_before.1,
+    );
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -73,4 +82,40 @@ fn main() {
         ms(pct(0.99)),
         ms(*latencies.last().unwrap()),
     );
+    let per_thousand = 1000.0 / latencies.len() as f64;
+    println!(
+        "cpu per 1,000 issues: daemon {:.2} s, PostgreSQL {:.2} s (every postgres process on the machine)",
+        cpu.0 * per_thousand,
+        cpu.1 * per_thousand,
+    );
+}
+
+/// The CPU time (user and system) the processes `pids` have used, in seconds, from
+/// `/proc/PID/stat`.
+fn cpu_seconds(pids: &[u32]) -> f64 {
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            // After the command's name in parentheses: state, then fields 4.. ; utime and
+            // stime are the 14th and 15th fields of the line.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+        })
+        .sum::<f64>()
+        / tick
+}
+
+/// The processes whose command is `name`.
+fn processes_named(name: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
+        })
+        .collect()
 }

@@ -36,7 +36,9 @@ done
 
 status=0
 # From the temp dir, where schemathesis keeps its cache.
-(cd "$state" && timeout $((max_time + 60)) schemathesis run "http://$addr/api/v1/openapi.json" \
+# Strategies for the photo types a multipart part may declare (daemon/tests/schemathesis_hooks.py).
+hooks_dir="$PWD/daemon/tests"
+(cd "$state" && PYTHONPATH="$hooks_dir${PYTHONPATH:+:$PYTHONPATH}" SCHEMATHESIS_HOOKS=schemathesis_hooks timeout $((max_time + 60)) schemathesis run "http://$addr/api/v1/openapi.json" \
   --header "Authorization: Bearer $token" \
   --checks not_a_server_error,response_schema_conformance,status_code_conformance \
   --max-examples "$max_examples" --max-time "$max_time" --request-timeout 10 --workers 1 \
