@@ -284,7 +284,8 @@ impl SqliteStore {
         if !new {
             return Ok(false);
         }
-        for chunk in messages.chunks(super::MAX_VARS / 8) {
+        // Nine values a row.
+        for chunk in messages.chunks(super::MAX_VARS / 9) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO outbox (dedupe_key, kind, person, channel, address, template, locale, vars, created_at) ",
             );
