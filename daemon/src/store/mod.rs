@@ -377,7 +377,7 @@ impl Store {
         actor: &str,
         idempotency: Option<(&str, &str)>,
     ) -> Result<Submitted> {
-        on!(self, s => s.create(issue, branch, decision, at, actor, idempotency).await)
+        on!(self, s => s.writes().create(issue, branch, decision, at, actor, idempotency).await)
     }
 
     /// Applies a decision to an issue last read at `stored.version`: its new state, the event,
@@ -397,7 +397,7 @@ impl Store {
         agenda: Option<i64>,
         firing: Option<Firing>,
     ) -> Result<i64> {
-        on!(self, s => s.apply(stored, event, decision, at, actor, agenda, firing).await)
+        on!(self, s => s.writes().apply(stored, event, decision, at, actor, agenda, firing).await)
     }
 
     /// Removes a timer that fired but could not be applied.

@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use escalade_rules::{Decision, Event, Issue, MeetingCall};
+use escalade_rules::MeetingCall;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Row};
 
@@ -22,7 +22,7 @@ mod tokens;
 use super::plan;
 use super::{
     AgendaItem, DueTimer, IssueFilter, Listed, Meeting, MeetingFilter, OutboxRow, Result,
-    StoreError, StoredIssue, Submitted, TimelineEntry,
+    StoreError, StoredIssue, TimelineEntry,
 };
 
 pub struct PgStore {
@@ -108,35 +108,9 @@ impl PgStore {
             .map(Some)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub async fn create(
-        &self,
-        issue: &Issue,
-        branch: &str,
-        decision: &Decision,
-        at: DateTime<Utc>,
-        actor: &str,
-        idempotency: Option<(&str, &str)>,
-    ) -> Result<Submitted> {
-        self.writes
-            .create(issue, branch, decision, at, actor, idempotency)
-            .await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub async fn apply(
-        &self,
-        stored: &StoredIssue,
-        event: &Event,
-        decision: &Decision,
-        at: DateTime<Utc>,
-        actor: &str,
-        agenda: Option<i64>,
-        firing: Option<super::Firing>,
-    ) -> Result<i64> {
-        self.writes
-            .apply(stored, event, decision, at, actor, agenda, firing)
-            .await
+    /// The queue of this store's writes of issues (the group commit).
+    pub(super) fn writes(&self) -> &plan::Writes {
+        &self.writes
     }
 
     pub async fn drop_timer(&self, id: i64) -> Result<()> {

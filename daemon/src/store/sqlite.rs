@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use escalade_rules::{Decision, Event, Issue, MeetingCall};
+use escalade_rules::MeetingCall;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -26,7 +26,7 @@ mod tokens;
 use super::plan;
 use super::{
     AgendaItem, DueTimer, IssueFilter, Listed, Meeting, MeetingFilter, OutboxRow, Result,
-    StoreError, StoredIssue, Submitted, TimelineEntry,
+    StoreError, StoredIssue, TimelineEntry,
 };
 
 pub struct SqliteStore {
@@ -110,41 +110,9 @@ impl SqliteStore {
         keyed_issue(&mut conn, key, request_hash).await
     }
 
-    /// Stores a new issue with its first decision, atomically with its idempotency key. Returns
-    /// after the commit.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn create(
-        &self,
-        issue: &Issue,
-        branch: &str,
-        decision: &Decision,
-        at: DateTime<Utc>,
-        actor: &str,
-        idempotency: Option<(&str, &str)>,
-    ) -> Result<Submitted> {
-        self.writes
-            .create(issue, branch, decision, at, actor, idempotency)
-            .await
-    }
-
-    /// Applies a decision to an issue last read at `version`: its new state, the event, its
-    /// timers (replacing the old ones) and its messages, in one transaction. Returns the
-    /// event's sequence number after the commit. With `agenda`, the event is that meeting's
-    /// outcome and marks the issue's agenda item done in the same transaction.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn apply(
-        &self,
-        stored: &StoredIssue,
-        event: &Event,
-        decision: &Decision,
-        at: DateTime<Utc>,
-        actor: &str,
-        agenda: Option<i64>,
-        firing: Option<super::Firing>,
-    ) -> Result<i64> {
-        self.writes
-            .apply(stored, event, decision, at, actor, agenda, firing)
-            .await
+    /// The queue of this store's writes of issues (the group commit).
+    pub(super) fn writes(&self) -> &plan::Writes {
+        &self.writes
     }
 
     /// Removes a timer that fired but whose event changed nothing (it was stale).
