@@ -530,3 +530,57 @@ async fn actions_through_two_replicas_at_once_all_apply_in_turn() {
         .collect();
     assert_eq!(notes.len(), 10);
 }
+
+/// `/readyz` of each replica: the backend, its name, its role. One leads; kill it, and the other
+/// takes the leader's lease once it lapses.
+#[test]
+fn one_replica_leads_and_another_takes_over_when_it_dies() {
+    if !matches!(support::backend(), Backend::Postgres(_)) {
+        eprintln!("replicas: skipped: the test needs ESCALADE_TEST_BACKEND=postgres");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(&dir.path().join("a"));
+    let (first, first_addr) = support::start(&db, MINI);
+    let (_second, second_addr) = support::start(&db.sharing(&dir.path().join("b")), MINI);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ready = |addr: &str| -> serde_json::Value {
+        rt.block_on(async {
+            reqwest::get(format!("http://{addr}/readyz"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        })
+    };
+    let role = |v: &serde_json::Value| v["replica"]["role"].as_str().unwrap_or("").to_string();
+    let until = |what: &str, done: &dyn Fn() -> bool| {
+        let end = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < end, "{what} within 20 s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    until("both replicas settled their role", &|| {
+        role(&ready(&first_addr)) != "starting" && role(&ready(&second_addr)) != "starting"
+    });
+    let (a, b) = (ready(&first_addr), ready(&second_addr));
+    assert_eq!(a["backend"], "postgres");
+    assert_eq!(a["rules"], b["rules"]);
+    assert_ne!(a["replica"]["name"], b["replica"]["name"]);
+    assert_eq!(a["replica"]["lease_healthy"], true);
+    let mut roles = [role(&a), role(&b)];
+    roles.sort();
+    assert_eq!(roles, ["follower", "leader"], "{a} {b}");
+    // Kill whichever leads.
+    let (survivor, leader) = if role(&a) == "leader" {
+        (second_addr.clone(), first)
+    } else {
+        (first_addr.clone(), _second)
+    };
+    drop(leader);
+    until("the survivor leads", &|| {
+        role(&ready(&survivor)) == "leader"
+    });
+}
