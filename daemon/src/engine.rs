@@ -1094,17 +1094,17 @@ impl Engine {
         }
     }
 
-    /// Wakes the scheduler if the decision's earliest timer comes before it next looks.
+    /// Wakes the scheduler if the decision's earliest timer comes before it next looks, and
+    /// tells the other replicas when it falls due (each wakes if it would sleep past it).
+    /// Called after the decision's commit.
     fn timers_added(&self, decision: &Decision) {
-        if let Some(first) = decision
-            .timers
-            .iter()
-            .map(|t| t.at.timestamp_millis())
-            .min()
-            && first < self.next_look.load(Ordering::Acquire)
-        {
+        let Some(first) = decision.timers.iter().map(|t| t.at).min() else {
+            return;
+        };
+        if first.timestamp_millis() < self.next_look.load(Ordering::Acquire) {
             self.wake.notify_one();
         }
+        self.store.hint_timer(first);
     }
 
     /// Fires every timer due now, each as an event of its issue. Returns how many fired.
@@ -1217,7 +1217,8 @@ impl Engine {
     }
 
     /// The scheduler: fires due timers, then sleeps until the earliest pending one (or a minute,
-    /// or until a decision may have added a sooner one), until `shutdown` turns true.
+    /// or until a decision here or a hint from another replica tells of a sooner one), until
+    /// `shutdown` turns true.
     pub async fn run_scheduler(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
         self.run_scheduler_watched(shutdown, None).await
     }
@@ -1256,10 +1257,20 @@ impl Engine {
             let look = now + chrono::Duration::from_std(wait).unwrap_or_default();
             self.next_look
                 .store(look.timestamp_millis(), Ordering::Release);
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.wake.notified() => {}
-                _ = shutdown.changed() => {}
+            let until = tokio::time::Instant::now() + wait;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => break,
+                    _ = self.wake.notified() => break,
+                    _ = shutdown.changed() => break,
+                    // Another replica committed a timer: look now if it falls due before this
+                    // one would look.
+                    due = self.store.timer_hint() => {
+                        if due < look {
+                            break;
+                        }
+                    }
+                }
             }
         }
     }

@@ -74,6 +74,14 @@ fn describe() {
         "How long after its due time a timer fired."
     );
     describe_counter!(
+        "escalade_delivery_taken_over_total",
+        "Messages claimed after an earlier claim lapsed mid-send (a worker died, stopped or outlasted its lease), by channel: each may have been delivered twice."
+    );
+    describe_counter!(
+        "escalade_timer_hints_total",
+        "Wake-up hints about timers sent to the other replicas or received from them, by direction (PostgreSQL)."
+    );
+    describe_counter!(
         "escalade_timer_takeovers_total",
         "Timer firings discarded because another replica took the timer over (its claim lapsed) or a decision replaced it."
     );
@@ -194,10 +202,22 @@ pub fn timer_fired(late: f64) {
     histogram!("escalade_timer_lateness_seconds").record(late.max(0.0));
 }
 
+/// A wake-up hint about a timer was `sent` to the other replicas or `received` from one.
+pub fn timer_hint(direction: &'static str) {
+    counter!("escalade_timer_hints_total", "direction" => direction).increment(1);
+}
+
 /// A timer's firing was discarded: its claim passed to another replica, or its timer was
 /// replaced meanwhile.
 pub fn timer_lease_lost() {
     counter!("escalade_timer_takeovers_total").increment(1);
+}
+
+/// `n` messages of `channel` were claimed after an earlier claim lapsed mid-send: each may
+/// be delivered twice.
+pub fn delivery_taken_over(channel: &str, n: usize) {
+    counter!("escalade_delivery_taken_over_total", "channel" => channel.to_string())
+        .increment(n as u64);
 }
 
 /// A message went out on `channel`, `latency` seconds after it was due.

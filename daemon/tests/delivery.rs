@@ -163,6 +163,7 @@ async fn setup_rules(yaml: &str, now: &str, rules: &str) -> Setup {
     let store = db
         .open(StoreOptions {
             webhook_events: cfg.webhook.is_some(),
+            ..Default::default()
         })
         .await;
     let clock = Arc::new(ManualClock::new(at(now)));
@@ -903,9 +904,12 @@ async fn rows_of_a_worker_that_died_mid_send_go_again_when_the_lease_ends() {
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
+    assert!(!claimed[0].taken_over, "a first claim takes nothing over");
     assert_eq!(s.drain("2026-03-03T10:00:59+08:00").await.claimed, 0);
     let pass = s.drain("2026-03-03T10:01:01+08:00").await;
     assert_eq!(pass.sent, 1, "{pass:?}");
+    // The second claim took over a lapsed one: the SMS may have gone out twice, and says so.
+    assert_eq!(pass.taken_over, 1, "{pass:?}");
     assert_eq!(g.sms().len(), 1);
     let row = &s.rows("sms").await[0];
     assert_eq!((row.status.as_str(), row.attempts), ("sent", 2));

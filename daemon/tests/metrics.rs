@@ -113,6 +113,7 @@ async fn every_metric_moves_when_what_it_counts_happens() {
     let store = db
         .open(StoreOptions {
             webhook_events: true,
+            ..Default::default()
         })
         .await;
     let clock = Arc::new(ManualClock::new(at("2026-03-03T10:00:00+08:00")));

@@ -71,6 +71,19 @@ struct Replica {
     started: u32,
 }
 
+/// A replica's name in the claims it holds, from its `/readyz`.
+fn replica_name(rt: &tokio::runtime::Runtime, addr: &str) -> String {
+    rt.block_on(async {
+        let v: serde_json::Value = reqwest::get(format!("http://{addr}/readyz"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["replica"]["name"].as_str().unwrap().to_string()
+    })
+}
+
 fn start_replica(db: &TestDb, rules: &str, config: &std::path::Path, r: &mut Replica) {
     let replica = db.sharing(&r.state);
     let (daemon, addr) = support::start_with(
@@ -122,6 +135,19 @@ fn replicas_killed_in_turn_lose_nothing_and_double_nothing() {
     }
 
     let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut names: Vec<String> = replicas
+        .iter()
+        .map(|r| replica_name(&rt, &r.addr))
+        .collect();
+    let escalade::store::Database::Postgres(url) = db.database() else {
+        unreachable!("the test runs on PostgreSQL")
+    };
+    let mut pg = rt.block_on(async {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&url).await.unwrap()
+    });
+    // Timers a killed replica held a claim on when it died: (issue, kill time).
+    let mut stranded: Vec<(String, chrono::DateTime<chrono::Utc>)> = Vec::new();
     let client = support::client(&token);
     let began = Instant::now();
     let mut answered: Vec<String> = Vec::new();
@@ -182,11 +208,46 @@ fn replicas_killed_in_turn_lose_nothing_and_double_nothing() {
             std::thread::sleep(Duration::from_millis(200));
         }
         if Instant::now() >= next_kill {
-            let victim = kills.len() % replicas.len();
+            // Preferably a replica caught holding claims on timers (watched for up to 2 s),
+            // so that the kill strands work for the others to take over; else the next in
+            // turn.
+            let watch = Instant::now() + Duration::from_secs(2);
+            let victim = loop {
+                let holder: Option<String> = rt
+                    .block_on(
+                        sqlx::query_scalar(
+                            "SELECT claimed_by FROM timers WHERE lease_until > $1 LIMIT 1",
+                        )
+                        .bind(chrono::Utc::now().timestamp_millis())
+                        .fetch_optional(&mut pg),
+                    )
+                    .unwrap()
+                    .flatten();
+                if let Some(i) = holder.and_then(|h| names.iter().position(|n| *n == h)) {
+                    break i;
+                }
+                if Instant::now() > watch {
+                    break kills.len() % replicas.len();
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            };
             let r = &mut replicas[victim];
             drop(r.daemon.take()); // SIGKILL, then waited for
-            kills.push((victim, chrono::Utc::now()));
+            let killed_at = chrono::Utc::now();
+            kills.push((victim, killed_at));
+            let held: Vec<String> = rt
+                .block_on(
+                    sqlx::query_scalar(
+                        "SELECT issue_id FROM timers WHERE claimed_by = $1 AND lease_until > $2",
+                    )
+                    .bind(&names[victim])
+                    .bind(killed_at.timestamp_millis())
+                    .fetch_all(&mut pg),
+                )
+                .unwrap();
+            stranded.extend(held.into_iter().map(|i| (i, killed_at)));
             start_replica(&db, &rules, &config, r);
+            names[victim] = replica_name(&rt, &r.addr);
             next_kill += KILL_EVERY;
         }
     }
@@ -287,6 +348,22 @@ fn replicas_killed_in_turn_lose_nothing_and_double_nothing() {
         worst <= 10.0,
         "a deadline fired {worst:.1} s late: a killed replica's timers were not taken over within 10 s"
     );
+    // The timers a killed replica held fired elsewhere within 10 s of the kill: the issue's
+    // first timer event after it.
+    let mut takeovers: Vec<f64> = Vec::new();
+    for (id, killed_at) in &stranded {
+        let timeline = rt.block_on(store.timeline(id)).unwrap();
+        let fired = timeline
+            .iter()
+            .find(|e| e.actor == "scheduler" && e.at > *killed_at)
+            .unwrap_or_else(|| panic!("issue {id}: its timer held at a kill never fired"));
+        takeovers.push((fired.at - *killed_at).num_milliseconds() as f64 / 1000.0);
+    }
+    let slowest = takeovers.iter().copied().fold(0.0, f64::max);
+    assert!(
+        slowest <= 10.0,
+        "a killed replica's timer fired elsewhere {slowest:.1} s after the kill"
+    );
 
     // Every email went out at least once; a repeat only where a claim lapsed mid-send.
     let rows = rt
@@ -342,19 +419,14 @@ fn replicas_killed_in_turn_lose_nothing_and_double_nothing() {
 
     // Each scheduled run once: one run per minute boundary passed while the replicas ran
     // (the job is new at start-up, so its first run is the first minute after).
-    let escalade::store::Database::Postgres(url) = db.database() else {
-        unreachable!("the test runs on PostgreSQL")
-    };
-    let runs: Vec<i64> = rt.block_on(async {
-        use sqlx::Connection;
-        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-        sqlx::query_scalar(
-            "SELECT scheduled_at / 1000 FROM job_runs WHERE job = 'every-minute' ORDER BY 1",
+    let runs: Vec<i64> = rt
+        .block_on(
+            sqlx::query_scalar(
+                "SELECT scheduled_at / 1000 FROM job_runs WHERE job = 'every-minute' ORDER BY 1",
+            )
+            .fetch_all(&mut pg),
         )
-        .fetch_all(&mut c)
-        .await
-        .unwrap()
-    });
+        .unwrap();
     let first = (began_at.timestamp() / 60 + 1) * 60;
     let minutes: Vec<i64> = (0..)
         .map(|k| first + 60 * k)
@@ -369,8 +441,9 @@ fn replicas_killed_in_turn_lose_nothing_and_double_nothing() {
     println!(
         "replicas: {} issues answered ({} requests refused or cut by a kill and retried), \
          {} kills, {passings} deadline passings (none twice, no tier skipped), lateness p50 \
-         {:.2} s, p99 {:.2} s, max {worst:.2} s; {} emails, {repeats} repeated ({lapsed} claims \
-         lapsed mid-send); {} scheduled minutes, each run once",
+         {:.2} s, p99 {:.2} s, max {worst:.2} s; {} timers held by a replica when it was \
+         killed, fired elsewhere within {slowest:.2} s; {} emails, {repeats} repeated ({lapsed} \
+         claims lapsed mid-send); {} scheduled minutes, each run once",
         answered.len(),
         failed_requests,
         kills.len(),
@@ -379,6 +452,7 @@ fn replicas_killed_in_turn_lose_nothing_and_double_nothing() {
             .get(lateness.len().saturating_sub(1) * 99 / 100)
             .copied()
             .unwrap_or(0.0),
+        stranded.len(),
         emails.len(),
         minutes.len(),
     );
@@ -583,4 +657,125 @@ fn one_replica_leads_and_another_takes_over_when_it_dies() {
     until("the survivor leads", &|| {
         role(&ready(&survivor)) == "leader"
     });
+}
+
+/// A replica that commits a timer due sooner than the others look tells them: one that sleeps
+/// long (its polling set to a minute here) wakes and fires it on time, though it never polled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_committed_on_one_replica_wakes_another_that_sleeps() {
+    use std::sync::Arc;
+    if !matches!(support::backend(), Backend::Postgres(_)) {
+        eprintln!("replicas: skipped: the test needs ESCALADE_TEST_BACKEND=postgres");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Garbage on the always-open calendar: its first timer, the acknowledge reminder, falls due
+    // 90 minutes after its report.
+    let rules = dir.path().join("rules");
+    support::copy_rules_edited(
+        MINI,
+        &rules,
+        &[(
+            "policy.yaml",
+            "normal: {acknowledge: 2h, resolve: 2d, remind_before: [30m]}",
+            "normal: {acknowledge: 2h, resolve: 2d, remind_before: [30m], calendar: always}",
+        )],
+    );
+    let db = TestDb::new(&dir.path().join("a"));
+    // A decides on a clock set back so that the reminder falls due 1.5 s from now.
+    let lead = chrono::Duration::milliseconds(1500);
+    let due = chrono::Utc::now() + lead;
+    let clock = Arc::new(escalade::engine::ManualClock::new(
+        due - chrono::Duration::minutes(90),
+    ));
+    let a = support::engine(&db, &rules, clock).await;
+    // B runs its scheduler on the real clock, and polls once a minute: only a hint wakes it
+    // in time.
+    let b_db = db.sharing(&dir.path().join("b"));
+    let b_store = b_db
+        .open(escalade::store::StoreOptions {
+            timer_poll: Some(Duration::from_secs(60)),
+            ..Default::default()
+        })
+        .await;
+    let b = Arc::new(escalade::engine::Engine::new(
+        b_store,
+        escalade_rules::RuleSet::load(&rules).unwrap(),
+        Arc::new(escalade::engine::SystemClock),
+    ));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let scheduler = tokio::spawn(b.clone().run_scheduler(stopped));
+    // B has looked (no timers) and sleeps; its listener is up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let id = a.submit(garbage(), "r", None).await.unwrap().issue.issue.id;
+    let pending = a.store().next_due().await.unwrap().unwrap();
+    assert!(
+        (pending - due).num_milliseconds().abs() < 1000,
+        "the reminder is due at {pending}, not about {due}"
+    );
+    let started = Instant::now();
+    let fired = loop {
+        let timeline = b.store().timeline(&id).await.unwrap();
+        if let Some(e) = timeline.iter().find(|e| e.actor == "scheduler") {
+            break e.at;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "B did not fire the timer A committed (due {pending}) within 20 s: {timeline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let late = fired - pending;
+    assert!(
+        late < chrono::Duration::seconds(5),
+        "B fired the timer {late} after it was due, as if it had waited for its poll"
+    );
+    stop.send(true).unwrap();
+    scheduler.await.unwrap();
+}
+
+/// A token revoked through one replica stops working on another within that one's token
+/// cache (1 s): each replica reads the revocation from the shared store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_on_one_replica_is_refused_by_another_within_its_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_db, [a, b], _clocks)) = two_replicas(dir.path(), "2026-03-02T10:00:00+08:00").await
+    else {
+        return;
+    };
+    let (id, token) = support::granted(
+        &a,
+        &escalade::auth::Grant::unowned(escalade::auth::Role::Admin, None),
+    )
+    .await;
+    let (base, _stop) =
+        support::serve_api(b.clone(), MINI, &dir.path().join("b-api"), 1 << 20).await;
+    let client = support::client(&token);
+    let list = || client.get(format!("{base}/api/v1/issues")).send();
+    // B trusts the token (and keeps it in its cache).
+    assert_eq!(list().await.unwrap().status(), 200);
+    assert!(
+        a.store()
+            .revoke_token(id, chrono::Utc::now())
+            .await
+            .unwrap()
+    );
+    let revoked = Instant::now();
+    loop {
+        let status = list().await.unwrap().status();
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            revoked.elapsed() < escalade::store::TOKEN_CACHE_TTL + Duration::from_millis(500),
+            "B still takes a token revoked {:?} ago on A",
+            revoked.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "replicas: a token revoked on one replica was refused by another {:.2} s later",
+        revoked.elapsed().as_secs_f64()
+    );
 }

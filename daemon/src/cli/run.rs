@@ -139,6 +139,7 @@ async fn daemon(cfg: Config, force_rules: bool) -> Result<(), String> {
     service.status(&format!("opening and migrating the store {}", db.display()));
     let options = crate::store::StoreOptions {
         webhook_events: cfg.webhook.is_some(),
+        ..Default::default()
     };
     let store = Store::open(&db, options)
         .await

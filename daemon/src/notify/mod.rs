@@ -88,6 +88,8 @@ pub enum Failure {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pass {
     pub claimed: usize,
+    /// Of those, taken over from a claim that lapsed mid-send: each may go out a second time.
+    pub taken_over: usize,
     pub sent: usize,
     pub retried: usize,
     pub dead: usize,
@@ -104,6 +106,7 @@ pub struct Pass {
 impl std::ops::AddAssign for Pass {
     fn add_assign(&mut self, o: Pass) {
         self.claimed += o.claimed;
+        self.taken_over += o.taken_over;
         self.sent += o.sent;
         self.retried += o.retried;
         self.dead += o.dead;
@@ -319,10 +322,19 @@ impl Delivery {
             .await?;
         let mut pass = Pass {
             claimed: claimed.len(),
+            taken_over: claimed.iter().filter(|c| c.taken_over).count(),
             ..Pass::default()
         };
         if claimed.is_empty() {
             return Ok(pass);
+        }
+        if pass.taken_over > 0 {
+            crate::metrics::delivery_taken_over(route.as_str(), pass.taken_over);
+            tracing::warn!(
+                channel = route.as_str(),
+                messages = pass.taken_over,
+                "messages whose sending lapsed (their worker died, stopped or took longer than the lease) are sent again: each may arrive twice"
+            );
         }
         let rules = self.engine.rules();
         let age = self.stale_after(route);

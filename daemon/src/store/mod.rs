@@ -506,7 +506,25 @@ impl Store {
     pub fn poll_every(&self) -> Option<std::time::Duration> {
         match &self.backend {
             Backend::Sqlite(_) => None,
-            Backend::Postgres(_) => Some(std::time::Duration::from_secs(1)),
+            Backend::Postgres(s) => Some(s.poll_every()),
+        }
+    }
+
+    /// Tells the other replicas that a timer just committed falls due at `due`, so that one
+    /// sleeping past it looks sooner (PostgreSQL; a hint, debounced, sent after the commit).
+    /// Nothing on SQLite, where one process owns every timer.
+    pub fn hint_timer(&self, due: DateTime<Utc>) {
+        if let Backend::Postgres(s) = &self.backend {
+            s.hint_timer(due);
+        }
+    }
+
+    /// When a timer falls due that another replica committed and told of: waits for the next
+    /// such hint (forever on SQLite). Cancel-safe.
+    pub async fn timer_hint(&self) -> DateTime<Utc> {
+        match &self.backend {
+            Backend::Sqlite(_) => std::future::pending().await,
+            Backend::Postgres(s) => s.timer_hint().await,
         }
     }
 

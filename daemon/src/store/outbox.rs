@@ -15,6 +15,9 @@ pub struct StoreOptions {
     /// Queue every committed event for the webhook (channel `webhook`), in the event's
     /// transaction: only when a webhook is configured.
     pub webhook_events: bool,
+    /// How often the scheduler looks for timers another replica added at least, besides the
+    /// hints replicas send each other (PostgreSQL); none for the default, 1 s.
+    pub timer_poll: Option<std::time::Duration>,
 }
 
 /// An outbox row's statuses, as listings filter on them.
@@ -34,6 +37,9 @@ pub struct OutboxFilter {
 pub struct Claimed {
     pub row: OutboxRow,
     pub vars: String,
+    /// Taken over from a claim whose lease lapsed while it was being sent (its worker died,
+    /// stopped or took too long): it may have gone out already, and goes out again.
+    pub taken_over: bool,
 }
 
 /// What became of a claimed row.
@@ -73,7 +79,9 @@ impl Store {
 
     /// Connects to the PostgreSQL database at `url`, migrates it, and opens it with `options`.
     pub async fn open_postgres_with(url: &str, options: StoreOptions) -> Result<Store> {
-        let store = Store::over(Backend::Postgres(super::PgStore::open(url).await?));
+        let store = Store::over(Backend::Postgres(
+            super::PgStore::open(url, options.timer_poll).await?,
+        ));
         on!(store, s => s.set_webhook_events(options.webhook_events));
         Ok(store)
     }

@@ -14,6 +14,7 @@ use escalade_rules::MeetingCall;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Row};
 
+mod hints;
 mod outbox;
 mod reports;
 mod rules;
@@ -34,7 +35,15 @@ pub struct PgStore {
     writes: plan::Writes,
     /// Queue every committed event for the webhook too (read by the group commit per batch).
     webhook_events: Arc<AtomicBool>,
+    /// Wake-up hints to and from the other replicas.
+    hints: hints::Hints,
+    /// How often the scheduler looks for timers at least (others add timers it is not told of
+    /// when a hint is lost).
+    poll: Duration,
 }
+
+/// How often each replica looks for due timers at least, unless opened with another interval.
+pub const POLL_EVERY: Duration = Duration::from_secs(1);
 
 fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -63,7 +72,7 @@ const LOCK_TIMEOUT: &str = "5s";
 
 impl PgStore {
     /// Connects to the database at `url` (`postgres://user@host/db`) and migrates it.
-    pub async fn open(url: &str) -> Result<PgStore> {
+    pub async fn open(url: &str, poll: Option<Duration>) -> Result<PgStore> {
         let options: PgConnectOptions = url.parse()?;
         let options = options.options([("lock_timeout", LOCK_TIMEOUT)]);
         let pool = PgPoolOptions::new()
@@ -74,11 +83,14 @@ impl PgStore {
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         let webhook_events = Arc::new(AtomicBool::new(false));
         let writes = plan::Writes::start(Writer(pool.clone()), webhook_events.clone());
+        let replica = replica_name();
         Ok(PgStore {
+            hints: hints::Hints::start(pool.clone(), replica.clone()),
             pool,
-            replica: replica_name(),
+            replica,
             writes,
             webhook_events,
+            poll: poll.unwrap_or(POLL_EVERY),
         })
     }
 
@@ -177,6 +189,26 @@ impl PgStore {
                 })
             })
             .collect()
+    }
+
+    /// Tells the other replicas that a timer committed here falls due at `due` (debounced,
+    /// after the commit): one sleeping past it looks sooner.
+    pub fn hint_timer(&self, due: DateTime<Utc>) {
+        self.hints.hint(millis(due));
+    }
+
+    /// When a timer falls due that another replica told of (waits for its next hint).
+    pub async fn timer_hint(&self) -> DateTime<Utc> {
+        loop {
+            if let Ok(due) = instant(self.hints.next().await) {
+                return due;
+            }
+        }
+    }
+
+    /// How often the scheduler looks for timers at least.
+    pub fn poll_every(&self) -> Duration {
+        self.poll
     }
 
     /// When the earliest timer may be claimed: the earliest unclaimed one's due time, or the

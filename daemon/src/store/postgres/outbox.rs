@@ -141,19 +141,21 @@ impl PgStore {
         limit: i64,
     ) -> Result<Vec<Claimed>> {
         let rows = sqlx::query(&format!(
-            "WITH picked (pick) AS MATERIALIZED (
-                 SELECT id FROM (SELECT id FROM outbox WHERE channel = $2 AND status = 'sending'
-                                 AND lease_until < $3 ORDER BY lease_until, id LIMIT $4
-                                 FOR UPDATE SKIP LOCKED) AS expired
+            "WITH picked (pick, lapsed) AS MATERIALIZED (
+                 SELECT id, true FROM (SELECT id FROM outbox WHERE channel = $2
+                                       AND status = 'sending' AND lease_until < $3
+                                       ORDER BY lease_until, id LIMIT $4
+                                       FOR UPDATE SKIP LOCKED) AS expired
                  UNION ALL
-                 SELECT id FROM (SELECT id FROM outbox WHERE channel = $2 AND status = 'queued'
-                                 AND not_before <= $3 ORDER BY not_before, id LIMIT $4
-                                 FOR UPDATE SKIP LOCKED) AS due
+                 SELECT id, false FROM (SELECT id FROM outbox WHERE channel = $2
+                                        AND status = 'queued' AND not_before <= $3
+                                        ORDER BY not_before, id LIMIT $4
+                                        FOR UPDATE SKIP LOCKED) AS due
                  LIMIT $4)
              UPDATE outbox SET status = 'sending', lease_until = $1, attempts = attempts + 1,
                                claimed_by = $5
              FROM picked WHERE outbox.id = picked.pick
-             RETURNING {COLUMNS}, vars"
+             RETURNING {COLUMNS}, vars, picked.lapsed"
         ))
         .bind(millis(lease_until))
         .bind(channel)
@@ -168,6 +170,7 @@ impl PgStore {
                 Ok(Claimed {
                     row: row(r)?,
                     vars: r.get(19),
+                    taken_over: r.get(20),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -385,7 +388,7 @@ mod tests {
         }
 
         async fn store(&self) -> PgStore {
-            PgStore::open(&self.url)
+            PgStore::open(&self.url, None)
                 .await
                 .expect("the migration applies")
         }
@@ -856,6 +859,11 @@ mod tests {
         let first = s.claim("email", t(200), t(1_000), 2).await.unwrap();
         // Row 3's lease expired; row 2 is the earliest due (row 1 is held until 500).
         assert_eq!(ids(&first), [2, 3]);
+        // Row 3's claim lapsed mid-send: taken over; row 2 was only queued.
+        assert_eq!(
+            first.iter().map(|c| c.taken_over).collect::<Vec<_>>(),
+            [false, true]
+        );
         assert_eq!(first[1].row.attempts, 2);
         assert_eq!(first[1].row.status, "sending");
         assert_eq!(first[0].vars, "{}");

@@ -80,36 +80,44 @@ impl SqliteStore {
         limit: i64,
     ) -> Result<Vec<Claimed>> {
         let now = millis(now);
-        let rows = sqlx::query(&format!(
-            "UPDATE outbox SET status = 'sending', lease_until = ?, attempts = attempts + 1
-             WHERE id IN (
-                 SELECT id FROM (SELECT id FROM outbox WHERE channel = ? AND status = 'sending'
-                                 AND lease_until < ? ORDER BY lease_until, id LIMIT ?)
-                 UNION ALL
-                 SELECT id FROM (SELECT id FROM outbox WHERE channel = ? AND status = 'queued'
-                                 AND not_before <= ? ORDER BY not_before, id LIMIT ?)
-                 LIMIT ?)
-             RETURNING {COLUMNS}, vars"
-        ))
-        .bind(millis(lease_until))
-        .bind(channel)
-        .bind(now)
-        .bind(limit)
-        .bind(channel)
-        .bind(now)
-        .bind(limit)
-        .bind(limit)
-        .fetch_all(&self.writer)
-        .await?;
-        let mut claimed = rows
-            .iter()
-            .map(|r| {
-                Ok(Claimed {
+        // Two statements in one transaction, so that each claimed row is known to be taken
+        // over (from the first) or not (SQLite's RETURNING sees only the updated table).
+        let mut tx = self.writer.begin().await?;
+        let mut claimed = Vec::new();
+        for (taken_over, branch) in [
+            (
+                true,
+                "status = 'sending' AND lease_until < ? ORDER BY lease_until, id",
+            ),
+            (
+                false,
+                "status = 'queued' AND not_before <= ? ORDER BY not_before, id",
+            ),
+        ] {
+            let left = limit - claimed.len() as i64;
+            if left <= 0 {
+                break;
+            }
+            let rows = sqlx::query(&format!(
+                "UPDATE outbox SET status = 'sending', lease_until = ?, attempts = attempts + 1
+                 WHERE id IN (SELECT id FROM outbox WHERE channel = ? AND {branch} LIMIT ?)
+                 RETURNING {COLUMNS}, vars"
+            ))
+            .bind(millis(lease_until))
+            .bind(channel)
+            .bind(now)
+            .bind(left)
+            .fetch_all(&mut *tx)
+            .await?;
+            for r in &rows {
+                claimed.push(Claimed {
                     row: row(r)?,
                     vars: r.get(19),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+                    taken_over,
+                });
+            }
+        }
+        tx.commit().await?;
         claimed.sort_by_key(|c| (c.row.not_before, c.row.id));
         Ok(claimed)
     }
