@@ -108,14 +108,17 @@ impl SqliteStore {
         if version.is_empty() || !version.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(None);
         }
-        let found: Vec<(String, String)> = sqlx::query_as(
-            "SELECT version, files FROM rule_versions WHERE version >= ? AND version < ? GROUP BY version LIMIT 2",
+        // One row per version (the same version's files are the same files): its latest, as
+        // SQLite takes a bare column from the row whose MAX() it reports.
+        let found: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT version, files, MAX(id) FROM rule_versions WHERE version >= ? AND version < ?
+             GROUP BY version ORDER BY version LIMIT 2",
         )
         .bind(&version)
         .bind(format!("{version}g"))
         .fetch_all(&self.reader)
         .await?;
-        let [(full, names)] = found.as_slice() else {
+        let [(full, names, _)] = found.as_slice() else {
             return Ok(None);
         };
         let names: BTreeMap<String, String> = parse("rule version files", names)?;
@@ -228,7 +231,8 @@ impl SqliteStore {
         let mut by_kind = Vec::with_capacity(kinds.len());
         for (kind, count) in kinds {
             let examples: Vec<String> = sqlx::query_scalar(
-                "SELECT DISTINCT d.issue_id FROM shadow_diffs d, json_each(d.kinds) k WHERE d.run_id = ? AND k.value = ? ORDER BY d.id LIMIT ?",
+                "SELECT d.issue_id FROM shadow_diffs d, json_each(d.kinds) k
+                 WHERE d.run_id = ? AND k.value = ? GROUP BY d.issue_id ORDER BY MIN(d.id) LIMIT ?",
             )
             .bind(run)
             .bind(&kind)
