@@ -39,6 +39,7 @@ pub(crate) use error::{
 };
 use events::events_route;
 use issues::{issue, list, overdue, photo, queue};
+pub(crate) use issues::{photo as serve_photo, readable};
 pub use server::{HttpLimits, Turns, serve};
 pub(crate) use submit::check_listed_photos;
 use submit::submit_route;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub links: Option<Arc<crate::links::Links>>,
     /// The server's limits, and the turns of reading bodies and uploads.
     pub turns: Arc<Turns>,
+    /// The web console's configuration and its count of failed sign-ins.
+    pub console: Arc<crate::console::Console>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -101,6 +104,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/meetings/{id}", get(meetings::get))
         .route("/api/v1/meetings/{id}/outcome", post(meetings::outcome))
         .route("/ack/{token}", get(ack::show).post(ack::acknowledge))
+        .merge(crate::console::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn(request_id::tag))

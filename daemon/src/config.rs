@@ -48,6 +48,9 @@ pub struct Config {
     /// One-click acknowledgement links in messages; without it messages carry none and
     /// `/ack/...` answers 404.
     pub links: Option<LinksConfig>,
+    /// The web console: its administrators, how long sessions and invitations last, its
+    /// address for the links `person invite` prints.
+    pub console: crate::console::ConsoleConfig,
     /// The HTTP server's limits: connections, timeouts, bodies read at once.
     pub http: crate::api::HttpLimits,
     /// How the daemon writes its log to stderr: `pretty` (a line of text per event) or `json`
@@ -87,6 +90,7 @@ impl Default for Config {
             webhook: None,
             delivery: DeliveryConfig::default(),
             links: None,
+            console: Default::default(),
             http: Default::default(),
             log_format: LogFormat::default(),
         }

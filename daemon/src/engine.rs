@@ -19,7 +19,9 @@ use futures_util::future::join_all;
 use crate::auth::{Actor, Role};
 use crate::links::{Claim, Spent};
 use crate::photos::{PhotoStore, Received};
-use crate::store::{DueTimer, Firing, Meeting, Store, StoreError, StoredIssue, Submitted};
+use crate::store::{
+    DueTimer, Firing, IssueFilter, Listed, Meeting, Store, StoreError, StoredIssue, Submitted,
+};
 
 /// Who acts on an issue: a caller of the API, whose permission is checked inside the issue's
 /// turn on the very state the decision uses; an acknowledgement link, checked there the same
@@ -721,6 +723,43 @@ impl Engine {
         }
         m.agenda = kept;
         Ok(m)
+    }
+
+    /// The issues matching `f` that the caller may list: a department's own, a reporter's or
+    /// leader's unit subtree (the filter narrowed to it when it names none), everything for an
+    /// admin. Naming another department or a unit outside the caller's subtree is refused.
+    pub async fn list_for(&self, actor: &Actor, mut f: IssueFilter) -> Result<Vec<Listed>> {
+        let refuse = |what: String, field| EngineError::Forbidden {
+            message: actor.may_not(&format!("list the issues of {what}")),
+            field,
+        };
+        match actor.role {
+            Role::Admin => {}
+            Role::Department => match (&f.department, &actor.scope) {
+                (Some(d), Some(mine)) if d != mine => {
+                    return Err(refuse(d.clone(), "department"));
+                }
+                _ => f.department = actor.scope.clone(),
+            },
+            Role::Reporter | Role::Leader => {
+                let scope = actor.scope.clone().unwrap_or_default();
+                match &f.subtree {
+                    Some(u) => {
+                        let rules = self.rules();
+                        let org = &rules.org;
+                        let inside = match (org.unit(u), org.unit(&scope)) {
+                            (Some(u), Some(sc)) => org.in_subtree(u, sc),
+                            _ => false,
+                        };
+                        if !inside {
+                            return Err(refuse(u.clone(), "unit"));
+                        }
+                    }
+                    None => f.subtree = Some(scope),
+                }
+            }
+        }
+        Ok(self.store.list(&f).await?)
     }
 
     /// An issue, if the caller may see it: 404 before 403, both on the state read.

@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod engine;
 pub mod explain;
 pub mod generate;

@@ -31,6 +31,14 @@ enum Command {
         #[arg(long, global = true)]
         config: Option<PathBuf>,
     },
+    /// People's access to the web console: invite one to set a password.
+    Person {
+        #[command(subcommand)]
+        action: cli::person::PersonAction,
+        /// The daemon's configuration, for the location of its store and the console's address.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
     /// List the outbox's messages or retry a dead letter (in the daemon's store).
     Outbox {
         #[command(subcommand)]
@@ -95,6 +103,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => cli::run::run(a),
         Command::Token { action, config } => store::token(action, config.as_deref()),
+        Command::Person { action, config } => cli::person::person(action, config.as_deref()),
         Command::Outbox { action, config } => store::outbox(action, config.as_deref()),
         Command::Rules { action, config } => store::rules(action, config.as_deref()),
         Command::Store { action, config } => cli::copy::store(action, config.as_deref()),

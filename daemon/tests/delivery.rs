@@ -441,6 +441,7 @@ async fn api(s: &Setup) -> (String, reqwest::Client, tokio::sync::oneshot::Sende
         delivery: Some(s.delivery.clone()),
         links: s.delivery.links(),
         turns: Default::default(),
+        console: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

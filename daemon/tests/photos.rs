@@ -71,6 +71,7 @@ async fn start() -> Server {
         delivery: None,
         links: None,
         turns: Arc::new(escalade::api::Turns::new(Default::default(), 1 << 16)),
+        console: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

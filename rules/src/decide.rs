@@ -1533,19 +1533,9 @@ impl<'a> Cx<'a> {
 
     /// The deadline's own calendar, else the primary department's, else the default.
     fn deadline_calendar(&self) -> &'a Calendar {
-        let org = &self.rs.org;
-        let c = self
-            .deadline_rule()
-            .calendar
-            .or_else(|| {
-                self.next
-                    .departments
-                    .first()
-                    .and_then(|d| org.department(d))
-                    .map(|d| org.departments[d as usize].calendar)
-            })
-            .unwrap_or(self.rs.settings.calendar);
-        &org.calendars[c as usize]
+        let p = self.next.priority.unwrap_or(self.category.priority);
+        self.rs
+            .deadline_calendar(self.category, p, &self.next.departments)
     }
 
     fn department_ixs(&self) -> Vec<Ix> {

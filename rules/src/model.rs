@@ -338,6 +338,28 @@ impl RuleSet {
     pub fn category(&self, id: &str) -> Option<Ix> {
         self.index.categories.get(id).copied()
     }
+
+    /// The calendar the deadlines of an issue of `category` at `priority` count on: the
+    /// deadline rule's own, else the primary department's (the first of `departments`), else
+    /// the default.
+    pub fn deadline_calendar(
+        &self,
+        category: &Category,
+        priority: Priority,
+        departments: &[String],
+    ) -> &Calendar {
+        let org = &self.org;
+        let c = category.deadlines[priority as usize]
+            .calendar
+            .or_else(|| {
+                departments
+                    .first()
+                    .and_then(|d| org.department(d))
+                    .map(|d| org.departments[d as usize].calendar)
+            })
+            .unwrap_or(self.settings.calendar);
+        &org.calendars[c as usize]
+    }
     pub fn ladder(&self, id: &str) -> Option<Ix> {
         self.index.ladders.get(id).copied()
     }

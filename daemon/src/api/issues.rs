@@ -7,10 +7,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{
-    Answer, ApiError, AppState, bad_query, forbidden, internal, not_found, page_limit, query,
-};
-use crate::auth::{Actor, Role};
+use super::{Answer, ApiError, AppState, bad_query, internal, not_found, page_limit, query};
+use crate::auth::Actor;
 use crate::engine::EngineError;
 use crate::store::IssueFilter;
 
@@ -155,32 +153,9 @@ pub(crate) async fn run_list(
             .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_string())));
         f.after = Some(parsed.ok_or_else(|| bad_query("cursor", format!("invalid cursor `{c}`")))?);
     }
-    match actor.role {
-        Role::Admin => {}
-        Role::Department => match (&f.department, &actor.scope) {
-            (Some(d), Some(mine)) if d != mine => {
-                return Err(forbidden(actor, &format!("list the issues of {d}")));
-            }
-            _ => f.department = actor.scope.clone(),
-        },
-        Role::Reporter | Role::Leader => {
-            let scope = actor.scope.clone().unwrap_or_default();
-            match &f.subtree {
-                Some(u) => {
-                    let inside = match (org.unit(u), org.unit(&scope)) {
-                        (Some(u), Some(sc)) => org.in_subtree(u, sc),
-                        _ => false,
-                    };
-                    if !inside {
-                        return Err(forbidden(actor, &format!("list the issues of {u}")));
-                    }
-                }
-                None => f.subtree = Some(scope),
-            }
-        }
-    }
-    let rows = s.engine.store().list(&f).await.map_err(EngineError::from)?;
-    let full = rows.len() as i64 == f.limit;
+    let limit = f.limit;
+    let rows = s.engine.list_for(actor, f).await?;
+    let full = rows.len() as i64 == limit;
     // A page ends at `limit` issues or once it holds `MAX_PAGE_BYTES`, whichever comes first;
     // the cursor goes on from its last issue.
     let mut issues: Vec<Value> = Vec::with_capacity(rows.len());

@@ -15,6 +15,7 @@ use miette::{GraphicalReportHandler, GraphicalTheme};
 pub mod author;
 pub mod backup;
 pub mod copy;
+pub mod person;
 pub mod replay;
 pub mod run;
 pub mod store;

@@ -260,6 +260,7 @@ async fn daemon(cfg: Config, force_rules: bool) -> Result<(), String> {
         links: delivery.links(),
         delivery: Some(delivery),
         turns: Arc::new(crate::api::Turns::new(cfg.http.clone(), cfg.max_body_bytes)),
+        console: Arc::new(crate::console::Console::new(cfg.console.clone())),
     });
     // The socket listens (connections queue until the server accepts them): ready.
     service.ready(&format!(

@@ -31,13 +31,14 @@ use crate::photos::{detect, is_hash, name_of};
 /// The tables copied, in an order that inserts every row after the rows it refers to.
 /// PostgreSQL's other tables (`leases`, `photos`) are its own: a lease exists only among
 /// replicas, and the photos come from the photo directory.
-pub const TABLES: [&str; 16] = [
+pub const TABLES: [&str; 17] = [
     "issues",
     "events",
     "idempotency_keys",
     "timers",
     "outbox",
     "api_tokens",
+    "credentials",
     "meetings",
     "meeting_agenda",
     "assignments",

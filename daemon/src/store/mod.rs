@@ -27,6 +27,8 @@ macro_rules! on {
 
 pub mod backup;
 pub mod copy;
+#[macro_use]
+mod credentials;
 mod outbox;
 mod plan;
 mod postgres;

@@ -70,6 +70,8 @@ const MAX_VARS: usize = 60_000;
 /// again): a stuck replica's lock must not hold the others' writes for longer.
 const LOCK_TIMEOUT: &str = "5s";
 
+credential_queries!(PgStore, pool, pool);
+
 impl PgStore {
     /// Connects to the database at `url` (`postgres://user@host/db`) and migrates it.
     pub async fn open(url: &str, poll: Option<Duration>) -> Result<PgStore> {

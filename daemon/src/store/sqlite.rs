@@ -59,6 +59,8 @@ fn parse<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
+credential_queries!(SqliteStore, writer, reader);
+
 impl SqliteStore {
     /// Opens (creating if needed) the SQLite database at `path` and migrates it.
     ///

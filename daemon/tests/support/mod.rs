@@ -437,6 +437,7 @@ pub async fn serve_limited(
         delivery: None,
         links: None,
         turns: Arc::new(turns),
+        console: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

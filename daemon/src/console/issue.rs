@@ -1,0 +1,307 @@
+//! The issue page: what was reported (text, photos, place), every deadline's clock, the
+//! readable timeline with each decision's effects, and the actions the signed-in role may take
+//! in the issue's state, each a plain form posted through the engine.
+
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use escalade_rules::{Event, IssueState, RuleSet};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Session, SignedIn, foreign_form, message, page, redirect};
+use crate::api::AppState;
+use crate::auth::Actor;
+use crate::engine::EngineError;
+use escalade_rules::Refusal;
+
+/// The actions the console offers, each with its form's fields (`name`, kind): `text` is a
+/// line, `long` a paragraph, `rating` 1 to 5, `duration` working time (`4h`, `2d`).
+const ACTIONS: [(&str, &[(&str, &str)]); 11] = [
+    ("acknowledged", &[]),
+    ("progress", &[("note", "long")]),
+    ("resolved", &[("note", "long")]),
+    ("returned", &[("reason", "long")]),
+    (
+        "extension_requested",
+        &[("duration", "duration"), ("reason", "long")],
+    ),
+    ("suspension_requested", &[("reason", "long")]),
+    ("resumed", &[("note", "long")]),
+    ("confirmed", &[]),
+    ("rejected", &[("reason", "long")]),
+    ("evaluated", &[("rating", "rating"), ("comment", "long")]),
+    ("commented", &[("text", "long")]),
+];
+
+/// An event of kind `name` with placeholder fields: what permission and the state are checked
+/// against before a form is offered.
+fn sample(name: &str) -> Option<Event> {
+    let fields = match name {
+        "extension_requested" => json!({"duration": "1h"}),
+        "evaluated" => json!({"rating": 5}),
+        "commented" => json!({"text": "-"}),
+        _ => json!({}),
+    };
+    let mut v = fields;
+    v["event"] = name.into();
+    serde_json::from_value(v).ok()
+}
+
+/// The actions `actor` may take on the issue as it stands, with their fields.
+fn offered(
+    rules: &RuleSet,
+    actor: &Actor,
+    issue: &escalade_rules::Issue,
+    state: &IssueState,
+) -> Vec<Value> {
+    ACTIONS
+        .iter()
+        .filter(|(name, _)| {
+            sample(name).is_some_and(|e| {
+                e.allowed_in(state.state) && actor.may_act(rules, issue, state, &e)
+            })
+        })
+        .map(|(name, fields)| {
+            json!({
+                "event": name,
+                "fields": fields.iter().map(|(f, kind)| json!({"name": f, "kind": kind})).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
+
+/// The issue page as `session` may see it.
+async fn page_of(s: &AppState, session: &Session, id: &str) -> Response {
+    let stored = match s.engine.issue_for(&session.actor, id).await {
+        Ok(st) => st,
+        Err(e) => return refusal(session, e),
+    };
+    let mut timeline = match s.engine.store().timeline(id).await {
+        Ok(t) => t,
+        Err(e) => return refusal(session, e.into()),
+    };
+    let rules = s.engine.rules();
+    let now = s.engine.now();
+    let mut before = IssueState::default();
+    let mut entries = Vec::with_capacity(timeline.len());
+    for e in &mut timeline {
+        let next = e.next.take();
+        let mut lines = Vec::new();
+        if let Some(v) = &mut e.effects {
+            let messages = e.messages.take();
+            crate::api::readable(
+                &rules,
+                v,
+                messages.as_ref().and_then(Value::as_array),
+                &before,
+                next.as_ref(),
+            );
+            lines = v["lines"]
+                .as_array()
+                .map(|l| {
+                    l.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+        }
+        if let Some(n) = next {
+            before = n;
+        }
+        entries.push(json!({
+            "seq": e.seq,
+            "at": e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "actor": e.actor,
+            "kind": e.kind,
+            "payload": e.payload,
+            "lines": lines,
+        }));
+    }
+    let issue = &stored.issue;
+    let state = &stored.state;
+    let row = super::inbox::row(&rules, session.locale, issue, state, now);
+    let location = issue.location.as_ref().map(|l| json!(l));
+    let mut context = session.context();
+    context["issue"] = row;
+    context["raw"] = json!({
+        "address": issue.address,
+        "location": location,
+        "photos": issue.photos,
+        "after_photos": state.after_photos,
+        "reporter": issue.reporter,
+        "version": stored.version,
+        "meetings": state.meetings,
+        "rating": state.rating,
+    });
+    context["timeline"] = json!(entries);
+    context["actions"] = json!(offered(&rules, &session.actor, issue, state));
+    page(StatusCode::OK, "issue.html", session.locale, context)
+}
+
+/// `GET /console/issues/{id}`.
+pub(super) async fn show(
+    State(s): State<Arc<AppState>>,
+    SignedIn(session): SignedIn,
+    Path(id): Path<String>,
+) -> Response {
+    page_of(&s, &session, &id).await
+}
+
+/// An engine's refusal as a page: the same statuses the API answers.
+fn refusal(session: &Session, e: EngineError) -> Response {
+    match e {
+        EngineError::NotFound(id) => message(
+            StatusCode::NOT_FOUND,
+            session.locale,
+            "not_found",
+            &format!("no issue {id}"),
+        ),
+        EngineError::Forbidden { message: m, .. } => {
+            message(StatusCode::FORBIDDEN, session.locale, "refused", &m)
+        }
+        EngineError::Refused(Refusal::NotAllowed {
+            event,
+            state,
+            allowed,
+        }) => message(
+            StatusCode::CONFLICT,
+            session.locale,
+            "refused",
+            &format!(
+                "`{event}` is not allowed while the issue is {state}; allowed now: {}",
+                allowed.join(", ")
+            ),
+        ),
+        EngineError::Refused(r) => message(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            session.locale,
+            "refused",
+            &r.to_string(),
+        ),
+        other => {
+            tracing::error!(error = %other, "a console action failed");
+            message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                session.locale,
+                "error",
+                &other.to_string(),
+            )
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct ActForm {
+    #[serde(default)]
+    csrf: String,
+    event: String,
+    #[serde(flatten)]
+    fields: std::collections::HashMap<String, String>,
+}
+
+/// The event a form describes: its kind among those the console offers, its fields as the
+/// form gave them (a rating as a number). A field the kind does not take is refused.
+fn event_of(form: &ActForm) -> Result<Event, String> {
+    let Some((name, fields)) = ACTIONS.iter().find(|(n, _)| *n == form.event) else {
+        return Err(format!("`{}` is not an action of the console", form.event));
+    };
+    let mut v = json!({"event": name});
+    for (k, value) in &form.fields {
+        let Some((_, kind)) = fields.iter().find(|(f, _)| f == k) else {
+            return Err(format!("`{name}` has no field `{k}`"));
+        };
+        v[k.as_str()] = match *kind {
+            "rating" => match value.trim().parse::<u8>() {
+                Ok(r) => json!(r),
+                Err(_) => return Err(format!("rating `{value}`: a whole number from 1 to 5")),
+            },
+            _ => json!(value),
+        };
+    }
+    serde_json::from_value(v).map_err(|e| format!("`{name}`: {e}"))
+}
+
+/// `POST /console/issues/{id}/act`: one action, through the engine as the session's token;
+/// back to the issue page, which shows what it did.
+pub(super) async fn act(
+    State(s): State<Arc<AppState>>,
+    SignedIn(session): SignedIn,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<ActForm>,
+) -> Response {
+    if let Some(r) = foreign_form(&session, &headers, &form.csrf) {
+        return r;
+    }
+    let event = match event_of(&form) {
+        Ok(e) => e,
+        Err(m) => {
+            return message(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                session.locale,
+                "refused",
+                &m,
+            );
+        }
+    };
+    match s.engine.act(&id, event, &session.actor).await {
+        Ok(_) => redirect(&format!("/console/issues/{id}")),
+        Err(e) => refusal(&session, e),
+    }
+}
+
+/// `GET /console/issues/{id}/photos/{hash}`: a photo of the issue, for whoever may see it.
+pub(super) async fn photo(
+    state: State<Arc<AppState>>,
+    SignedIn(session): SignedIn,
+    ids: Path<(String, String)>,
+) -> Response {
+    crate::api::serve_photo(state, session.actor, ids)
+        .await
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(event: &str, fields: &[(&str, &str)]) -> ActForm {
+        ActForm {
+            csrf: String::new(),
+            event: event.into(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn every_offered_action_has_a_sample_event() {
+        for (name, _) in ACTIONS {
+            assert_eq!(sample(name).map(|e| e.name()), Some(name));
+        }
+    }
+
+    #[test]
+    fn a_form_becomes_its_event_and_a_stray_field_is_refused() {
+        assert_eq!(
+            event_of(&form("progress", &[("note", "crew on site")])).unwrap(),
+            Event::Progress {
+                note: "crew on site".into()
+            }
+        );
+        assert!(matches!(
+            event_of(&form("evaluated", &[("rating", "4")])).unwrap(),
+            Event::Evaluated { rating: 4, .. }
+        ));
+        assert!(event_of(&form("evaluated", &[("rating", "four")])).is_err());
+        assert!(event_of(&form("acknowledged", &[("note", "x")])).is_err());
+        assert!(event_of(&form("deadline_passed", &[])).is_err());
+        assert!(event_of(&form("extension_requested", &[("duration", "soon")])).is_err());
+    }
+}

@@ -1,0 +1,577 @@
+//! Signing in and out, invitations, and switching between a person's roles.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use escalade_rules::RuleSet;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{
+    COOKIE, ConsoleConfig, SignedIn, browser_locale, foreign_form, message, page, redirect,
+    same_origin,
+};
+use crate::api::AppState;
+use crate::auth::{Grant, Role};
+use crate::store::TokenTerms;
+
+/// The label of the tokens that are console sessions, as `token list` shows them.
+pub const SESSION_LABEL: &str = "console session";
+
+/// Failed sign-ins allowed per person in `WINDOW`; after that, sign-in is refused until the
+/// window ends.
+const FAILURES: u32 = 5;
+const WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// A password's length at least and at most (in characters).
+const MIN_PASSWORD: usize = 10;
+const MAX_PASSWORD: usize = 256;
+
+/// Failed sign-ins by person, counted by each replica.
+#[derive(Default)]
+pub(super) struct Throttle(Mutex<HashMap<String, (u32, Instant)>>);
+
+impl Throttle {
+    /// Whether `who` may try again now.
+    fn open(&self, who: &str) -> bool {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match m.get(who) {
+            Some((n, since)) if since.elapsed() < WINDOW => *n < FAILURES,
+            Some(_) => {
+                m.remove(who);
+                true
+            }
+            None => true,
+        }
+    }
+
+    fn failed(&self, who: &str) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= 100_000 {
+            m.retain(|_, (_, since)| since.elapsed() < WINDOW);
+        }
+        let e = m.entry(who.to_string()).or_insert((0, Instant::now()));
+        if e.1.elapsed() >= WINDOW {
+            *e = (0, Instant::now());
+        }
+        e.0 += 1;
+    }
+
+    fn succeeded(&self, who: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(who);
+    }
+}
+
+/// The roles a person may act in: those the organisation gives them, then administrator if the
+/// configuration names them.
+pub(super) fn roles(
+    rules: &RuleSet,
+    config: &ConsoleConfig,
+    person: &str,
+) -> Vec<(Role, Option<String>)> {
+    let mut out: Vec<(Role, Option<String>)> = crate::auth::roles_of(rules, person)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(r, s)| (r, Some(s)))
+        .collect();
+    if config.admins.iter().any(|a| a == person) {
+        out.push((Role::Admin, None));
+    }
+    out
+}
+
+/// An argon2id hash of `password`, as a PHC string.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| format!("no randomness for a salt: {e}"))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Whether `password` matches the PHC string `hash`.
+fn verify(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+/// A hash that matches no password, checked against when the person has none, so that a
+/// sign-in takes as long whether the person exists or not.
+static DUMMY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    hash_password("no password matches this one").expect("hashing works")
+});
+
+/// A new invitation's token (for its link) and the hash the store keeps.
+pub fn new_invite() -> (String, String) {
+    crate::auth::new_token()
+}
+
+/// The cookie that holds a session for `lifetime`; `Secure` when the request came over TLS
+/// (through a proxy that says so).
+fn session_cookie(token: &str, lifetime: Duration, headers: &HeaderMap) -> HeaderValue {
+    let secure = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let value = format!(
+        "{COOKIE}={token}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        lifetime.as_secs(),
+        if secure { "; Secure" } else { "" }
+    );
+    HeaderValue::from_str(&value).expect("a token is a header value")
+}
+
+fn cleared_cookie() -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0"
+    ))
+    .expect("a plain header value")
+}
+
+/// Makes a session for `person` acting as `role` (and `scope`): a token of theirs with the
+/// session's label and expiry. Returns the token.
+async fn open_session(
+    s: &AppState,
+    person: &str,
+    role: Role,
+    scope: Option<String>,
+) -> Result<String, crate::store::StoreError> {
+    let now = s.engine.now();
+    let lifetime = s.console.config.session.0;
+    let (token, hash) = crate::auth::new_token();
+    let grant = Grant {
+        role,
+        scope,
+        person: Some(person.to_string()),
+        integration: None,
+    };
+    let terms = TokenTerms {
+        label: Some(SESSION_LABEL.to_string()),
+        expires_at: Some(now + chrono::Duration::from_std(lifetime).unwrap_or_default()),
+    };
+    s.engine
+        .store()
+        .create_token_with(&hash, &grant, &terms, now)
+        .await?;
+    Ok(token)
+}
+
+/// Where a sign-in goes on to: a console page, never elsewhere.
+fn next_page(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with("/console/") && !n.starts_with("//") => n.to_string(),
+        _ => "/console/inbox".into(),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct NextQuery {
+    next: Option<String>,
+}
+
+/// `GET /console/sign-in`.
+pub(super) async fn sign_in_page(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<NextQuery>,
+) -> Response {
+    let locale = browser_locale(&headers, &s.engine.rules().settings.locale);
+    page(
+        StatusCode::OK,
+        "sign_in.html",
+        locale,
+        json!({"next": next_page(q.next.as_deref())}),
+    )
+}
+
+#[derive(Deserialize)]
+pub(super) struct SignInForm {
+    person: String,
+    password: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// `POST /console/sign-in`: person and password. A wrong person or password reads the same;
+/// too many failures for one person are refused for a while.
+pub(super) async fn sign_in(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(f): Form<SignInForm>,
+) -> Response {
+    let rules = s.engine.rules();
+    let locale = browser_locale(&headers, &rules.settings.locale);
+    if !same_origin(&headers) {
+        return message(
+            StatusCode::FORBIDDEN,
+            locale,
+            "refused",
+            "this form did not come from this server",
+        );
+    }
+    let person = f.person.trim().to_string();
+    let again = |status: StatusCode, error: &str| {
+        page(
+            status,
+            "sign_in.html",
+            locale,
+            json!({"next": next_page(f.next.as_deref()), "person": person, "error": error}),
+        )
+    };
+    if !s.console.throttle.open(&person) {
+        return again(StatusCode::TOO_MANY_REQUESTS, "throttled");
+    }
+    let stored = match s.engine.store().password_hash(&person).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "reading a password failed");
+            return again(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+        }
+    };
+    let password = f.password.clone();
+    let hash = stored.clone().unwrap_or_else(|| DUMMY.clone());
+    let matches = tokio::task::spawn_blocking(move || verify(&password, &hash))
+        .await
+        .unwrap_or(false)
+        && stored.is_some();
+    let roles = roles(&rules, &s.console.config, &person);
+    if !matches || roles.is_empty() {
+        s.console.throttle.failed(&person);
+        tracing::info!(person, "a console sign-in failed");
+        return again(StatusCode::UNAUTHORIZED, "wrong");
+    }
+    s.console.throttle.succeeded(&person);
+    let (role, scope) = roles[0].clone();
+    match open_session(&s, &person, role, scope).await {
+        Ok(token) => {
+            tracing::info!(person, "signed in to the console");
+            (
+                StatusCode::SEE_OTHER,
+                [
+                    (
+                        header::SET_COOKIE,
+                        session_cookie(&token, s.console.config.session.0, &headers),
+                    ),
+                    (
+                        header::LOCATION,
+                        HeaderValue::from_str(&next_page(f.next.as_deref()))
+                            .unwrap_or(HeaderValue::from_static("/console/inbox")),
+                    ),
+                ],
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "opening a console session failed");
+            again(StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /console/sign-out`: the session's token is revoked, on every replica within a second.
+pub(super) async fn sign_out(
+    State(s): State<Arc<AppState>>,
+    SignedIn(session): SignedIn,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if let Some(r) = foreign_form(&session, &headers, &f.csrf) {
+        return r;
+    }
+    if let Err(e) = s
+        .engine
+        .store()
+        .revoke_token(session.actor.token, s.engine.now())
+        .await
+    {
+        tracing::error!(error = %e, "ending a console session failed");
+        return message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            session.locale,
+            "error",
+            "the session could not be ended: try again",
+        );
+    }
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::SET_COOKIE, cleared_cookie()),
+            (
+                header::LOCATION,
+                HeaderValue::from_static("/console/sign-in"),
+            ),
+        ],
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+pub(super) struct RoleForm {
+    #[serde(default)]
+    csrf: String,
+    role: String,
+}
+
+/// `POST /console/role`: acts in another of the person's roles: a new session in it, the old
+/// one revoked.
+pub(super) async fn switch_role(
+    State(s): State<Arc<AppState>>,
+    SignedIn(session): SignedIn,
+    headers: HeaderMap,
+    Form(f): Form<RoleForm>,
+) -> Response {
+    if let Some(r) = foreign_form(&session, &headers, &f.csrf) {
+        return r;
+    }
+    let (role, scope) = match f.role.split_once(':') {
+        Some((r, sc)) => (Role::parse(r), Some(sc.to_string())),
+        None => (Role::parse(&f.role), None),
+    };
+    let Some(role) = role.filter(|r| session.roles.contains(&(*r, scope.clone()))) else {
+        return message(
+            StatusCode::FORBIDDEN,
+            session.locale,
+            "refused",
+            &format!("{} may not act as {}", session.person, f.role),
+        );
+    };
+    let now = s.engine.now();
+    let opened = open_session(&s, &session.person, role, scope).await;
+    let token = match opened {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "opening a console session failed");
+            return message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                session.locale,
+                "error",
+                "the store cannot be written: try again",
+            );
+        }
+    };
+    if let Err(e) = s
+        .engine
+        .store()
+        .revoke_token(session.actor.token, now)
+        .await
+    {
+        tracing::warn!(error = %e, "the session switched from could not be revoked");
+    }
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (
+                header::SET_COOKIE,
+                session_cookie(&token, s.console.config.session.0, &headers),
+            ),
+            (header::LOCATION, HeaderValue::from_static("/console/inbox")),
+        ],
+    )
+        .into_response()
+}
+
+/// `GET /console/invite/{token}`: the form that sets a password, while the invitation is live.
+pub(super) async fn invite_page(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Response {
+    let rules = s.engine.rules();
+    let locale = browser_locale(&headers, &rules.settings.locale);
+    match s
+        .engine
+        .store()
+        .invited(&crate::auth::hash(&token), s.engine.now())
+        .await
+    {
+        Ok(Some(person)) => page(
+            StatusCode::OK,
+            "invite.html",
+            locale,
+            json!({"person": person, "token": token}),
+        ),
+        Ok(None) => spent(locale),
+        Err(e) => {
+            tracing::error!(error = %e, "reading an invitation failed");
+            message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                locale,
+                "error",
+                "the store cannot be read",
+            )
+        }
+    }
+}
+
+fn spent(locale: &str) -> Response {
+    message(
+        StatusCode::GONE,
+        locale,
+        "invite_spent",
+        "this invitation was used, replaced or has lapsed: ask an administrator for a new one",
+    )
+}
+
+#[derive(Deserialize)]
+pub(super) struct InviteForm {
+    password: String,
+    repeat: String,
+}
+
+/// `POST /console/invite/{token}`: sets the password (spending the invitation) and signs in.
+pub(super) async fn accept_invite(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    Form(f): Form<InviteForm>,
+) -> Response {
+    let rules = s.engine.rules();
+    let locale = browser_locale(&headers, &rules.settings.locale);
+    if !same_origin(&headers) {
+        return message(
+            StatusCode::FORBIDDEN,
+            locale,
+            "refused",
+            "this form did not come from this server",
+        );
+    }
+    let hash = crate::auth::hash(&token);
+    let now = s.engine.now();
+    let person = match s.engine.store().invited(&hash, now).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return spent(locale),
+        Err(e) => {
+            tracing::error!(error = %e, "reading an invitation failed");
+            return message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                locale,
+                "error",
+                "the store cannot be read",
+            );
+        }
+    };
+    let length = f.password.chars().count();
+    let problem = if f.password != f.repeat {
+        Some("password_mismatch")
+    } else if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&length) {
+        Some("password_length")
+    } else {
+        None
+    };
+    if let Some(error) = problem {
+        return page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invite.html",
+            locale,
+            json!({"person": person, "token": token, "error": error}),
+        );
+    }
+    let password = f.password.clone();
+    let hashed = match tokio::task::spawn_blocking(move || hash_password(&password)).await {
+        Ok(Ok(h)) => h,
+        _ => {
+            return message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                locale,
+                "error",
+                "the password could not be hashed",
+            );
+        }
+    };
+    let set = match s.engine.store().set_password(&hash, &hashed, now).await {
+        Ok(Some(p)) => p,
+        // Used by another request meanwhile.
+        Ok(None) => return spent(locale),
+        Err(e) => {
+            tracing::error!(error = %e, "setting a password failed");
+            return message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                locale,
+                "error",
+                "the store cannot be written",
+            );
+        }
+    };
+    tracing::info!(
+        person = set,
+        "a console password was set through an invitation"
+    );
+    let roles = roles(&rules, &s.console.config, &set);
+    let Some((role, scope)) = roles.first().cloned() else {
+        return message(
+            StatusCode::FORBIDDEN,
+            locale,
+            "refused",
+            &format!(
+                "the password of {set} is set, but the organisation gives them no role to act in"
+            ),
+        );
+    };
+    match open_session(&s, &set, role, scope).await {
+        Ok(token) => (
+            StatusCode::SEE_OTHER,
+            [
+                (
+                    header::SET_COOKIE,
+                    session_cookie(&token, s.console.config.session.0, &headers),
+                ),
+                (header::LOCATION, HeaderValue::from_static("/console/inbox")),
+            ],
+        )
+            .into_response(),
+        Err(_) => redirect("/console/sign-in"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_verifies_against_its_hash_only() {
+        let h = hash_password("correct horse battery").unwrap();
+        assert!(h.starts_with("$argon2id$"), "{h}");
+        assert!(verify("correct horse battery", &h));
+        assert!(!verify("correct horse batterz", &h));
+        assert!(!verify("correct horse battery", "not a hash"));
+        assert_ne!(h, hash_password("correct horse battery").unwrap(), "salted");
+    }
+
+    #[test]
+    fn failures_past_the_limit_close_sign_in_for_that_person_only() {
+        let t = Throttle::default();
+        for _ in 0..FAILURES {
+            assert!(t.open("p-a"));
+            t.failed("p-a");
+        }
+        assert!(!t.open("p-a"));
+        assert!(t.open("p-b"));
+        t.succeeded("p-a");
+        assert!(t.open("p-a"));
+    }
+
+    #[test]
+    fn a_sign_in_goes_on_to_a_console_page_only() {
+        assert_eq!(next_page(Some("/console/issues/7")), "/console/issues/7");
+        assert_eq!(next_page(Some("https://evil.example/")), "/console/inbox");
+        assert_eq!(next_page(Some("//evil.example/console/")), "/console/inbox");
+        assert_eq!(next_page(None), "/console/inbox");
+    }
+}

@@ -1,0 +1,540 @@
+//! The web console over HTTP, on the real binary: a person invited through the CLI sets a
+//! password through the one-time link, signs in, finds the department's open issues in its
+//! inbox in the order of their deadlines, acknowledges one through a plain form, and signs out.
+//! Each refusal (a spent invitation, a bad password, a form without its token or from another
+//! origin, an action not allowed now, an issue out of scope, too many failed sign-ins, a session
+//! ended or expired) reads as a page and changes nothing.
+
+mod support;
+
+use std::time::Duration;
+
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+use serde_json::{Value, json};
+use support::{Daemon, TestDb, admin_token, escalade_in, expect_code, start_with};
+
+const CITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/city");
+
+/// A daemon on a new store with `console_yaml` as its configuration's `console:`, and the
+/// configuration file.
+struct Setup {
+    _tmp: tempfile::TempDir,
+    db: TestDb,
+    config: std::path::PathBuf,
+    admin: String,
+}
+
+impl Setup {
+    fn new(console_yaml: &str) -> Setup {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = TestDb::new(&tmp.path().join("state"));
+        let config = tmp.path().join("escalade.yaml");
+        std::fs::write(&config, format!("console: {console_yaml}\n")).unwrap();
+        let admin = admin_token(&db, CITY);
+        Setup {
+            _tmp: tmp,
+            db,
+            config,
+            admin,
+        }
+    }
+
+    fn start(&self) -> (Daemon, String) {
+        start_with(
+            &self.db,
+            CITY,
+            std::process::Command::new(env!("CARGO_BIN_EXE_escalade")),
+            &["--config", self.config.to_str().unwrap()],
+        )
+    }
+
+    /// `escalade person invite PERSON`: the path of the link it printed.
+    fn invite(&self, person: &str) -> String {
+        let out = self.cli(&["person", "invite", person, "--rules", CITY]);
+        expect_code(&out, 0, "person invite");
+        let link = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let path = link
+            .find("/console/invite/")
+            .map(|i| link[i..].to_string())
+            .unwrap_or_else(|| panic!("no invitation link in {link}"));
+        assert!(link.starts_with("http"), "{link}");
+        path
+    }
+
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut all = args.to_vec();
+        all.extend(["--config", self.config.to_str().unwrap()]);
+        escalade_in(&self.db, &[], &all)
+    }
+}
+
+/// A browser, as far as the console cares: it keeps the session cookie and follows no redirect
+/// by itself, so each answer is seen.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookie: Option<String>,
+}
+
+struct Page {
+    status: u16,
+    location: Option<String>,
+    csp: Option<String>,
+    body: String,
+}
+
+impl Browser {
+    fn new(addr: &str) -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
+            base: format!("http://{addr}"),
+            cookie: None,
+        }
+    }
+
+    async fn send(&mut self, r: reqwest::RequestBuilder) -> Page {
+        let r = match &self.cookie {
+            Some(c) => r.header(COOKIE, c),
+            None => r,
+        };
+        let resp = r.send().await.unwrap();
+        if let Some(set) = resp.headers().get(SET_COOKIE) {
+            let set = set.to_str().unwrap();
+            assert!(set.contains("HttpOnly"), "{set}");
+            assert!(set.contains("SameSite=Strict"), "{set}");
+            let pair = set.split(';').next().unwrap().to_string();
+            self.cookie = (!pair.ends_with('=')).then_some(pair);
+        }
+        let header = |h: &str| {
+            resp.headers()
+                .get(h)
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        Page {
+            status: resp.status().as_u16(),
+            location: header(LOCATION.as_str()),
+            csp: header("content-security-policy"),
+            body: resp.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let r = self.http.get(format!("{}{path}", self.base));
+        self.send(r).await
+    }
+
+    /// A form posted as a browser on this page's origin posts it.
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("origin", &self.base)
+            .form(form);
+        self.send(r).await
+    }
+}
+
+/// The value of the first hidden `csrf` input of a page.
+fn csrf(page: &str) -> String {
+    let at = page
+        .find("name=\"csrf\" value=\"")
+        .unwrap_or_else(|| panic!("no form token in {page}"));
+    let rest = &page[at + "name=\"csrf\" value=\"".len()..];
+    rest[..rest.find('"').unwrap()].to_string()
+}
+
+/// The issue ids an inbox page lists, in its order.
+fn listed(page: &str) -> Vec<String> {
+    page.match_indices("<a href=\"/console/issues/")
+        .map(|(i, m)| {
+            let rest = &page[i + m.len()..];
+            rest[..rest.find('"').unwrap()].to_string()
+        })
+        .collect()
+}
+
+/// Every `src` and `href` of a page points at this server (a path), never at another origin.
+fn only_local_references(page: &str) {
+    for attr in ["src=\"", "href=\""] {
+        for (i, _) in page.match_indices(attr) {
+            let value = &page[i + attr.len()..];
+            let value = &value[..value.find('"').unwrap()];
+            assert!(
+                value.starts_with('/') || value.starts_with('?') || value.starts_with('#'),
+                "a reference to elsewhere: {attr}{value}\""
+            );
+        }
+    }
+}
+
+async fn report(api: &reqwest::Client, addr: &str, body: Value) -> String {
+    let r = api
+        .post(format!("http://{addr}/api/v1/issues"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn api_issue(api: &reqwest::Client, addr: &str, id: &str) -> Value {
+    api.get(format!("http://{addr}/api/v1/issues/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invited_person_sets_a_password_signs_in_and_works_the_inbox() {
+    let s = Setup::new("{}");
+    let invite = s.invite("p-urban-li");
+    let (_daemon, addr) = s.start();
+    let api = support::client(&s.admin);
+    // Urban's work: garbage (normal) and a gas-free urgent one elsewhere; one for another
+    // department.
+    let mut urban = Vec::new();
+    for (category, unit) in [
+        ("garbage", "g-0001"),
+        ("street_vendors", "g-0002"),
+        ("garbage", "g-0003"),
+    ] {
+        urban.push(
+            report(
+                &api,
+                &addr,
+                json!({"category": category, "unit": unit, "description": format!("{category} at {unit}")}),
+            )
+            .await,
+        );
+    }
+    let other = report(
+        &api,
+        &addr,
+        json!({"category": "air_pollution", "unit": "g-0001", "description": "smoke"}),
+    )
+    .await;
+
+    let mut b = Browser::new(&addr);
+    // The invitation's page, then its refusals: passwords that differ, one too short.
+    let p = b.get(&invite).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(p.body.contains("p-urban-li"), "{}", p.body);
+    let p = b
+        .post(
+            &invite,
+            &[("password", "long enough 1"), ("repeat", "long enough 2")],
+        )
+        .await;
+    assert_eq!(p.status, 422);
+    let p = b
+        .post(&invite, &[("password", "short"), ("repeat", "short")])
+        .await;
+    assert_eq!(p.status, 422);
+    assert!(b.cookie.is_none());
+    // Set: signed in, on to the inbox.
+    let p = b
+        .post(
+            &invite,
+            &[
+                ("password", "urban pass 2026"),
+                ("repeat", "urban pass 2026"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(p.location.as_deref(), Some("/console/inbox"));
+    assert!(b.cookie.is_some());
+    // The link is spent.
+    let mut stranger = Browser::new(&addr);
+    assert_eq!(stranger.get(&invite).await.status, 410);
+
+    // The inbox: urban's open issues, the nearest deadline first, as the API's queue orders
+    // them; not the other department's.
+    let p = b.get("/console/inbox").await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    let csp = p.csp.clone().unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    only_local_references(&p.body);
+    let queue: Value = api
+        .get(format!("http://{addr}/api/v1/departments/urban/queue"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let by_deadline: Vec<String> = queue["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed(&p.body), by_deadline);
+    for id in &urban {
+        assert!(by_deadline.contains(id), "{id} in {by_deadline:?}");
+    }
+    assert!(!listed(&p.body).contains(&other));
+    assert!(p.body.contains("class=\"clock green\""), "{}", p.body);
+    // Filters in the URL.
+    let p = b.get("/console/inbox?state=acknowledged").await;
+    assert!(listed(&p.body).is_empty(), "{}", p.body);
+    let p = b.get("/console/inbox?state=nonsense").await;
+    assert_eq!(p.status, 400);
+
+    // The issue page offers what urban may do now: acknowledge, not confirm.
+    let id = &urban[0];
+    let p = b.get(&format!("/console/issues/{id}")).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    only_local_references(&p.body);
+    assert!(p.body.contains("value=\"acknowledged\""), "{}", p.body);
+    assert!(!p.body.contains("value=\"confirmed\""), "{}", p.body);
+    let token = csrf(&p.body);
+    let act = format!("/console/issues/{id}/act");
+    // Without the form's token, or from another origin: refused, nothing done.
+    let p = b.post(&act, &[("event", "acknowledged")]).await;
+    assert_eq!(p.status, 403);
+    let r = b
+        .http
+        .post(format!("{}{act}", b.base))
+        .header("origin", "https://elsewhere.example")
+        .header(COOKIE, b.cookie.clone().unwrap())
+        .form(&[("event", "acknowledged"), ("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        api_issue(&api, &addr, id).await["state"]["state"],
+        "assigned"
+    );
+    // With it: acknowledged, as the person's session.
+    let p = b
+        .post(&act, &[("event", "acknowledged"), ("csrf", token.as_str())])
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let now = api_issue(&api, &addr, id).await;
+    assert_eq!(now["state"]["state"], "acknowledged");
+    let actor = now["timeline"].as_array().unwrap().last().unwrap()["actor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        actor.starts_with("department:urban#") && actor.ends_with("(p-urban-li)"),
+        "{actor}"
+    );
+    // Again: not allowed now, a 409 naming what is.
+    let p = b
+        .post(&act, &[("event", "acknowledged"), ("csrf", token.as_str())])
+        .await;
+    assert_eq!(p.status, 409, "{}", p.body);
+    assert!(p.body.contains("progress"), "{}", p.body);
+    // A note of progress, shown on the page's timeline.
+    let p = b
+        .post(
+            &act,
+            &[
+                ("event", "progress"),
+                ("note", "crew on site <b>now</b>"),
+                ("csrf", token.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let p = b.get(&format!("/console/issues/{id}")).await;
+    assert!(
+        p.body.contains("crew on site &lt;b&gt;now&lt;&#x2f;b&gt;"),
+        "escaped: {}",
+        p.body
+    );
+    // A field the action does not take.
+    let p = b
+        .post(
+            &act,
+            &[
+                ("event", "commented"),
+                ("text", "x"),
+                ("rating", "5"),
+                ("csrf", token.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 422, "{}", p.body);
+    // Another department's issue: refused.
+    assert_eq!(b.get(&format!("/console/issues/{other}")).await.status, 403);
+    assert_eq!(b.get("/console/issues/999999").await.status, 404);
+
+    // The sessions are tokens of the person's, labelled.
+    let out = s.cli(&["token", "list", "--json"]);
+    expect_code(&out, 0, "token list");
+    let tokens: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        tokens
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["label"] == "console session"
+                && t["person"] == "p-urban-li"
+                && t["role"] == "department"),
+        "{tokens}"
+    );
+
+    // Signing out ends the session: the old cookie opens nothing.
+    let old = b.cookie.clone();
+    let p = b
+        .post("/console/sign-out", &[("csrf", token.as_str())])
+        .await;
+    assert_eq!(p.status, 303);
+    assert!(b.cookie.is_none());
+    b.cookie = old;
+    let p = b.get("/console/inbox").await;
+    assert_eq!(p.status, 303);
+    assert!(
+        p.location
+            .as_deref()
+            .unwrap()
+            .starts_with("/console/sign-in?next="),
+        "{:?}",
+        p.location
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_refuses_wrong_passwords_then_throttles_and_a_session_expires() {
+    let s = Setup::new("{session: 3s, admins: [p-mayor]}");
+    let invite = s.invite("p-mayor");
+    let (_daemon, addr) = s.start();
+    let mut b = Browser::new(&addr);
+    let set = b
+        .post(
+            &invite,
+            &[
+                ("password", "mayor pass 2026"),
+                ("repeat", "mayor pass 2026"),
+            ],
+        )
+        .await;
+    assert_eq!(set.status, 303);
+    // Several roles: leading the city and administering; the first is the unit's.
+    let p = b.get("/console/inbox").await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(p.body.contains("leader:zz"), "{}", p.body);
+    assert!(p.body.contains("<option value=\"admin\""), "{}", p.body);
+    // Switching to administrator: a new session, the old one revoked.
+    let old = b.cookie.clone().unwrap();
+    let p = b
+        .post(
+            "/console/role",
+            &[("role", "admin"), ("csrf", &csrf(&p.body))],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_ne!(b.cookie.as_deref(), Some(old.as_str()));
+    let p = b.get("/console/inbox").await;
+    assert!(
+        p.body.contains("<option value=\"admin\" selected"),
+        "{}",
+        p.body
+    );
+    // A role the person does not hold.
+    let p = b
+        .post(
+            "/console/role",
+            &[("role", "department:urban"), ("csrf", &csrf(&p.body))],
+        )
+        .await;
+    assert_eq!(p.status, 403);
+
+    // The session lapses after its 3 s.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let p = b.get("/console/inbox").await;
+    assert_eq!(p.status, 303, "{}", p.body);
+
+    // Wrong passwords, and an unknown person, read the same.
+    let mut c = Browser::new(&addr);
+    let wrong = c
+        .post(
+            "/console/sign-in",
+            &[("person", "p-mayor"), ("password", "not it at all")],
+        )
+        .await;
+    assert_eq!(wrong.status, 401);
+    let unknown = c
+        .post(
+            "/console/sign-in",
+            &[("person", "p-nobody"), ("password", "not it at all")],
+        )
+        .await;
+    assert_eq!(unknown.status, 401);
+    assert_eq!(
+        wrong.body.replace("p-mayor", "X"),
+        unknown.body.replace("p-nobody", "X")
+    );
+    // The right one works, and goes on to the page asked for.
+    let p = c
+        .post(
+            "/console/sign-in",
+            &[
+                ("person", "p-mayor"),
+                ("password", "mayor pass 2026"),
+                ("next", "/console/inbox?tier=city"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(p.location.as_deref(), Some("/console/inbox?tier=city"));
+    // Five failures close sign-in for the person, even with the right password.
+    for _ in 0..5 {
+        let p = c
+            .post(
+                "/console/sign-in",
+                &[("person", "p-mayor"), ("password", "wrong wrong")],
+            )
+            .await;
+        assert_eq!(p.status, 401);
+    }
+    let p = c
+        .post(
+            "/console/sign-in",
+            &[("person", "p-mayor"), ("password", "mayor pass 2026")],
+        )
+        .await;
+    assert_eq!(p.status, 429, "{}", p.body);
+    // A form from another origin is refused before any password is checked.
+    let r = c
+        .http
+        .post(format!("{}/console/sign-in", c.base))
+        .header("origin", "https://elsewhere.example")
+        .form(&[("person", "p-mayor"), ("password", "mayor pass 2026")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+#[test]
+fn an_invitation_for_no_such_person_is_refused() {
+    let s = Setup::new("{}");
+    let out = s.cli(&["person", "invite", "p-nobody", "--rules", CITY]);
+    expect_code(&out, 2, "person invite p-nobody");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("unknown person `p-nobody`"), "{said}");
+    let bad = Setup::new("{session: soon}");
+    let out = bad.cli(&["person", "invite", "p-urban-li", "--rules", CITY]);
+    expect_code(&out, 2, "a bad console configuration");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("console.session"), "{said}");
+}
