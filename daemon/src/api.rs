@@ -104,7 +104,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/meetings/{id}", get(meetings::get))
         .route("/api/v1/meetings/{id}/outcome", post(meetings::outcome))
         .route("/ack/{token}", get(ack::show).post(ack::acknowledge))
-        .merge(crate::console::router())
+        .merge(crate::console::router(&state))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn(request_id::tag))

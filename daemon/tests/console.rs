@@ -138,6 +138,36 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// A form with files, posted as a browser on this page's origin posts it.
+    async fn post_multipart(&mut self, path: &str, form: reqwest::multipart::Form) -> Page {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("origin", &self.base)
+            .multipart(form);
+        self.send(r).await
+    }
+
+    /// Sets the password through an invitation: signed in.
+    async fn accept(&mut self, invite: &str, password: &str) {
+        let p = self
+            .post(invite, &[("password", password), ("repeat", password)])
+            .await;
+        assert_eq!(p.status, 303, "{}", p.body);
+    }
+}
+
+/// The value of hidden input `name` on a page.
+fn hidden(page: &str, name: &str) -> String {
+    let at = format!("name=\"{name}\" value=\"");
+    let i = page
+        .find(&at)
+        .unwrap_or_else(|| panic!("no {name} in {page}"));
+    let rest = &page[i + at.len()..];
+    rest[..rest.find('"').unwrap()].to_string()
+}
+
 /// The value of the first hidden `csrf` input of a page.
 fn csrf(page: &str) -> String {
     let at = page
@@ -537,4 +567,171 @@ fn an_invitation_for_no_such_person_is_refused() {
     expect_code(&out, 2, "a bad console configuration");
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("console.session"), "{said}");
+}
+
+/// The reporter's path and the department's, on phones: a grid leader reports with a photo and
+/// the place, the department acknowledges and resolves with a photo of the fixed site, the
+/// reporter finds the resolution to check, confirms it and rates it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_with_a_photo_is_resolved_with_another_then_confirmed_and_rated() {
+    use reqwest::multipart::{Form, Part};
+    let s = Setup::new("{}");
+    let reporter_link = s.invite("p-g-0001");
+    let urban_link = s.invite("p-urban-li");
+    let (_daemon, addr) = s.start();
+    let api = support::client(&s.admin);
+    let mut reporter = Browser::new(&addr);
+    reporter.accept(&reporter_link, "grid one pass").await;
+    let mut urban = Browser::new(&addr);
+    urban.accept(&urban_link, "urban pass 2026").await;
+
+    // The form: every category in the reporter's language, the grid preselected.
+    let p = reporter.get("/console/report").await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(p.body.contains("<option value=\"garbage\">"), "{}", p.body);
+    assert!(
+        p.body.contains("name=\"unit\" value=\"g-0001\""),
+        "{}",
+        p.body
+    );
+    only_local_references(&p.body);
+    let (token, key) = (csrf(&p.body), hidden(&p.body, "key"));
+    let photo = support::png(5);
+    let form = |photo: Vec<u8>| {
+        Form::new()
+            .text("csrf", token.clone())
+            .text("key", key.clone())
+            .text("category", "garbage")
+            .text("unit", "g-0001")
+            .text("description", "垃圾桶满溢")
+            .text("address", "农科路 12 号")
+            .text("lat", "34.7906")
+            .text("lon", "113.6742")
+            .part(
+                "photo",
+                Part::bytes(photo)
+                    .file_name("bins.png")
+                    .mime_str("image/png")
+                    .unwrap(),
+            )
+    };
+    let sent = reporter
+        .post_multipart("/console/report", form(photo.clone()))
+        .await;
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    let at = sent.location.clone().unwrap();
+    let id = at.trim_start_matches("/console/issues/").to_string();
+    // The same form sent twice is the same report.
+    let again = reporter
+        .post_multipart("/console/report", form(photo.clone()))
+        .await;
+    assert_eq!(again.location.as_deref(), Some(at.as_str()));
+    let stored = api_issue(&api, &addr, &id).await;
+    assert_eq!(stored["issue"]["reporter"], "p-g-0001");
+    assert_eq!(stored["issue"]["location"]["lat"], 34.7906);
+    let hash = stored["issue"]["photos"][0].as_str().unwrap().to_string();
+    // The reporter sees the photo, on the issue page too.
+    let img = reporter
+        .get(&format!("/console/issues/{id}/photos/{hash}"))
+        .await;
+    assert_eq!(img.status, 200);
+    let p = reporter.get(&at).await;
+    assert!(
+        p.body
+            .contains(&format!("/console/issues/{id}/photos/{hash}")),
+        "{}",
+        p.body
+    );
+    assert!(
+        !p.body.contains("value=\"acknowledged\""),
+        "a reporter does not acknowledge"
+    );
+
+    // Urban acknowledges, then resolves with a photo of the fixed site.
+    let p = urban.get(&at).await;
+    let token_u = csrf(&p.body);
+    let act = format!("{at}/act");
+    let ack = urban
+        .post(
+            &act,
+            &[("event", "acknowledged"), ("csrf", token_u.as_str())],
+        )
+        .await;
+    assert_eq!(ack.status, 303, "{}", ack.body);
+    let after = support::png(9);
+    let resolved = urban
+        .post_multipart(
+            &act,
+            Form::new()
+                .text("csrf", token_u.clone())
+                .text("event", "resolved")
+                .text("note", "清运完毕")
+                .part(
+                    "photo",
+                    Part::bytes(after.clone())
+                        .file_name("clean.png")
+                        .mime_str("image/png")
+                        .unwrap(),
+                ),
+        )
+        .await;
+    assert_eq!(resolved.status, 303, "{}", resolved.body);
+    let stored = api_issue(&api, &addr, &id).await;
+    assert_eq!(stored["state"]["state"], "resolved");
+    assert_eq!(stored["state"]["after_photos"].as_array().unwrap().len(), 1);
+    // Photos with another action are refused.
+    let p = urban
+        .post_multipart(
+            &act,
+            Form::new()
+                .text("csrf", token_u.clone())
+                .text("event", "commented")
+                .text("text", "x")
+                .part(
+                    "photo",
+                    Part::bytes(after)
+                        .file_name("x.png")
+                        .mime_str("image/png")
+                        .unwrap(),
+                ),
+        )
+        .await;
+    assert_eq!(p.status, 422, "{}", p.body);
+
+    // The reporter finds it to check, confirms and rates it.
+    let inbox = reporter.get("/console/inbox").await;
+    assert!(
+        inbox
+            .body
+            .contains(&format!("href=\"/console/issues/{id}\"")),
+        "{}",
+        inbox.body
+    );
+    let p = reporter.get(&at).await;
+    assert!(p.body.contains("value=\"confirmed\""), "{}", p.body);
+    let token_r = csrf(&p.body);
+    let done = reporter
+        .post(
+            &format!("{at}/act"),
+            &[("event", "confirmed"), ("csrf", token_r.as_str())],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let rated = reporter
+        .post(
+            &format!("{at}/act"),
+            &[
+                ("event", "evaluated"),
+                ("rating", "4"),
+                ("comment", "及时"),
+                ("csrf", token_r.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(rated.status, 303, "{}", rated.body);
+    let stored = api_issue(&api, &addr, &id).await;
+    assert_eq!(stored["state"]["state"], "closed");
+    assert_eq!(stored["state"]["rating"], 4);
+    // A department may not report.
+    assert_eq!(urban.get("/console/report").await.status, 403);
 }

@@ -229,8 +229,27 @@ pub(super) async fn inbox(
         .iter()
         .map(|l| row(&rules, session.locale, &l.issue.issue, &l.issue.state, now))
         .collect();
+    // A reporter also checks the resolutions of what was reported in its grid.
+    let mut to_verify = Vec::new();
+    if session.actor.role == crate::auth::Role::Reporter {
+        let resolved = IssueFilter {
+            state: Some("resolved".into()),
+            limit: PAGE,
+            ..IssueFilter::default()
+        };
+        match s.engine.list_for(&session.actor, resolved).await {
+            Ok(l) => {
+                to_verify = l
+                    .iter()
+                    .map(|l| row(&rules, session.locale, &l.issue.issue, &l.issue.state, now))
+                    .collect();
+            }
+            Err(e) => tracing::error!(error = %e, "listing the resolutions to check failed"),
+        }
+    }
     let tiers: Vec<&str> = rules.org.tiers.iter().map(|t| t.id.as_str()).collect();
     let mut context = session.context();
+    context["to_verify"] = json!(to_verify);
     context["issues"] = json!(rows);
     context["next"] = json!(next);
     context["filter"] = json!({"state": q.state, "tier": q.tier, "overdue": q.overdue.is_some_and(|v| !v.is_empty())});

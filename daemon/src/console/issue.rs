@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use axum::Form;
-use axum::extract::{Path, State};
+use std::collections::HashMap;
+
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use escalade_rules::{Event, IssueState, RuleSet};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Session, SignedIn, foreign_form, message, page, redirect};
@@ -152,7 +152,7 @@ pub(super) async fn show(
 }
 
 /// An engine's refusal as a page: the same statuses the API answers.
-fn refusal(session: &Session, e: EngineError) -> Response {
+pub(super) fn refusal(session: &Session, e: EngineError) -> Response {
     match e {
         EngineError::NotFound(id) => message(
             StatusCode::NOT_FOUND,
@@ -194,23 +194,18 @@ fn refusal(session: &Session, e: EngineError) -> Response {
     }
 }
 
-#[derive(Deserialize)]
-pub(super) struct ActForm {
-    #[serde(default)]
-    csrf: String,
-    event: String,
-    #[serde(flatten)]
-    fields: std::collections::HashMap<String, String>,
-}
-
-/// The event a form describes: its kind among those the console offers, its fields as the
-/// form gave them (a rating as a number). A field the kind does not take is refused.
-fn event_of(form: &ActForm) -> Result<Event, String> {
-    let Some((name, fields)) = ACTIONS.iter().find(|(n, _)| *n == form.event) else {
-        return Err(format!("`{}` is not an action of the console", form.event));
+/// The event a form describes: its kind (`event`) among those the console offers, its fields as
+/// the form gave them (a rating as a number). A field the kind does not take is refused.
+fn event_of(form: &HashMap<String, String>) -> Result<Event, String> {
+    let kind = form.get("event").map(String::as_str).unwrap_or("");
+    let Some((name, fields)) = ACTIONS.iter().find(|(n, _)| *n == kind) else {
+        return Err(format!("`{kind}` is not an action of the console"));
     };
     let mut v = json!({"event": name});
-    for (k, value) in &form.fields {
+    for (k, value) in form {
+        if k == "event" || k == "csrf" {
+            continue;
+        }
         let Some((_, kind)) = fields.iter().find(|(f, _)| f == k) else {
             return Err(format!("`{name}` has no field `{k}`"));
         };
@@ -226,18 +221,23 @@ fn event_of(form: &ActForm) -> Result<Event, String> {
 }
 
 /// `POST /console/issues/{id}/act`: one action, through the engine as the session's token;
-/// back to the issue page, which shows what it did.
+/// back to the issue page, which shows what it did. A resolution may carry photos of the fixed
+/// site (a multipart form).
 pub(super) async fn act(
     State(s): State<Arc<AppState>>,
     SignedIn(session): SignedIn,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<ActForm>,
+    request: Request,
 ) -> Response {
-    if let Some(r) = foreign_form(&session, &headers, &form.csrf) {
+    let posted = match super::report::read(&s, request, session.locale).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if let Some(r) = foreign_form(&session, &headers, posted.get("csrf")) {
         return r;
     }
-    let event = match event_of(&form) {
+    let event = match event_of(&posted.fields) {
         Ok(e) => e,
         Err(m) => {
             return message(
@@ -248,7 +248,23 @@ pub(super) async fn act(
             );
         }
     };
-    match s.engine.act(&id, event, &session.actor).await {
+    let done = match event {
+        Event::Resolved { note, .. } if !posted.photos.is_empty() => {
+            s.engine
+                .resolve_with_photos(&id, note, &session.actor, &s.photos, posted.photos)
+                .await
+        }
+        _ if !posted.photos.is_empty() => {
+            return message(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                session.locale,
+                "refused",
+                "only a resolution carries photos",
+            );
+        }
+        event => s.engine.act(&id, event, &session.actor).await,
+    };
+    match done {
         Ok(_) => redirect(&format!("/console/issues/{id}")),
         Err(e) => refusal(&session, e),
     }
@@ -269,15 +285,13 @@ pub(super) async fn photo(
 mod tests {
     use super::*;
 
-    fn form(event: &str, fields: &[(&str, &str)]) -> ActForm {
-        ActForm {
-            csrf: String::new(),
-            event: event.into(),
-            fields: fields
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
+    fn form(event: &str, fields: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut f: HashMap<String, String> = fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        f.insert("event".into(), event.into());
+        f
     }
 
     #[test]

@@ -28,6 +28,7 @@ use crate::notify::config::Dur;
 
 mod inbox;
 mod issue;
+mod report;
 mod signin;
 
 pub use signin::{hash_password, new_invite};
@@ -79,7 +80,16 @@ impl Console {
     }
 }
 
-pub fn router() -> Router<Arc<AppState>> {
+/// The console's routes; the forms that carry photos take bodies as large as the API's uploads.
+pub fn router(state: &AppState) -> Router<Arc<AppState>> {
+    let l = state.photo_limits;
+    let uploads = axum::extract::DefaultBodyLimit::max(
+        state
+            .turns
+            .max_body_bytes
+            .saturating_add(l.max_photos.saturating_mul(l.max_photo_bytes))
+            .saturating_add(64 << 10),
+    );
     Router::new()
         .route("/console", get(home))
         .route("/console/", get(home))
@@ -95,7 +105,11 @@ pub fn router() -> Router<Arc<AppState>> {
         )
         .route("/console/inbox", get(inbox::inbox))
         .route("/console/issues/{id}", get(issue::show))
-        .route("/console/issues/{id}/act", post(issue::act))
+        .route("/console/issues/{id}/act", post(issue::act).layer(uploads))
+        .route(
+            "/console/report",
+            get(report::form).post(report::submit).layer(uploads),
+        )
         .route("/console/issues/{id}/photos/{hash}", get(issue::photo))
         .route("/console/static/{file}", get(asset))
 }
