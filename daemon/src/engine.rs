@@ -285,6 +285,8 @@ pub struct Engine {
     /// Whether this replica leads (runs the scheduled jobs), and when that was last settled
     /// with the store; none before the first try.
     leadership: std::sync::Mutex<Option<Leadership>>,
+    /// Decisions committed by this process, counted: what live pages wait on.
+    commits: watch::Sender<u64>,
 }
 
 /// This replica's role among the replicas, as last settled with the store.
@@ -335,7 +337,14 @@ impl Engine {
             turns: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
             shadow: RwLock::new(None),
             leadership: std::sync::Mutex::new(None),
+            commits: watch::Sender::new(0),
         }
+    }
+
+    /// Changes each time this process commits a decision (not another replica's: a watcher on
+    /// a shared store looks at it every `Store::poll_every` too).
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.commits.subscribe()
     }
 
     /// Takes or keeps the leader's lease, and says whether this replica leads: it runs the
@@ -606,7 +615,7 @@ impl Engine {
             .create(&issue, &branch, &decision, now, &actor, idempotency)
             .await
             .map_err(named)?;
-        self.timers_added(&decision);
+        self.after_commit(&decision);
         if submitted.replayed {
             // Another request with the key committed first: its answer is this one's.
             return Ok(Submitted {
@@ -983,7 +992,7 @@ impl Engine {
                 .await
             {
                 Ok(_) => {
-                    self.timers_added(&decision);
+                    self.after_commit(&decision);
                     if let Some(e) = &decision.escalated {
                         crate::metrics::escalated(&e.to);
                     }
@@ -1133,10 +1142,11 @@ impl Engine {
         }
     }
 
-    /// Wakes the scheduler if the decision's earliest timer comes before it next looks, and
-    /// tells the other replicas when it falls due (each wakes if it would sleep past it).
-    /// Called after the decision's commit.
-    fn timers_added(&self, decision: &Decision) {
+    /// After a decision's commit: counts it for those watching (open inboxes), wakes the
+    /// scheduler if the decision's earliest timer comes before it next looks, and tells the
+    /// other replicas when it falls due (each wakes if it would sleep past it).
+    fn after_commit(&self, decision: &Decision) {
+        self.commits.send_modify(|n| *n = n.wrapping_add(1));
         let Some(first) = decision.timers.iter().map(|t| t.at).min() else {
             return;
         };

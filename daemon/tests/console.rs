@@ -735,3 +735,105 @@ async fn a_report_with_a_photo_is_resolved_with_another_then_confirmed_and_rated
     // A department may not report.
     assert_eq!(urban.get("/console/report").await.status, 403);
 }
+
+/// An open inbox hears of a new assignment within a second of its commit, and of nothing that
+/// is not its own; signing out ends the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_inbox_is_told_of_a_new_assignment_within_a_second() {
+    let s = Setup::new("{}");
+    let link = s.invite("p-urban-li");
+    let (_daemon, addr) = s.start();
+    let api = support::client(&s.admin);
+    let mut b = Browser::new(&addr);
+    b.accept(&link, "urban pass 2026").await;
+    let p = b.get("/console/inbox").await;
+    // As a browser reads the attribute: its entities decoded.
+    let live = hidden_attr(&p.body, "data-live")
+        .replace("&#x2f;", "/")
+        .replace("&amp;", "&");
+    assert!(live.starts_with("/console/inbox/live?since="), "{live}");
+    let mut stream = b
+        .http
+        .get(format!("{}{live}", b.base))
+        .header(COOKIE, b.cookie.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert!(
+        stream.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"),
+        "{:?}",
+        stream.headers()
+    );
+    // The next event of the stream, if one comes within `wait`.
+    async fn next_event(stream: &mut reqwest::Response, wait: Duration) -> Option<String> {
+        let mut text = String::new();
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            let chunk = tokio::time::timeout_at(until, stream.chunk())
+                .await
+                .ok()?
+                .ok()??;
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if let Some(e) = text.lines().find_map(|l| l.strip_prefix("event: ")) {
+                return Some(e.to_string());
+            }
+        }
+    }
+    // Another department's new issue: nothing for urban's inbox.
+    report(
+        &api,
+        &addr,
+        json!({"category": "air_pollution", "unit": "g-0001", "description": "smoke"}),
+    )
+    .await;
+    assert_eq!(
+        next_event(&mut stream, Duration::from_millis(1500)).await,
+        None
+    );
+    // Urban's: told within a second of the answer.
+    let committed = std::time::Instant::now();
+    let id = report(
+        &api,
+        &addr,
+        json!({"category": "garbage", "unit": "g-0001", "description": "bins"}),
+    )
+    .await;
+    let heard = next_event(&mut stream, Duration::from_secs(1)).await;
+    assert_eq!(heard.as_deref(), Some("changed"), "within a second");
+    println!(
+        "console: an open inbox heard of issue {id} {:.0} ms after its commit was answered",
+        committed.elapsed().as_secs_f64() * 1000.0
+    );
+    let p = b.get("/console/inbox").await;
+    assert!(listed(&p.body).contains(&id));
+    // Signing out ends the stream.
+    b.post("/console/sign-out", &[("csrf", csrf(&p.body).as_str())])
+        .await;
+    // Any commit makes the stream look again; it finds the session over.
+    report(
+        &api,
+        &addr,
+        json!({"category": "garbage", "unit": "g-0002", "description": "more bins"}),
+    )
+    .await;
+    assert_eq!(
+        next_event(&mut stream, Duration::from_secs(3))
+            .await
+            .as_deref(),
+        Some("ended")
+    );
+}
+
+/// The value of attribute `name` on a page.
+fn hidden_attr(page: &str, name: &str) -> String {
+    let at = format!("{name}=\"");
+    let i = page
+        .find(&at)
+        .unwrap_or_else(|| panic!("no {name} in {page}"));
+    let rest = &page[i + at.len()..];
+    rest[..rest.find('"').unwrap()].to_string()
+}

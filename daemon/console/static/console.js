@@ -14,3 +14,31 @@
     });
   }
 })();
+
+// A live inbox: the server says when what it shows changed (Server-Sent Events); the page then
+// reads itself again and puts the new list in place, without a reload.
+(function () {
+  "use strict";
+  var inbox = document.getElementById("inbox");
+  if (!inbox || !inbox.dataset.live || !("EventSource" in window)) return;
+  var source = new EventSource(inbox.dataset.live);
+  var refreshing = false;
+  var again = false;
+  function refresh() {
+    if (refreshing) { again = true; return; }
+    refreshing = true;
+    fetch(window.location.href, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      .then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("inbox");
+        if (fresh) inbox.innerHTML = fresh.innerHTML;
+      })
+      .catch(function () {})
+      .then(function () {
+        refreshing = false;
+        if (again) { again = false; refresh(); }
+      });
+  }
+  source.addEventListener("changed", refresh);
+  source.addEventListener("ended", function () { source.close(); window.location.reload(); });
+})();

@@ -4,18 +4,23 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use escalade_rules::{Issue, IssueState, RuleSet};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{SignedIn, message, page};
+use super::{Session, SignedIn, message, page};
 use crate::api::AppState;
+use crate::auth::Role;
 use crate::engine::EngineError;
 use crate::store::IssueFilter;
+use sha2::{Digest, Sha256};
 
 /// Issues on a page of the inbox.
 const PAGE: i64 = 50;
@@ -153,8 +158,110 @@ pub(super) fn row(
     })
 }
 
+impl InboxQuery {
+    /// The filter of the inbox's main list, or what is wrong with the query.
+    fn filter(&self, rules: &RuleSet, now: DateTime<Utc>) -> Result<IssueFilter, String> {
+        let given = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+        let mut f = IssueFilter {
+            open: true,
+            by_deadline: true,
+            limit: PAGE,
+            state: given(&self.state),
+            tier: given(&self.tier),
+            overdue_at: given(&self.overdue).map(|_| now),
+            ..IssueFilter::default()
+        };
+        if let Some(st) = &f.state
+            && escalade_rules::State::parse(st).is_none()
+        {
+            return Err(format!("unknown state `{st}`"));
+        }
+        if let Some(t) = &f.tier
+            && rules.org.tier(t).is_none()
+        {
+            return Err(format!("unknown tier `{t}`"));
+        }
+        if let Some(c) = given(&self.after) {
+            let parsed = c
+                .split_once(':')
+                .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_string())));
+            f.after = Some(parsed.ok_or_else(|| format!("invalid cursor `{c}`"))?);
+        }
+        Ok(f)
+    }
+
+    /// The query as the inbox's URL carries it (without the live stream's `since`).
+    fn url_query(&self) -> String {
+        let pairs: Vec<(&str, &str)> = [
+            ("state", &self.state),
+            ("tier", &self.tier),
+            ("overdue", &self.overdue),
+            ("after", &self.after),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().filter(|v| !v.is_empty()).map(|v| (k, v)))
+        .collect();
+        serde_urlencoded::to_string(pairs).unwrap_or_default()
+    }
+}
+
+/// What an inbox shows: its page of open issues (and the cursor after it) and, for a reporter,
+/// the resolutions to check.
+struct Shown {
+    issues: Vec<crate::store::Listed>,
+    to_verify: Vec<crate::store::Listed>,
+}
+
+impl Shown {
+    async fn read(s: &AppState, session: &Session, f: IssueFilter) -> Result<Shown, EngineError> {
+        let issues = s.engine.list_for(&session.actor, f).await?;
+        // A reporter also checks the resolutions of what was reported in its grid.
+        let to_verify = if session.actor.role == Role::Reporter {
+            let resolved = IssueFilter {
+                state: Some("resolved".into()),
+                limit: PAGE,
+                ..IssueFilter::default()
+            };
+            s.engine.list_for(&session.actor, resolved).await?
+        } else {
+            Vec::new()
+        };
+        Ok(Shown { issues, to_verify })
+    }
+
+    /// What changes when anything shown changes: the issues and their versions, in order.
+    fn signature(&self) -> String {
+        let mut h = Sha256::new();
+        for l in self.issues.iter().chain(&self.to_verify) {
+            h.update(l.issue.issue.id.as_bytes());
+            h.update(l.issue.version.to_be_bytes());
+        }
+        h.update((self.issues.len() as u64).to_be_bytes());
+        hex::encode(&h.finalize()[..12])
+    }
+}
+
+/// A store or permission error while reading an inbox, as a page.
+fn unreadable(session: &Session, e: EngineError) -> Response {
+    match e {
+        EngineError::Forbidden { message: m, .. } => {
+            message(StatusCode::FORBIDDEN, session.locale, "refused", &m)
+        }
+        e => {
+            tracing::error!(error = %e, "listing the inbox failed");
+            message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                session.locale,
+                "error",
+                "the store cannot be read",
+            )
+        }
+    }
+}
+
 /// `GET /console/inbox`: the role's open issues (a department's own, a leader's or reporter's
-/// subtree, everything for an administrator), the nearest deadline first.
+/// subtree, everything for an administrator), the nearest deadline first. The page follows
+/// `/console/inbox/live` to show what changes without a reload.
 pub(super) async fn inbox(
     State(s): State<Arc<AppState>>,
     SignedIn(session): SignedIn,
@@ -162,100 +269,126 @@ pub(super) async fn inbox(
 ) -> Response {
     let rules = s.engine.rules();
     let now = s.engine.now();
-    let mut f = IssueFilter {
-        open: true,
-        by_deadline: true,
-        limit: PAGE,
-        state: q.state.clone().filter(|v| !v.is_empty()),
-        tier: q.tier.clone().filter(|v| !v.is_empty()),
-        overdue_at: q.overdue.as_deref().filter(|v| !v.is_empty()).map(|_| now),
-        ..IssueFilter::default()
+    let f = match q.filter(&rules, now) {
+        Ok(f) => f,
+        Err(m) => return message(StatusCode::BAD_REQUEST, session.locale, "error", &m),
     };
-    if let Some(st) = &f.state
-        && escalade_rules::State::parse(st).is_none()
-    {
-        return message(
-            StatusCode::BAD_REQUEST,
-            session.locale,
-            "error",
-            &format!("unknown state `{st}`"),
-        );
-    }
-    if let Some(t) = &f.tier
-        && rules.org.tier(t).is_none()
-    {
-        return message(
-            StatusCode::BAD_REQUEST,
-            session.locale,
-            "error",
-            &format!("unknown tier `{t}`"),
-        );
-    }
-    if let Some(c) = &q.after {
-        let parsed = c
-            .split_once(':')
-            .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_string())));
-        match parsed {
-            Some(p) => f.after = Some(p),
-            None => {
-                return message(
-                    StatusCode::BAD_REQUEST,
-                    session.locale,
-                    "error",
-                    &format!("invalid cursor `{c}`"),
-                );
-            }
-        }
-    }
-    let listed = match s.engine.list_for(&session.actor, f).await {
-        Ok(l) => l,
-        Err(EngineError::Forbidden { message: m, .. }) => {
-            return message(StatusCode::FORBIDDEN, session.locale, "refused", &m);
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "listing the inbox failed");
-            return message(
-                StatusCode::SERVICE_UNAVAILABLE,
-                session.locale,
-                "error",
-                "the store cannot be read",
-            );
-        }
+    let shown = match Shown::read(&s, &session, f).await {
+        Ok(sh) => sh,
+        Err(e) => return unreadable(&session, e),
     };
-    let next = (listed.len() as i64 == PAGE)
-        .then(|| listed.last().map(|l| l.cursor.clone()))
+    let next = (shown.issues.len() as i64 == PAGE)
+        .then(|| shown.issues.last().map(|l| l.cursor.clone()))
         .flatten();
-    let rows: Vec<Value> = listed
-        .iter()
-        .map(|l| row(&rules, session.locale, &l.issue.issue, &l.issue.state, now))
-        .collect();
-    // A reporter also checks the resolutions of what was reported in its grid.
-    let mut to_verify = Vec::new();
-    if session.actor.role == crate::auth::Role::Reporter {
-        let resolved = IssueFilter {
-            state: Some("resolved".into()),
-            limit: PAGE,
-            ..IssueFilter::default()
-        };
-        match s.engine.list_for(&session.actor, resolved).await {
-            Ok(l) => {
-                to_verify = l
-                    .iter()
-                    .map(|l| row(&rules, session.locale, &l.issue.issue, &l.issue.state, now))
-                    .collect();
-            }
-            Err(e) => tracing::error!(error = %e, "listing the resolutions to check failed"),
-        }
-    }
+    let rows = |l: &[crate::store::Listed]| -> Vec<Value> {
+        l.iter()
+            .map(|l| row(&rules, session.locale, &l.issue.issue, &l.issue.state, now))
+            .collect()
+    };
+    let query = q.url_query();
+    let live = format!(
+        "/console/inbox/live?{}{}since={}",
+        query,
+        if query.is_empty() { "" } else { "&" },
+        shown.signature()
+    );
     let tiers: Vec<&str> = rules.org.tiers.iter().map(|t| t.id.as_str()).collect();
     let mut context = session.context();
-    context["to_verify"] = json!(to_verify);
-    context["issues"] = json!(rows);
+    context["issues"] = json!(rows(&shown.issues));
+    context["to_verify"] = json!(rows(&shown.to_verify));
     context["next"] = json!(next);
+    context["live"] = json!(live);
     context["filter"] = json!({"state": q.state, "tier": q.tier, "overdue": q.overdue.is_some_and(|v| !v.is_empty())});
     context["tiers"] = json!(tiers);
     context["states"] = json!(["assigned", "acknowledged", "in_progress", "suspended"]);
     page(StatusCode::OK, "inbox.html", session.locale, context)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct LiveQuery {
+    #[serde(flatten)]
+    inbox: InboxQuery,
+    /// The signature of what the page showed.
+    since: String,
+}
+
+/// How often a live inbox looks at the store at least when other replicas share it (their
+/// commits are not counted here).
+const LIVE_POLL: Duration = Duration::from_secs(1);
+
+/// `GET /console/inbox/live`: Server-Sent Events, a `changed` event each time what the inbox
+/// shows changes (an issue assigned, acted on, gone), within a second of its commit. The stream
+/// ends when the session does.
+pub(super) async fn live(
+    State(s): State<Arc<AppState>>,
+    SignedIn(session): SignedIn,
+    headers: HeaderMap,
+    Query(q): Query<LiveQuery>,
+) -> Response {
+    let rules = s.engine.rules();
+    let f = match q.inbox.filter(&rules, s.engine.now()) {
+        Ok(f) => f,
+        Err(m) => return message(StatusCode::BAD_REQUEST, session.locale, "error", &m),
+    };
+    let token = super::cookie(&headers, super::COOKIE)
+        .unwrap_or_default()
+        .to_string();
+    let poll = s.engine.store().poll_every().map(|p| p.min(LIVE_POLL));
+    let commits = s.engine.commits();
+    struct Watch {
+        s: Arc<AppState>,
+        session: Session,
+        token: String,
+        f: IssueFilter,
+        last: String,
+        commits: tokio::sync::watch::Receiver<u64>,
+        poll: Option<Duration>,
+    }
+    let start = Watch {
+        s,
+        session,
+        token,
+        f,
+        last: q.since,
+        commits,
+        poll,
+    };
+    let events = futures_util::stream::unfold(Some(start), |w| async move {
+        let mut w = w?;
+        loop {
+            // A commit here, or (on a shared store) the next look; a keep-alive covers the
+            // quiet in between.
+            let waited = match w.poll {
+                Some(p) => tokio::time::timeout(p, w.commits.changed())
+                    .await
+                    .unwrap_or(Ok(())),
+                None => w.commits.changed().await,
+            };
+            if waited.is_err() {
+                return None;
+            }
+            let live = crate::auth::authenticate(w.s.engine.store(), &w.token, w.s.engine.now())
+                .await
+                .is_ok_and(|r| r.is_ok());
+            if !live {
+                let end = Event::default().event("ended").data("the session ended");
+                return Some((Ok::<_, std::convert::Infallible>(end), None));
+            }
+            let Ok(shown) = Shown::read(&w.s, &w.session, w.f.clone()).await else {
+                continue;
+            };
+            let sig = shown.signature();
+            if sig != w.last {
+                w.last = sig.clone();
+                let changed = Event::default().event("changed").data(sig);
+                return Some((Ok(changed), Some(w)));
+            }
+        }
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
 }
 
 #[cfg(test)]

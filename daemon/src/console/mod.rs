@@ -104,6 +104,7 @@ pub fn router(state: &AppState) -> Router<Arc<AppState>> {
             get(signin::invite_page).post(signin::accept_invite),
         )
         .route("/console/inbox", get(inbox::inbox))
+        .route("/console/inbox/live", get(inbox::live))
         .route("/console/issues/{id}", get(issue::show))
         .route("/console/issues/{id}/act", post(issue::act).layer(uploads))
         .route(
