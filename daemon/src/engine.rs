@@ -771,6 +771,72 @@ impl Engine {
         Ok(self.store.list(&f).await?)
     }
 
+    /// The scorecards from `from` to `to` that the caller may read: an admin every card (or
+    /// the department's or the unit subtree's asked for), a leader the departments' and its
+    /// subtree's units' (or one asked for inside it), a department its own; a reporter none.
+    /// Names in `locale`.
+    pub async fn scorecards_for(
+        &self,
+        actor: &Actor,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        department: Option<String>,
+        unit: Option<String>,
+        locale: &str,
+    ) -> Result<crate::scorecards::Scorecards> {
+        use crate::scorecards::{Show, Which};
+        let rules = self.rules();
+        let refuse = |what: &str| EngineError::Forbidden {
+            message: actor.may_not(what),
+            field: if unit.is_some() { "unit" } else { "department" },
+        };
+        let which = match actor.role {
+            Role::Admin => match (department, unit.clone()) {
+                (Some(d), _) => Which {
+                    departments: Show::Only(d),
+                    units: Show::None,
+                },
+                (None, Some(u)) => Which {
+                    departments: Show::None,
+                    units: Show::Only(u),
+                },
+                (None, None) => Which::default(),
+            },
+            Role::Leader => {
+                let scope = actor.scope.clone().unwrap_or_default();
+                match (department, unit.clone()) {
+                    (_, Some(u)) if !actor.in_subtree(&rules, &u) => {
+                        return Err(refuse(&format!("read the scorecards of {u}")));
+                    }
+                    (None, Some(u)) => Which {
+                        departments: Show::None,
+                        units: Show::Only(u),
+                    },
+                    (Some(d), _) => Which {
+                        departments: Show::Only(d),
+                        units: Show::None,
+                    },
+                    (None, None) => Which {
+                        departments: Show::All,
+                        units: Show::Only(scope),
+                    },
+                }
+            }
+            Role::Department => {
+                let own = actor.scope.clone().unwrap_or_default();
+                if unit.is_some() || department.as_ref().is_some_and(|d| *d != own) {
+                    return Err(refuse("read another department's or a unit's scorecard"));
+                }
+                Which {
+                    departments: Show::Only(own),
+                    units: Show::None,
+                }
+            }
+            Role::Reporter => return Err(refuse("read scorecards")),
+        };
+        Ok(crate::scorecards::scorecards(&self.store, &rules, from, to, &which, locale).await?)
+    }
+
     /// An issue, if the caller may see it: 404 before 403, both on the state read.
     pub async fn issue_for(&self, actor: &Actor, id: &str) -> Result<StoredIssue> {
         let stored = self

@@ -837,3 +837,164 @@ fn hidden_attr(page: &str, name: &str) -> String {
     let rest = &page[i + at.len()..];
     rest[..rest.find('"').unwrap()].to_string()
 }
+
+/// A person of the in-process API signed in to its console, through an invitation made in the
+/// store.
+async fn signed_in(api: &support::Api, person: &str) -> Browser {
+    let (token, hash) = escalade::console::new_invite();
+    let until = api.engine.now() + chrono::Duration::hours(1);
+    api.engine
+        .store()
+        .invite(person, &hash, until)
+        .await
+        .unwrap();
+    let mut b = Browser::new(api.base.trim_start_matches("http://"));
+    b.accept(
+        &format!("/console/invite/{token}"),
+        "a long enough password",
+    )
+    .await;
+    b
+}
+
+/// A street's leader sees its subtree's overdue and escalated work on the board, grouped by the
+/// community it lies in, and nothing of another street; a department has no board.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_sees_the_overdue_and_escalated_work_of_its_subtree_by_unit() {
+    let api = support::Api::start(CITY, "2026-03-02T09:00:00+08:00").await;
+    let (_, late) = api
+        .post(
+            &api.admin,
+            "/api/v1/issues",
+            json!({"category": "garbage", "unit": "g-0001", "description": "bins"}),
+        )
+        .await;
+    let late = late["id"].as_str().unwrap().to_string();
+    // Two working days on: the acknowledge deadline passed and the ladder acted.
+    api.advance("2026-03-04T17:00:00+08:00").await;
+    let (_, fresh) = api
+        .post(
+            &api.admin,
+            "/api/v1/issues",
+            json!({"category": "garbage", "unit": "g-0002", "description": "fresh"}),
+        )
+        .await;
+    let fresh = fresh["id"].as_str().unwrap().to_string();
+    let mut leader = signed_in(&api, "p-s-huayuanlu").await;
+    let p = leader.get("/console/board").await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    only_local_references(&p.body);
+    let shown = listed(&p.body);
+    assert!(shown.contains(&late), "the overdue issue: {shown:?}");
+    assert!(
+        !shown.contains(&fresh),
+        "on time and not escalated: {shown:?}"
+    );
+    // Its acknowledge deadline passed (the ladder extended it since): the API's overdue board
+    // of the street says the same.
+    let (_, board) = api
+        .get(&api.admin, "/api/v1/units/s-huayuanlu/overdue")
+        .await;
+    let overdue: Vec<&str> = board["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(overdue, [late.as_str()], "{board}");
+    assert!(p.body.contains("<svg class=\"chart\""), "{}", p.body);
+    // Grouped under the community below the street.
+    assert!(
+        p.body.contains("<summary>农科社区 (1)</summary>"),
+        "{}",
+        p.body
+    );
+    // A department has no board; a leader elsewhere sees none of it.
+    let mut urban = signed_in(&api, "p-urban-li").await;
+    assert_eq!(urban.get("/console/board").await.status, 403);
+    let mut elsewhere = signed_in(&api, "p-s-jingbalu").await;
+    let p = elsewhere.get("/console/board").await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(listed(&p.body).is_empty(), "{}", p.body);
+}
+
+/// A department reads its scorecard as a chart and a table, and takes it away as CSV; a
+/// reporter reads none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_department_reads_its_scorecard_and_exports_it() {
+    let api = support::Api::start(CITY, "2026-03-02T09:00:00+08:00").await;
+    let (_, issue) = api
+        .post(
+            &api.admin,
+            "/api/v1/issues",
+            json!({"category": "garbage", "unit": "g-0001", "description": "bins"}),
+        )
+        .await;
+    let id = issue["id"].as_str().unwrap().to_string();
+    let (code, _) = api
+        .act(&api.admin, &id, json!({"event": "acknowledged"}))
+        .await;
+    assert_eq!(code, 200);
+    let (code, _) = api
+        .act(
+            &api.admin,
+            &id,
+            json!({"event": "resolved", "note": "done"}),
+        )
+        .await;
+    assert_eq!(code, 200);
+    api.advance("2026-03-02T12:00:00+08:00").await;
+    let mut urban = signed_in(&api, "p-urban-li").await;
+    let p = urban.get("/console/scorecards?period=week").await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    only_local_references(&p.body);
+    assert!(p.body.contains("<svg class=\"chart\""), "{}", p.body);
+    // Its own card only: one row, assigned 1, resolved 1 on time.
+    assert_eq!(
+        p.body.matches("<th scope=\"row\">").count(),
+        1,
+        "{}",
+        p.body
+    );
+    assert!(
+        p.body.contains("<td>1</td><td>1</td><td>1</td><td>1</td>"),
+        "{}",
+        p.body
+    );
+    let r = urban
+        .http
+        .get(format!("{}/console/scorecards.csv?period=week", urban.base))
+        .header(COOKIE, urban.cookie.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("attachment")
+    );
+    let csv = r.text().await.unwrap();
+    let mut lines = csv.lines();
+    assert!(
+        lines.next().unwrap().starts_with("kind,id,name,assigned"),
+        "{csv}"
+    );
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(&row[..2], ["department", "urban"], "{csv}");
+    assert_eq!(row[3], "1", "assigned: {csv}");
+    assert_eq!(lines.next(), None, "its own card only: {csv}");
+    assert_eq!(
+        urban.get("/console/scorecards?period=year").await.status,
+        400
+    );
+    let mut reporter = signed_in(&api, "p-g-0001").await;
+    assert_eq!(reporter.get("/console/scorecards").await.status, 403);
+}

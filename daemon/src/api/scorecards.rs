@@ -7,10 +7,8 @@ use axum::extract::State;
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use serde::Deserialize;
 
-use super::{Answer, ApiError, AppState, bad_query, forbidden, query};
-use crate::auth::{Actor, Role};
-use crate::engine::EngineError;
-use crate::scorecards::{Show, Which, scorecards};
+use super::{Answer, ApiError, AppState, bad_query, query};
+use crate::auth::Actor;
 
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,65 +87,17 @@ pub(super) async fn get(
     {
         return Err(bad_query("unit", format!("unknown unit `{u}`")));
     }
-    // Who sees what: an admin everything; a leader the departments and the units of its
-    // subtree; a department its own card.
-    let which = match actor.role {
-        Role::Admin => match (q.department, q.unit) {
-            (Some(d), _) => Which {
-                departments: Show::Only(d),
-                units: Show::None,
-            },
-            (None, Some(u)) => Which {
-                departments: Show::None,
-                units: Show::Only(u),
-            },
-            (None, None) => Which::default(),
-        },
-        Role::Leader => {
-            let scope = actor.scope.clone().unwrap_or_default();
-            match (q.department, q.unit) {
-                (_, Some(u)) if !actor.in_subtree(&rules, &u) => {
-                    return Err(forbidden(&actor, &format!("read the scorecards of {u}")));
-                }
-                (None, Some(u)) => Which {
-                    departments: Show::None,
-                    units: Show::Only(u),
-                },
-                (Some(d), _) => Which {
-                    departments: Show::Only(d),
-                    units: Show::None,
-                },
-                (None, None) => Which {
-                    departments: Show::All,
-                    units: Show::Only(scope),
-                },
-            }
-        }
-        Role::Department => {
-            let own = actor.scope.clone().unwrap_or_default();
-            if q.unit.is_some() || q.department.as_ref().is_some_and(|d| *d != own) {
-                return Err(forbidden(
-                    &actor,
-                    "read another department's or a unit's scorecard",
-                ));
-            }
-            Which {
-                departments: Show::Only(own),
-                units: Show::None,
-            }
-        }
-        Role::Reporter => return Err(forbidden(&actor, "read scorecards")),
-    };
-    let cards = scorecards(
-        s.engine.store(),
-        &rules,
-        from,
-        to,
-        &which,
-        &rules.settings.locale,
-    )
-    .await
-    .map_err(EngineError::from)?;
+    let cards = s
+        .engine
+        .scorecards_for(
+            &actor,
+            from,
+            to,
+            q.department,
+            q.unit,
+            &rules.settings.locale,
+        )
+        .await?;
     Ok(Answer(
         serde_json::to_value(cards).expect("plain data serialises"),
     ))

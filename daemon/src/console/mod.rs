@@ -26,6 +26,7 @@ use crate::api::AppState;
 use crate::auth::{Actor, Role};
 use crate::notify::config::Dur;
 
+mod board;
 mod inbox;
 mod issue;
 mod report;
@@ -105,6 +106,9 @@ pub fn router(state: &AppState) -> Router<Arc<AppState>> {
         )
         .route("/console/inbox", get(inbox::inbox))
         .route("/console/inbox/live", get(inbox::live))
+        .route("/console/board", get(board::board))
+        .route("/console/scorecards", get(board::scorecards))
+        .route("/console/scorecards.csv", get(board::scorecards_csv))
         .route("/console/issues/{id}", get(issue::show))
         .route("/console/issues/{id}/act", post(issue::act).layer(uploads))
         .route(

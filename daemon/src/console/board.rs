@@ -1,0 +1,362 @@
+//! A leader's screens: the overdue and escalated work of their subtree, grouped by child unit
+//! and by department; and the scorecards of a period, as charts and as CSV.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Duration;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{SignedIn, message, page};
+use crate::api::AppState;
+use crate::auth::Role;
+use crate::engine::EngineError;
+use crate::store::{IssueFilter, Listed};
+
+/// Issues read for each part of the board at most (overdue; each tier above the first).
+const BOARD: i64 = 500;
+
+/// `GET /console/board`: open issues of the leader's subtree (the whole city for an
+/// administrator) that are overdue or escalated above the first tier, by child unit and by
+/// department, the most overdue first.
+pub(super) async fn board(State(s): State<Arc<AppState>>, SignedIn(session): SignedIn) -> Response {
+    if !matches!(session.actor.role, Role::Leader | Role::Admin) {
+        return message(
+            StatusCode::FORBIDDEN,
+            session.locale,
+            "refused",
+            &session.actor.may_not("read a leader's board"),
+        );
+    }
+    let rules = s.engine.rules();
+    let now = s.engine.now();
+    let org = &rules.org;
+    let mut filters = vec![IssueFilter {
+        open: true,
+        overdue_at: Some(now),
+        by_deadline: true,
+        limit: BOARD,
+        ..IssueFilter::default()
+    }];
+    for tier in org.tiers.iter().skip(1) {
+        filters.push(IssueFilter {
+            open: true,
+            tier: Some(tier.id.clone()),
+            by_deadline: true,
+            limit: BOARD,
+            ..IssueFilter::default()
+        });
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut listed: Vec<Listed> = Vec::new();
+    for f in filters {
+        match s.engine.list_for(&session.actor, f).await {
+            Ok(l) => listed.extend(
+                l.into_iter()
+                    .filter(|l| seen.insert(l.issue.issue.id.clone())),
+            ),
+            Err(EngineError::Forbidden { message: m, .. }) => {
+                return message(StatusCode::FORBIDDEN, session.locale, "refused", &m);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading the board failed");
+                return message(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    session.locale,
+                    "error",
+                    "the store cannot be read",
+                );
+            }
+        }
+    }
+    // The nearest deadline first: the most overdue on top.
+    listed.sort_by_key(|l| {
+        let st = &l.issue.state;
+        st.acknowledge_by
+            .filter(|_| st.state == escalade_rules::State::Assigned)
+            .into_iter()
+            .chain(st.resolve_by)
+            .min()
+    });
+    let english = session.locale == "en";
+    let name = |n: &escalade_rules::model::Names| if english { n.en.clone() } else { n.zh.clone() };
+    // The child of the leader's unit each issue lies under (the issue's own unit for an
+    // administrator's city-wide view at the top tier).
+    let top = session.actor.scope.as_deref().and_then(|u| org.unit(u));
+    let child_of = |unit: &str| -> String {
+        let Some(u) = org.unit(unit) else {
+            return unit.to_string();
+        };
+        let path: Vec<_> = org.branch(u).collect();
+        // `branch` runs from the unit up to the root.
+        let child = match top {
+            Some(t) => path
+                .iter()
+                .position(|x| *x == t)
+                .and_then(|i| i.checked_sub(1))
+                .map(|i| path[i]),
+            None => path.len().checked_sub(2).map(|i| path[i]),
+        };
+        child.map_or_else(
+            || name(&org.units[u as usize].names),
+            |c| name(&org.units[c as usize].names),
+        )
+    };
+    let mut by_unit: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut by_department: BTreeMap<String, usize> = BTreeMap::new();
+    let rows: Vec<Value> = listed
+        .iter()
+        .map(|l| {
+            let row =
+                super::inbox::row(&rules, session.locale, &l.issue.issue, &l.issue.state, now);
+            by_unit
+                .entry(child_of(&l.issue.issue.unit))
+                .or_default()
+                .push(row.clone());
+            for d in row["departments"].as_array().into_iter().flatten() {
+                *by_department
+                    .entry(d.as_str().unwrap_or_default().to_string())
+                    .or_default() += 1;
+            }
+            row
+        })
+        .collect();
+    let mut context = session.context();
+    context["total"] = json!(rows.len());
+    context["units"] = json!(
+        by_unit
+            .into_iter()
+            .map(|(unit, issues)| json!({"unit": unit, "count": issues.len(), "issues": issues}))
+            .collect::<Vec<_>>()
+    );
+    let most = by_department.values().copied().max().unwrap_or(0).max(1);
+    context["departments"] = json!(
+        by_department
+            .into_iter()
+            .map(|(d, n)| json!({"department": d, "count": n, "share": n * 100 / most}))
+            .collect::<Vec<_>>()
+    );
+    page(StatusCode::OK, "board.html", session.locale, context)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct PeriodQuery {
+    /// `day`, `week` (the default) or `month`.
+    period: Option<String>,
+}
+
+impl PeriodQuery {
+    fn days(&self) -> Result<i64, String> {
+        match self
+            .period
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .unwrap_or("week")
+        {
+            "day" => Ok(1),
+            "week" => Ok(7),
+            "month" => Ok(30),
+            other => Err(format!("unknown period `{other}`: day, week or month")),
+        }
+    }
+}
+
+/// The cards of the period the caller may read, or the page saying why not.
+async fn cards(
+    s: &AppState,
+    session: &super::Session,
+    q: &PeriodQuery,
+) -> Result<crate::scorecards::Scorecards, Response> {
+    let days = q
+        .days()
+        .map_err(|m| message(StatusCode::BAD_REQUEST, session.locale, "error", &m))?;
+    let now = s.engine.now();
+    s.engine
+        .scorecards_for(
+            &session.actor,
+            now - Duration::days(days),
+            now,
+            None,
+            None,
+            session.locale,
+        )
+        .await
+        .map_err(|e| match e {
+            EngineError::Forbidden { message: m, .. } => {
+                message(StatusCode::FORBIDDEN, session.locale, "refused", &m)
+            }
+            e => {
+                tracing::error!(error = %e, "reading the scorecards failed");
+                message(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    session.locale,
+                    "error",
+                    "the store cannot be read",
+                )
+            }
+        })
+}
+
+/// A score as a share of its maximum, in percent (none when nothing is scored).
+fn percent(score: &Option<escalade_rules::scoring::Score>) -> Option<f64> {
+    score
+        .as_ref()
+        .filter(|s| s.out_of > 0.0)
+        .map(|s| (s.points / s.out_of * 1000.0).round() / 10.0)
+}
+
+/// `GET /console/scorecards`: the departments' and units' cards of a period, with a chart of
+/// their points.
+pub(super) async fn scorecards(
+    State(s): State<Arc<AppState>>,
+    SignedIn(session): SignedIn,
+    Query(q): Query<PeriodQuery>,
+) -> Response {
+    let c = match cards(&s, &session, &q).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let departments: Vec<Value> = c
+        .departments
+        .iter()
+        .map(|d| {
+            let f = &d.figures;
+            json!({
+                "name": d.name,
+                "assigned": f.assigned,
+                "acknowledged_on_time": f.acknowledged_on_time,
+                "resolved": f.resolved,
+                "resolved_on_time": f.resolved_on_time,
+                "reopened": f.reopened,
+                "rating": (f.rated > 0).then(|| (f.rating_sum as f64 / f.rated as f64 * 10.0).round() / 10.0),
+                "points": d.score.as_ref().map(|s| s.points),
+                "out_of": d.score.as_ref().map(|s| s.out_of),
+                "percent": percent(&d.score),
+            })
+        })
+        .collect();
+    let units: Vec<Value> = c
+        .units
+        .iter()
+        .map(|u| {
+            let f = &u.figures;
+            json!({
+                "name": u.name,
+                "reported": f.reported,
+                "rated_valid": f.rated_valid,
+                "verified_on_time": f.verified_on_time,
+                "verification_lapsed": f.verification_lapsed,
+                "points": u.score.as_ref().map(|s| s.points),
+                "percent": percent(&u.score),
+            })
+        })
+        .collect();
+    let mut context = session.context();
+    context["period"] = json!(
+        q.period
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "week".into())
+    );
+    context["from"] = json!(c.from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    context["to"] = json!(c.to.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    context["departments"] = json!(departments);
+    context["units"] = json!(units);
+    page(StatusCode::OK, "scorecards.html", session.locale, context)
+}
+
+/// `GET /console/scorecards.csv`: the same cards as CSV, one row per department then per
+/// unit.
+pub(super) async fn scorecards_csv(
+    State(s): State<Arc<AppState>>,
+    SignedIn(session): SignedIn,
+    Query(q): Query<PeriodQuery>,
+) -> Response {
+    let c = match cards(&s, &session, &q).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record([
+        "kind",
+        "id",
+        "name",
+        "assigned",
+        "acknowledged_on_time",
+        "resolved",
+        "resolved_on_time",
+        "reopened",
+        "rated",
+        "rating_sum",
+        "reported",
+        "verified_on_time",
+        "points",
+        "out_of",
+    ]);
+    let n = |x: u64| x.to_string();
+    let pts = |s: &Option<escalade_rules::scoring::Score>| {
+        s.as_ref()
+            .map(|s| (s.points.to_string(), s.out_of.to_string()))
+            .unwrap_or_default()
+    };
+    for d in &c.departments {
+        let f = &d.figures;
+        let (p, o) = pts(&d.score);
+        let _ = w.write_record([
+            "department".to_string(),
+            f.department.clone(),
+            d.name.clone(),
+            n(f.assigned),
+            n(f.acknowledged_on_time),
+            n(f.resolved),
+            n(f.resolved_on_time),
+            n(f.reopened),
+            n(f.rated),
+            n(f.rating_sum),
+            String::new(),
+            String::new(),
+            p,
+            o,
+        ]);
+    }
+    for u in &c.units {
+        let f = &u.figures;
+        let (p, o) = pts(&u.score);
+        let _ = w.write_record([
+            "unit".to_string(),
+            f.unit.clone(),
+            u.name.clone(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            n(f.reported),
+            n(f.verified_on_time),
+            p,
+            o,
+        ]);
+    }
+    let body = w.into_inner().unwrap_or_default();
+    let file = format!(
+        "attachment; filename=\"scorecards-{}-{}.csv\"",
+        c.from.format("%Y%m%d"),
+        c.to.format("%Y%m%d")
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, file),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        body,
+    )
+        .into_response()
+}
