@@ -12,6 +12,8 @@
 //! - leader, scoped to a unit subtree: sees it, reassigns, records meeting outcomes, marks
 //!   duplicates, resumes suspended issues.
 //! - admin: everything.
+//! - kiosk, without a scope: reads the city's wall (the console's big screen: counts and a
+//!   ticker, no issue's details) and nothing else; it never acts.
 //!
 //! A pending extension or suspension request is decided by whom the policy names
 //! (`case_flow.*.decided_by`): a leader of the unit at that tier or above, or a department.
@@ -38,6 +40,7 @@ pub enum Role {
     Department,
     Leader,
     Admin,
+    Kiosk,
 }
 
 impl Role {
@@ -47,6 +50,7 @@ impl Role {
             "department" => Role::Department,
             "leader" => Role::Leader,
             "admin" => Role::Admin,
+            "kiosk" => Role::Kiosk,
             _ => return None,
         })
     }
@@ -57,6 +61,7 @@ impl Role {
             Role::Department => "department",
             Role::Leader => "leader",
             Role::Admin => "admin",
+            Role::Kiosk => "kiosk",
         }
     }
 }
@@ -195,7 +200,7 @@ impl Actor {
         match self.role {
             Role::Admin => true,
             Role::Reporter | Role::Leader => self.in_subtree(rules, unit),
-            Role::Department => false,
+            Role::Department | Role::Kiosk => false,
         }
     }
 
@@ -204,6 +209,7 @@ impl Actor {
         match self.role {
             Role::Admin => true,
             Role::Reporter | Role::Leader => self.in_subtree(rules, &issue.unit),
+            Role::Kiosk => false,
             Role::Department => self.scope.as_ref().is_some_and(|d| {
                 state.departments.contains(d)
                     || state.returned_by.as_ref() == Some(d)
@@ -282,6 +288,7 @@ impl Actor {
                 Event::RequestDecided { .. } => self.decides(rules, issue, state),
                 _ => false,
             },
+            Role::Kiosk => false,
         }
     }
 }
@@ -491,6 +498,8 @@ pub fn check_scope(rules: &RuleSet, role: Role, scope: Option<&str>) -> Result<(
     match (role, scope) {
         (Role::Admin, None) => Ok(()),
         (Role::Admin, Some(_)) => Err("an admin token has no scope".into()),
+        (Role::Kiosk, None) => Ok(()),
+        (Role::Kiosk, Some(_)) => Err("a kiosk token has no scope".into()),
         (_, None) => Err(format!("a {} token needs --scope", role.as_str())),
         (Role::Department, Some(d)) => rules
             .org

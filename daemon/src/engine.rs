@@ -767,6 +767,12 @@ impl Engine {
                     None => f.subtree = Some(scope),
                 }
             }
+            Role::Kiosk => {
+                return Err(EngineError::Forbidden {
+                    message: actor.may_not("list issues"),
+                    field: "role",
+                });
+            }
         }
         Ok(self.store.list(&f).await?)
     }
@@ -832,9 +838,37 @@ impl Engine {
                     units: Show::None,
                 }
             }
-            Role::Reporter => return Err(refuse("read scorecards")),
+            Role::Reporter | Role::Kiosk => return Err(refuse("read scorecards")),
         };
         Ok(crate::scorecards::scorecards(&self.store, &rules, from, to, &which, locale).await?)
+    }
+
+    /// The city's wall for a kiosk or an administrator: today's reports (since midnight on the
+    /// default calendar), open issues by tier, overdue ones by branch, and the latest
+    /// `ticker` events.
+    pub async fn wall_for(
+        &self,
+        actor: &Actor,
+        ticker: i64,
+    ) -> Result<(crate::store::WallCounts, Vec<crate::store::Ticked>)> {
+        if !matches!(actor.role, Role::Kiosk | Role::Admin) {
+            return Err(EngineError::Forbidden {
+                message: actor.may_not("read the city's wall"),
+                field: "role",
+            });
+        }
+        let rules = self.rules();
+        let now = self.now();
+        let tz = rules.org.calendars[rules.settings.calendar as usize].tz();
+        let midnight = now
+            .with_timezone(&tz)
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists");
+        let since = escalade_rules::calendar::wall_clock_instant(tz, midnight);
+        let counts = self.store.wall_counts(since, now).await?;
+        let ticked = self.store.ticker(ticker).await?;
+        Ok((counts, ticked))
     }
 
     /// An issue, if the caller may see it: 404 before 403, both on the state read.

@@ -998,3 +998,95 @@ async fn a_department_reads_its_scorecard_and_exports_it() {
     let mut reporter = signed_in(&api, "p-g-0001").await;
     assert_eq!(reporter.get("/console/scorecards").await.status, 403);
 }
+
+/// The big screen opens with a kiosk link and shows counts and a ticker, never an issue's text
+/// or reporter; the kiosk's token can do nothing else, and the wall follows new reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kiosk_link_opens_the_wall_and_nothing_else() {
+    let api = support::Api::start(CITY, "2026-03-02T09:00:00+08:00").await;
+    for (unit, text) in [("g-0001", "secret text one"), ("g-0002", "secret text two")] {
+        let (code, _) = api
+            .post(
+                &api.admin,
+                "/api/v1/issues",
+                json!({"category": "garbage", "unit": unit, "description": text, "reporter": "p-g-0001"}),
+            )
+            .await;
+        assert_eq!(code, 201);
+    }
+    let kiosk = support::token(&api.engine, "kiosk", None).await;
+    let mut wall = Browser::new(api.base.trim_start_matches("http://"));
+    let p = wall.get(&format!("/console/wall/{kiosk}")).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    only_local_references(&p.body);
+    assert!(
+        p.body
+            .contains("<span class=\"number\" id=\"reported-today\">2</span>"),
+        "{}",
+        p.body
+    );
+    assert!(
+        p.body
+            .contains("<span class=\"number\" id=\"open-now\">2</span>"),
+        "{}",
+        p.body
+    );
+    assert!(
+        !p.body.contains("secret text"),
+        "no issue's text on the wall"
+    );
+    assert!(!p.body.contains("p-g-0001"), "no reporter on the wall");
+    // The kiosk's token opens nothing else: the API refuses it, and as a session it is none.
+    let k = support::client(&kiosk);
+    assert_eq!(api.get(&k, "/api/v1/issues").await.0, 403);
+    let (code, _) = api
+        .post(
+            &k,
+            "/api/v1/issues",
+            json!({"category": "garbage", "unit": "g-0001", "description": "x"}),
+        )
+        .await;
+    assert_eq!(code, 403);
+    wall.cookie = Some(format!("escalade_session={kiosk}"));
+    let p = wall.get("/console/inbox").await;
+    assert_eq!(p.status, 303, "a kiosk has no session: {}", p.body);
+    // Another role's token, or none that works, opens no wall.
+    let dept = support::token(&api.engine, "department", Some("urban")).await;
+    assert_eq!(wall.get(&format!("/console/wall/{dept}")).await.status, 403);
+    assert_eq!(wall.get("/console/wall/nonsense").await.status, 401);
+    // The wall hears of a new report.
+    wall.cookie = None;
+    let p = wall.get(&format!("/console/wall/{kiosk}")).await;
+    let live = hidden_attr(&p.body, "data-live").replace("&#x2f;", "/");
+    let mut stream = wall
+        .http
+        .get(format!("{}{live}", wall.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let (code, _) = api
+        .post(
+            &api.admin,
+            "/api/v1/issues",
+            json!({"category": "garbage", "unit": "g-0003", "description": "third"}),
+        )
+        .await;
+    assert_eq!(code, 201);
+    let mut text = String::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !text.contains("event: changed") {
+        let chunk = tokio::time::timeout_at(until, stream.chunk())
+            .await
+            .expect("a change within 5 s")
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let p = wall.get(&format!("/console/wall/{kiosk}")).await;
+    assert!(
+        p.body.contains("id=\"reported-today\">3</span>"),
+        "{}",
+        p.body
+    );
+}

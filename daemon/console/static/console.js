@@ -15,13 +15,13 @@
   }
 })();
 
-// A live inbox: the server says when what it shows changed (Server-Sent Events); the page then
-// reads itself again and puts the new list in place, without a reload.
+// A live page (an inbox, the wall): the server says when what it shows changed (Server-Sent
+// Events); the page then reads itself again and puts the new part in place, without a reload.
 (function () {
   "use strict";
-  var inbox = document.getElementById("inbox");
-  if (!inbox || !inbox.dataset.live || !("EventSource" in window)) return;
-  var source = new EventSource(inbox.dataset.live);
+  var part = document.querySelector("[data-live]");
+  if (!part || !part.id || !("EventSource" in window)) return;
+  var source = new EventSource(part.dataset.live);
   var refreshing = false;
   var again = false;
   function refresh() {
@@ -30,8 +30,8 @@
     fetch(window.location.href, { credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
       .then(function (html) {
-        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("inbox");
-        if (fresh) inbox.innerHTML = fresh.innerHTML;
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById(part.id);
+        if (fresh) part.innerHTML = fresh.innerHTML;
       })
       .catch(function () {})
       .then(function () {

@@ -29,7 +29,7 @@ fn scope(actor: &Actor, f: &mut MeetingFilter) -> Result<(), ApiError> {
         Role::Admin => {}
         Role::Leader => f.subtree = actor.scope.clone(),
         Role::Department => f.department = actor.scope.clone(),
-        Role::Reporter => return Err(forbidden(actor, "see meetings")),
+        Role::Reporter | Role::Kiosk => return Err(forbidden(actor, "see meetings")),
     }
     Ok(())
 }

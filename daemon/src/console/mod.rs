@@ -31,6 +31,7 @@ mod inbox;
 mod issue;
 mod report;
 mod signin;
+mod wall;
 
 pub use signin::{hash_password, new_invite};
 
@@ -107,6 +108,8 @@ pub fn router(state: &AppState) -> Router<Arc<AppState>> {
         .route("/console/inbox", get(inbox::inbox))
         .route("/console/inbox/live", get(inbox::live))
         .route("/console/board", get(board::board))
+        .route("/console/wall/{token}", get(wall::wall))
+        .route("/console/wall/{token}/live", get(wall::live))
         .route("/console/scorecards", get(board::scorecards))
         .route("/console/scorecards.csv", get(board::scorecards_csv))
         .route("/console/issues/{id}", get(issue::show))

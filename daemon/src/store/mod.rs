@@ -29,6 +29,8 @@ pub mod backup;
 pub mod copy;
 #[macro_use]
 mod credentials;
+#[macro_use]
+mod wall;
 mod outbox;
 mod plan;
 mod postgres;
@@ -41,6 +43,7 @@ pub use postgres::PgStore;
 pub use rules::{OpenUses, Recorded, RuleVersionRow, ShadowDiff, ShadowKind, ShadowSummary, Use};
 pub use sqlite::SqliteStore;
 pub use tokens::{LAST_USED_EVERY, TOKEN_CACHE_TTL, TokenListing, TokenRow, TokenTerms};
+pub use wall::{Ticked, WallCounts};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -71,6 +71,7 @@ const MAX_VARS: usize = 60_000;
 const LOCK_TIMEOUT: &str = "5s";
 
 credential_queries!(PgStore, pool, pool);
+wall_queries!(PgStore, pool);
 
 impl PgStore {
     /// Connects to the database at `url` (`postgres://user@host/db`) and migrates it.
