@@ -1090,3 +1090,151 @@ async fn a_kiosk_link_opens_the_wall_and_nothing_else() {
         p.body
     );
 }
+
+/// An administrator steers from the console: the live rules and the last reload with its
+/// diagnostics at file:line:column, a reload refused and one accepted; the outbox by status and
+/// a retry refused for a message that is not dead; every token, and one revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_reloads_the_rules_reads_the_outbox_and_revokes_a_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("rules");
+    support::copy_rules(CITY, &rules);
+    let rules_arg = rules.to_str().unwrap().to_string();
+    let db = TestDb::new(&tmp.path().join("state"));
+    let config = tmp.path().join("escalade.yaml");
+    std::fs::write(&config, "console: {admins: [p-mayor]}\n").unwrap();
+    let cfg = config.to_str().unwrap();
+    let admin = admin_token(&db, &rules_arg);
+    let out = escalade_in(
+        &db,
+        &[],
+        &[
+            "person", "invite", "p-mayor", "--rules", &rules_arg, "--config", cfg,
+        ],
+    );
+    expect_code(&out, 0, "person invite");
+    let link = String::from_utf8(out.stdout).unwrap();
+    let invite = link[link.find("/console/invite/").unwrap()..]
+        .trim()
+        .to_string();
+    let (_daemon, addr) = start_with(
+        &db,
+        &rules_arg,
+        std::process::Command::new(env!("CARGO_BIN_EXE_escalade")),
+        &["--config", cfg],
+    );
+    let api = support::client(&admin);
+    report(
+        &api,
+        &addr,
+        json!({"category": "garbage", "unit": "g-0001", "description": "bins"}),
+    )
+    .await;
+    let mut b = Browser::new(&addr);
+    b.accept(&invite, "mayor pass 2026").await;
+    // As the city's leader first: no administration.
+    assert_eq!(b.get("/console/admin/rules").await.status, 403);
+    let p = b.get("/console/inbox").await;
+    let switched = b
+        .post(
+            "/console/role",
+            &[("role", "admin"), ("csrf", &csrf(&p.body))],
+        )
+        .await;
+    assert_eq!(switched.status, 303, "{}", switched.body);
+
+    let live: Value = api
+        .get(format!("http://{addr}/api/v1/rules"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let version = live["version"].as_str().unwrap().to_string();
+    let p = b.get("/console/admin/rules").await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(
+        p.body
+            .contains(&format!("<code id=\"live-version\">{version}</code>")),
+        "{}",
+        p.body
+    );
+    let token = csrf(&p.body);
+    // A broken file: refused, the diagnostic names where, the old rules stay.
+    let categories = rules.join("categories.yaml");
+    let good = std::fs::read_to_string(&categories).unwrap();
+    std::fs::write(
+        &categories,
+        good.replacen("department: urban", "department: nowhere", 1),
+    )
+    .unwrap();
+    let r = b
+        .post("/console/admin/rules/reload", &[("csrf", token.as_str())])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let p = b.get("/console/admin/rules").await;
+    assert!(
+        p.body.contains("id=\"last-outcome\">invalid</span>"),
+        "{}",
+        p.body
+    );
+    assert!(
+        p.body.contains("categories.yaml:"),
+        "file:line:column: {}",
+        p.body
+    );
+    assert!(p.body.contains("nowhere"), "{}", p.body);
+    assert!(
+        p.body
+            .contains(&format!("<code id=\"live-version\">{version}</code>")),
+        "{}",
+        p.body
+    );
+    // Mended: the same rules, unchanged.
+    std::fs::write(&categories, &good).unwrap();
+    b.post("/console/admin/rules/reload", &[("csrf", token.as_str())])
+        .await;
+    let p = b.get("/console/admin/rules").await;
+    assert!(
+        p.body.contains("id=\"last-outcome\">unchanged</span>"),
+        "{}",
+        p.body
+    );
+    // Without the form's token: refused.
+    assert_eq!(b.post("/console/admin/rules/reload", &[]).await.status, 403);
+
+    // The outbox: the report's messages wait (no channel is configured); one is not dead, so
+    // it is not retried.
+    let p = b.get("/console/admin/outbox?status=queued").await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    let at = p.body.find("<tr id=\"message-").expect("a queued message");
+    let rest = &p.body[at + "<tr id=\"message-".len()..];
+    let id = &rest[..rest.find('"').unwrap()];
+    let r = b
+        .post(
+            &format!("/console/admin/outbox/{id}/retry"),
+            &[("csrf", token.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(b.get("/console/admin/outbox?status=lost").await.status, 400);
+
+    // Access: the admin token is listed and revoked; the API refuses it after.
+    let p = b.get("/console/admin/tokens").await;
+    assert!(p.body.contains("<tr id=\"token-1\">"), "{}", p.body);
+    assert!(p.body.contains("console session"), "{}", p.body);
+    let r = b
+        .post(
+            "/console/admin/tokens/1/revoke",
+            &[("csrf", token.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let refused = api
+        .get(format!("http://{addr}/api/v1/issues"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+}

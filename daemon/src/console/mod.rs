@@ -26,6 +26,7 @@ use crate::api::AppState;
 use crate::auth::{Actor, Role};
 use crate::notify::config::Dur;
 
+mod admin;
 mod board;
 mod inbox;
 mod issue;
@@ -108,6 +109,12 @@ pub fn router(state: &AppState) -> Router<Arc<AppState>> {
         .route("/console/inbox", get(inbox::inbox))
         .route("/console/inbox/live", get(inbox::live))
         .route("/console/board", get(board::board))
+        .route("/console/admin/rules", get(admin::rules))
+        .route("/console/admin/rules/reload", post(admin::reload))
+        .route("/console/admin/outbox", get(admin::outbox))
+        .route("/console/admin/outbox/{id}/retry", post(admin::retry))
+        .route("/console/admin/tokens", get(admin::tokens))
+        .route("/console/admin/tokens/{id}/revoke", post(admin::revoke))
         .route("/console/wall/{token}", get(wall::wall))
         .route("/console/wall/{token}/live", get(wall::live))
         .route("/console/scorecards", get(board::scorecards))
