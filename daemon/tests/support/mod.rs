@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use escalade::engine::{Clock, Engine};
 
+pub mod browser;
 pub mod smtp;
 use escalade::store::{Database, Store, StoreOptions};
 
