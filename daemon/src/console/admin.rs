@@ -35,13 +35,7 @@ fn not_admin(session: &Session, what: &str) -> Option<Response> {
 }
 
 fn unavailable(session: &Session, e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "an administration page failed");
-    message(
-        StatusCode::SERVICE_UNAVAILABLE,
-        session.locale,
-        "error",
-        "the store cannot be read",
-    )
+    super::unavailable(session.locale, "an administration page", e)
 }
 
 /// `GET /console/admin/rules`: what is live, how the last reload went, every version.

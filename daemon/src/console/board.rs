@@ -63,13 +63,7 @@ pub(super) async fn board(State(s): State<Arc<AppState>>, SignedIn(session): Sig
                 return message(StatusCode::FORBIDDEN, session.locale, "refused", &m);
             }
             Err(e) => {
-                tracing::error!(error = %e, "reading the board failed");
-                return message(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    session.locale,
-                    "error",
-                    "the store cannot be read",
-                );
+                return super::unavailable(session.locale, "reading the board", e);
             }
         }
     }
@@ -190,15 +184,7 @@ async fn cards(
             EngineError::Forbidden { message: m, .. } => {
                 message(StatusCode::FORBIDDEN, session.locale, "refused", &m)
             }
-            e => {
-                tracing::error!(error = %e, "reading the scorecards failed");
-                message(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    session.locale,
-                    "error",
-                    "the store cannot be read",
-                )
-            }
+            e => super::unavailable(session.locale, "reading the scorecards", e),
         })
 }
 

@@ -247,15 +247,7 @@ fn unreadable(session: &Session, e: EngineError) -> Response {
         EngineError::Forbidden { message: m, .. } => {
             message(StatusCode::FORBIDDEN, session.locale, "refused", &m)
         }
-        e => {
-            tracing::error!(error = %e, "listing the inbox failed");
-            message(
-                StatusCode::SERVICE_UNAVAILABLE,
-                session.locale,
-                "error",
-                "the store cannot be read",
-            )
-        }
+        e => super::unavailable(session.locale, "listing the inbox", e),
     }
 }
 

@@ -252,6 +252,17 @@ fn message(status: StatusCode, locale: &str, title_key: &str, text: &str) -> Res
     )
 }
 
+/// The page of a store that cannot be read or written, the error logged.
+fn unavailable(locale: &str, what: &str, e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "{what} failed");
+    message(
+        StatusCode::SERVICE_UNAVAILABLE,
+        locale,
+        "error",
+        "the store cannot be reached: try again shortly",
+    )
+}
+
 fn redirect(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
 }

@@ -139,6 +139,16 @@ fn cleared_cookie() -> HeaderValue {
     .expect("a plain header value")
 }
 
+/// On to `to` (a console path), with `cookie` set.
+fn with_cookie(cookie: HeaderValue, to: &str) -> Response {
+    let to = HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/console/inbox"));
+    (
+        StatusCode::SEE_OTHER,
+        [(header::SET_COOKIE, cookie), (header::LOCATION, to)],
+    )
+        .into_response()
+}
+
 /// Makes a session for `person` acting as `role` (and `scope`): a token of theirs with the
 /// session's label and expiry. Returns the token.
 async fn open_session(
@@ -256,21 +266,10 @@ pub(super) async fn sign_in(
     match open_session(&s, &person, role, scope).await {
         Ok(token) => {
             tracing::info!(person, "signed in to the console");
-            (
-                StatusCode::SEE_OTHER,
-                [
-                    (
-                        header::SET_COOKIE,
-                        session_cookie(&token, s.console.config.session.0, &headers),
-                    ),
-                    (
-                        header::LOCATION,
-                        HeaderValue::from_str(&next_page(f.next.as_deref()))
-                            .unwrap_or(HeaderValue::from_static("/console/inbox")),
-                    ),
-                ],
+            with_cookie(
+                session_cookie(&token, s.console.config.session.0, &headers),
+                &next_page(f.next.as_deref()),
             )
-                .into_response()
         }
         Err(e) => {
             tracing::error!(error = %e, "opening a console session failed");
@@ -301,25 +300,9 @@ pub(super) async fn sign_out(
         .revoke_token(session.actor.token, s.engine.now())
         .await
     {
-        tracing::error!(error = %e, "ending a console session failed");
-        return message(
-            StatusCode::SERVICE_UNAVAILABLE,
-            session.locale,
-            "error",
-            "the session could not be ended: try again",
-        );
+        return super::unavailable(session.locale, "ending a console session", e);
     }
-    (
-        StatusCode::SEE_OTHER,
-        [
-            (header::SET_COOKIE, cleared_cookie()),
-            (
-                header::LOCATION,
-                HeaderValue::from_static("/console/sign-in"),
-            ),
-        ],
-    )
-        .into_response()
+    with_cookie(cleared_cookie(), "/console/sign-in")
 }
 
 #[derive(Deserialize)]
@@ -357,13 +340,7 @@ pub(super) async fn switch_role(
     let token = match opened {
         Ok(t) => t,
         Err(e) => {
-            tracing::error!(error = %e, "opening a console session failed");
-            return message(
-                StatusCode::SERVICE_UNAVAILABLE,
-                session.locale,
-                "error",
-                "the store cannot be written: try again",
-            );
+            return super::unavailable(session.locale, "opening a console session", e);
         }
     };
     if let Err(e) = s
@@ -374,17 +351,10 @@ pub(super) async fn switch_role(
     {
         tracing::warn!(error = %e, "the session switched from could not be revoked");
     }
-    (
-        StatusCode::SEE_OTHER,
-        [
-            (
-                header::SET_COOKIE,
-                session_cookie(&token, s.console.config.session.0, &headers),
-            ),
-            (header::LOCATION, HeaderValue::from_static("/console/inbox")),
-        ],
+    with_cookie(
+        session_cookie(&token, s.console.config.session.0, &headers),
+        "/console/inbox",
     )
-        .into_response()
 }
 
 /// `GET /console/invite/{token}`: the form that sets a password, while the invitation is live.
@@ -408,15 +378,7 @@ pub(super) async fn invite_page(
             json!({"person": person, "token": token}),
         ),
         Ok(None) => spent(locale),
-        Err(e) => {
-            tracing::error!(error = %e, "reading an invitation failed");
-            message(
-                StatusCode::SERVICE_UNAVAILABLE,
-                locale,
-                "error",
-                "the store cannot be read",
-            )
-        }
+        Err(e) => super::unavailable(locale, "reading an invitation", e),
     }
 }
 
@@ -458,13 +420,7 @@ pub(super) async fn accept_invite(
         Ok(Some(p)) => p,
         Ok(None) => return spent(locale),
         Err(e) => {
-            tracing::error!(error = %e, "reading an invitation failed");
-            return message(
-                StatusCode::SERVICE_UNAVAILABLE,
-                locale,
-                "error",
-                "the store cannot be read",
-            );
+            return super::unavailable(locale, "reading an invitation", e);
         }
     };
     let length = f.password.chars().count();
@@ -500,13 +456,7 @@ pub(super) async fn accept_invite(
         // Used by another request meanwhile.
         Ok(None) => return spent(locale),
         Err(e) => {
-            tracing::error!(error = %e, "setting a password failed");
-            return message(
-                StatusCode::SERVICE_UNAVAILABLE,
-                locale,
-                "error",
-                "the store cannot be written",
-            );
+            return super::unavailable(locale, "setting a password", e);
         }
     };
     tracing::info!(
@@ -525,17 +475,10 @@ pub(super) async fn accept_invite(
         );
     };
     match open_session(&s, &set, role, scope).await {
-        Ok(token) => (
-            StatusCode::SEE_OTHER,
-            [
-                (
-                    header::SET_COOKIE,
-                    session_cookie(&token, s.console.config.session.0, &headers),
-                ),
-                (header::LOCATION, HeaderValue::from_static("/console/inbox")),
-            ],
-        )
-            .into_response(),
+        Ok(token) => with_cookie(
+            session_cookie(&token, s.console.config.session.0, &headers),
+            "/console/inbox",
+        ),
         Err(_) => redirect("/console/sign-in"),
     }
 }

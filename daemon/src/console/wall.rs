@@ -141,13 +141,7 @@ pub(super) async fn wall(
             return message(StatusCode::FORBIDDEN, locale, "refused", &m);
         }
         Err(e) => {
-            tracing::error!(error = %e, "reading the wall failed");
-            return message(
-                StatusCode::SERVICE_UNAVAILABLE,
-                locale,
-                "error",
-                "the store cannot be read",
-            );
+            return super::unavailable(locale, "reading the wall", e);
         }
     };
     let since = ticked.first().map_or(0, |t| t.seq);
