@@ -178,8 +178,9 @@ fn main() {
                     .send()
                     .await
                     .unwrap();
-                assert_eq!(r.status(), 200, "{path}");
+                let status = r.status();
                 let body = r.bytes().await.unwrap();
+                assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
                 let took = t.elapsed();
                 if i >= 20 {
                     times.push(took);

@@ -321,6 +321,7 @@ async fn an_invited_person_sets_a_password_signs_in_and_works_the_inbox() {
     assert!(p.body.contains("class=\"clock green\""), "{}", p.body);
     // Filters in the URL.
     let p = b.get("/console/inbox?state=acknowledged").await;
+    assert!(!p.body.contains("id=\"more\""), "one page: {}", p.body);
     assert!(listed(&p.body).is_empty(), "{}", p.body);
     let p = b.get("/console/inbox?state=nonsense").await;
     assert_eq!(p.status, 400);
@@ -1237,4 +1238,48 @@ async fn an_administrator_reloads_the_rules_reads_the_outbox_and_revokes_a_token
         .await
         .unwrap();
     assert_eq!(refused.status(), 401);
+}
+
+/// An inbox longer than a page links to the next, with its filters kept; the pages together
+/// list every open issue once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inbox_of_more_than_a_page_goes_on_to_the_next() {
+    let api = support::Api::start(CITY, "2026-03-02T09:00:00+08:00").await;
+    let mut ids = Vec::new();
+    for i in 0..53 {
+        let (code, v) = api
+            .post(
+                &api.admin,
+                "/api/v1/issues",
+                json!({"category": "garbage", "unit": "g-0001", "description": format!("bins {i}")}),
+            )
+            .await;
+        assert_eq!(code, 201);
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    let mut urban = signed_in(&api, "p-urban-li").await;
+    let first = urban.get("/console/inbox?state=assigned").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(listed(&first.body).len(), 50);
+    let at = first
+        .body
+        .find("id=\"more\"")
+        .expect("a link to the next page");
+    let start = first.body[..at].rfind("href=\"").unwrap() + "href=\"".len();
+    let link = first.body[start..at]
+        .trim_end_matches("\" ")
+        .replace("&amp;", "&")
+        .replace("&#x2f;", "/");
+    assert!(
+        link.starts_with("/console/inbox?state=assigned&after="),
+        "{link}"
+    );
+    let second = urban.get(&link).await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    let mut all = listed(&first.body);
+    all.extend(listed(&second.body));
+    all.sort();
+    ids.sort();
+    assert_eq!(all, ids);
+    assert!(!second.body.contains("id=\"more\""), "the last page");
 }

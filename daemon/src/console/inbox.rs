@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 /// Issues on a page of the inbox.
 const PAGE: i64 = 50;
 
-#[derive(Deserialize, Default)]
+#[derive(Clone, Deserialize, Default)]
 #[serde(default)]
 pub(super) struct InboxQuery {
     /// Only issues in this state.
@@ -288,7 +288,14 @@ pub(super) async fn inbox(
     let mut context = session.context();
     context["issues"] = json!(rows(&shown.issues));
     context["to_verify"] = json!(rows(&shown.to_verify));
-    context["next"] = json!(next);
+    // The next page: the same filters, after this page's last issue.
+    context["more"] = json!(next.map(|cursor| {
+        let next_page = InboxQuery {
+            after: Some(cursor),
+            ..q.clone()
+        };
+        format!("/console/inbox?{}", next_page.url_query())
+    }));
     context["live"] = json!(live);
     context["filter"] = json!({"state": q.state, "tier": q.tier, "overdue": q.overdue.is_some_and(|v| !v.is_empty())});
     context["tiers"] = json!(tiers);
