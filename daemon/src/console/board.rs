@@ -18,7 +18,10 @@ use crate::engine::EngineError;
 use crate::store::{IssueFilter, Listed};
 
 /// Issues read for each part of the board at most (overdue; each tier above the first).
-const BOARD: i64 = 500;
+const BOARD: i64 = 100;
+
+/// Issues listed on the board at most, the nearest deadline first; the counts cover all read.
+const SHOWN: usize = 100;
 
 /// `GET /console/board`: open issues of the leader's subtree (the whole city for an
 /// administrator) that are overdue or escalated above the first tier, by child unit and by
@@ -53,12 +56,17 @@ pub(super) async fn board(State(s): State<Arc<AppState>>, SignedIn(session): Sig
     }
     let mut seen = std::collections::HashSet::new();
     let mut listed: Vec<Listed> = Vec::new();
+    // Whether a part had more than it read: the counts are then "at least".
+    let mut partial = false;
     for f in filters {
         match s.engine.list_for(&session.actor, f).await {
-            Ok(l) => listed.extend(
-                l.into_iter()
-                    .filter(|l| seen.insert(l.issue.issue.id.clone())),
-            ),
+            Ok(l) => {
+                partial |= l.len() as i64 == BOARD;
+                listed.extend(
+                    l.into_iter()
+                        .filter(|l| seen.insert(l.issue.issue.id.clone())),
+                );
+            }
             Err(EngineError::Forbidden { message: m, .. }) => {
                 return message(StatusCode::FORBIDDEN, session.locale, "refused", &m);
             }
@@ -100,31 +108,33 @@ pub(super) async fn board(State(s): State<Arc<AppState>>, SignedIn(session): Sig
             |c| name(&org.units[c as usize].names),
         )
     };
-    let mut by_unit: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut by_unit: BTreeMap<String, (usize, Vec<Value>)> = BTreeMap::new();
     let mut by_department: BTreeMap<String, usize> = BTreeMap::new();
-    let rows: Vec<Value> = listed
-        .iter()
-        .map(|l| {
+    let department_name = |d: &str| {
+        org.department(d)
+            .map(|ix| name(&org.departments[ix as usize].names))
+            .unwrap_or_else(|| d.to_string())
+    };
+    for (i, l) in listed.iter().enumerate() {
+        for d in &l.issue.state.departments {
+            *by_department.entry(department_name(d)).or_default() += 1;
+        }
+        let unit = by_unit.entry(child_of(&l.issue.issue.unit)).or_default();
+        unit.0 += 1;
+        if i < SHOWN {
             let row =
                 super::inbox::row(&rules, session.locale, &l.issue.issue, &l.issue.state, now);
-            by_unit
-                .entry(child_of(&l.issue.issue.unit))
-                .or_default()
-                .push(row.clone());
-            for d in row["departments"].as_array().into_iter().flatten() {
-                *by_department
-                    .entry(d.as_str().unwrap_or_default().to_string())
-                    .or_default() += 1;
-            }
-            row
-        })
-        .collect();
+            unit.1.push(row);
+        }
+    }
     let mut context = session.context();
-    context["total"] = json!(rows.len());
+    context["total"] = json!(listed.len());
+    context["partial"] = json!(partial);
+    context["shown"] = json!(listed.len().min(SHOWN));
     context["units"] = json!(
         by_unit
             .into_iter()
-            .map(|(unit, issues)| json!({"unit": unit, "count": issues.len(), "issues": issues}))
+            .map(|(unit, (count, issues))| json!({"unit": unit, "count": count, "issues": issues}))
             .collect::<Vec<_>>()
     );
     let most = by_department.values().copied().max().unwrap_or(0).max(1);
