@@ -53,6 +53,8 @@ fn link_in(text: &str, prefix: &str) -> Option<String> {
 /// itself, with one issue reported: what the email to the assigned department links to.
 struct Reported {
     _daemon: support::Daemon,
+    // Dropped after the daemon: on PostgreSQL, dropping it drops the test's database.
+    _db: TestDb,
     _dir: tempfile::TempDir,
     /// `http://127.0.0.1:PORT`, where the daemon listens and its links point.
     origin: String,
@@ -107,6 +109,7 @@ impl Reported {
             .unwrap_or_else(|| panic!("no link to {origin} in the email:\n{text}"));
         Reported {
             _daemon: daemon,
+            _db: db,
             _dir: dir,
             origin,
             admin,
@@ -186,7 +189,11 @@ async fn the_link_acknowledges(options: Options) {
     let c = browser.client();
 
     browser.goto(&r.link).await;
-    assert_eq!(c.title().await.unwrap(), "签收问题 / Acknowledge an issue");
+    let title = c.title().await.unwrap();
+    if title != "签收问题 / Acknowledge an issue" {
+        let body = c.source().await.unwrap_or_default();
+        panic!("the link opened {title:?}: {body}");
+    }
     let shown = c
         .find(Locator::Css("main"))
         .await
