@@ -1283,3 +1283,70 @@ async fn an_inbox_of_more_than_a_page_goes_on_to_the_next() {
     assert_eq!(all, ids);
     assert!(!second.body.contains("id=\"more\""), "the last page");
 }
+
+/// A department asks for more time; the street's leader, whom the policy names, decides it on
+/// the issue page; the department itself is offered no decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_grants_an_extension_on_the_issue_page() {
+    let api = support::Api::start(CITY, "2026-03-02T09:00:00+08:00").await;
+    let (_, v) = api
+        .post(
+            &api.admin,
+            "/api/v1/issues",
+            json!({"category": "garbage", "unit": "g-0001", "description": "bins"}),
+        )
+        .await;
+    let id = v["id"].as_str().unwrap().to_string();
+    let urban_api = api.client("department", Some("urban")).await;
+    assert_eq!(
+        api.act(&urban_api, &id, json!({"event": "acknowledged"}))
+            .await
+            .0,
+        200
+    );
+    let (code, asked) = api
+        .act(
+            &urban_api,
+            &id,
+            json!({"event": "extension_requested", "duration": "1d", "reason": "waiting for a truck"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{asked}");
+    let before =
+        api.get(&api.admin, &format!("/api/v1/issues/{id}")).await.1["state"]["resolve_by"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let mut urban = signed_in(&api, "p-urban-li").await;
+    let p = urban.get(&format!("/console/issues/{id}")).await;
+    assert!(!p.body.contains("value=\"request_decided\""), "{}", p.body);
+    let mut leader = signed_in(&api, "p-s-huayuanlu").await;
+    let page = format!("/console/issues/{id}");
+    let p = leader.get(&page).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(p.body.contains("value=\"request_decided\""), "{}", p.body);
+    assert!(p.body.contains("waiting for a truck"), "{}", p.body);
+    let token = csrf(&p.body);
+    let decided = leader
+        .post(
+            &format!("{page}/act"),
+            &[
+                ("event", "request_decided"),
+                ("request", "extension"),
+                ("granted", "true"),
+                ("note", "agreed"),
+                ("csrf", token.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(decided.status, 303, "{}", decided.body);
+    let state = api.get(&api.admin, &format!("/api/v1/issues/{id}")).await.1["state"].clone();
+    assert!(state.get("request").is_none_or(|r| r.is_null()), "{state}");
+    assert!(
+        state["resolve_by"].as_str().unwrap() > before.as_str(),
+        "moved from {before}: {state}"
+    );
+    // Decided: no form any more.
+    let p = leader.get(&page).await;
+    assert!(!p.body.contains("value=\"request_decided\""), "{}", p.body);
+}

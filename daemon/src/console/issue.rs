@@ -18,9 +18,10 @@ use crate::auth::Actor;
 use crate::engine::EngineError;
 use escalade_rules::Refusal;
 
-/// The actions the console offers, each with its form's fields (`name`, kind): `text` is a
-/// line, `long` a paragraph, `rating` 1 to 5, `duration` working time (`4h`, `2d`).
-const ACTIONS: [(&str, &[(&str, &str)]); 11] = [
+/// The actions the console offers, each with its form's fields (`name`, kind): `long` a
+/// paragraph, `rating` 1 to 5, `duration` working time (`4h`, `2d`), `yesno` a grant or a
+/// refusal, `request` the kind of the request waiting on the issue (filled in by the page).
+const ACTIONS: [(&str, &[(&str, &str)]); 12] = [
     ("acknowledged", &[]),
     ("progress", &[("note", "long")]),
     ("resolved", &[("note", "long")]),
@@ -35,15 +36,25 @@ const ACTIONS: [(&str, &[(&str, &str)]); 11] = [
     ("rejected", &[("reason", "long")]),
     ("evaluated", &[("rating", "rating"), ("comment", "long")]),
     ("commented", &[("text", "long")]),
+    (
+        "request_decided",
+        &[
+            ("request", "request"),
+            ("granted", "yesno"),
+            ("note", "long"),
+        ],
+    ),
 ];
 
 /// An event of kind `name` with placeholder fields: what permission and the state are checked
-/// against before a form is offered.
-fn sample(name: &str) -> Option<Event> {
+/// against before a form is offered (a decision, of the request waiting on the issue: none
+/// without one).
+fn sample(name: &str, state: &IssueState) -> Option<Event> {
     let fields = match name {
         "extension_requested" => json!({"duration": "1h"}),
         "evaluated" => json!({"rating": 5}),
         "commented" => json!({"text": "-"}),
+        "request_decided" => json!({"request": state.request.as_ref()?.kind, "granted": true}),
         _ => json!({}),
     };
     let mut v = fields;
@@ -61,7 +72,7 @@ fn offered(
     ACTIONS
         .iter()
         .filter(|(name, _)| {
-            sample(name).is_some_and(|e| {
+            sample(name, state).is_some_and(|e| {
                 e.allowed_in(state.state) && actor.may_act(rules, issue, state, &e)
             })
         })
@@ -136,6 +147,7 @@ async fn page_of(s: &AppState, session: &Session, id: &str) -> Response {
         "version": stored.version,
         "meetings": state.meetings,
         "rating": state.rating,
+        "request": state.request.as_ref().map(|r| json!({"kind": r.kind, "department": r.department, "duration": r.duration, "reason": r.reason})),
     });
     context["timeline"] = json!(entries);
     context["actions"] = json!(offered(&rules, &session.actor, issue, state));
@@ -213,6 +225,11 @@ fn event_of(form: &HashMap<String, String>) -> Result<Event, String> {
             "rating" => match value.trim().parse::<u8>() {
                 Ok(r) => json!(r),
                 Err(_) => return Err(format!("rating `{value}`: a whole number from 1 to 5")),
+            },
+            "yesno" => match value.as_str() {
+                "true" => json!(true),
+                "false" => json!(false),
+                _ => return Err(format!("{k} `{value}`: true or false")),
             },
             _ => json!(value),
         };
@@ -296,9 +313,21 @@ mod tests {
 
     #[test]
     fn every_offered_action_has_a_sample_event() {
+        let waiting = IssueState {
+            request: Some(escalade_rules::issue::Request {
+                kind: escalade_rules::issue::RequestKind::Extension,
+                department: "urban".into(),
+                duration: None,
+                reason: String::new(),
+                asked_at: chrono::DateTime::default(),
+                decide_by: None,
+            }),
+            ..IssueState::default()
+        };
         for (name, _) in ACTIONS {
-            assert_eq!(sample(name).map(|e| e.name()), Some(name));
+            assert_eq!(sample(name, &waiting).map(|e| e.name()), Some(name));
         }
+        assert!(sample("request_decided", &IssueState::default()).is_none());
     }
 
     #[test]
@@ -317,5 +346,20 @@ mod tests {
         assert!(event_of(&form("acknowledged", &[("note", "x")])).is_err());
         assert!(event_of(&form("deadline_passed", &[])).is_err());
         assert!(event_of(&form("extension_requested", &[("duration", "soon")])).is_err());
+        assert!(matches!(
+            event_of(&form(
+                "request_decided",
+                &[("request", "extension"), ("granted", "false")]
+            ))
+            .unwrap(),
+            Event::RequestDecided { granted: false, .. }
+        ));
+        assert!(
+            event_of(&form(
+                "request_decided",
+                &[("request", "extension"), ("granted", "maybe")]
+            ))
+            .is_err()
+        );
     }
 }
