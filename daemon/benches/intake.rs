@@ -28,8 +28,8 @@ fn main() {
     let (daemon, addr) = support::start(&db, CITY);
     let pid = daemon.0.id();
     let cpu_before = (
-        cpu_seconds(&[pid]),
-        cpu_seconds(&processes_named("postgres")),
+        support::cpu_seconds(&[pid]),
+        support::cpu_seconds(&support::processes_named("postgres")),
     );
 
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -66,8 +66,8 @@ fn main() {
         (started.elapsed(), all)
     });
     let cpu = (
-        cpu_seconds(&[pid]) - cpu_before.0,
-        cpu_seconds(&processes_named("postgres")) - cpu_before.1,
+        support::cpu_seconds(&[pid]) - cpu_before.0,
+        support::cpu_seconds(&support::processes_named("postgres")) - cpu_before.1,
     );
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
@@ -88,34 +88,4 @@ fn main() {
         cpu.0 * per_thousand,
         cpu.1 * per_thousand,
     );
-}
-
-/// The CPU time (user and system) the processes `pids` have used, in seconds, from
-/// `/proc/PID/stat`.
-fn cpu_seconds(pids: &[u32]) -> f64 {
-    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    pids.iter()
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-        .filter_map(|stat| {
-            // After the command's name in parentheses: state, then fields 4.. ; utime and
-            // stime are the 14th and 15th fields of the line.
-            let rest = &stat[stat.rfind(')')? + 2..];
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
-        })
-        .sum::<f64>()
-        / tick
-}
-
-/// The processes whose command is `name`.
-fn processes_named(name: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
-        })
-        .collect()
 }

@@ -295,9 +295,9 @@ fn intake(
     let pids: Vec<u32> = replicas.iter().map(|r| r.pid).collect();
     let self_pid = std::process::id();
     let cpu_before = (
-        cpu_seconds(&pids),
-        cpu_seconds(&processes_named("postgres")),
-        cpu_seconds(&[self_pid]),
+        support::cpu_seconds(&pids),
+        support::cpu_seconds(&support::processes_named("postgres")),
+        support::cpu_seconds(&[self_pid]),
     );
     let stat_before: Vec<_> = caps.iter().map(CpuCap::stat).collect();
     let commits_before: Vec<_> = addrs.iter().map(|a| commit_metrics(rt, a)).collect();
@@ -305,9 +305,9 @@ fn intake(
     let (elapsed, mut latencies) = post_many(rt, &client, &addrs, clients, requests, "report");
 
     let cpu = (
-        cpu_seconds(&pids) - cpu_before.0,
-        cpu_seconds(&processes_named("postgres")) - cpu_before.1,
-        cpu_seconds(&[self_pid]) - cpu_before.2,
+        support::cpu_seconds(&pids) - cpu_before.0,
+        support::cpu_seconds(&support::processes_named("postgres")) - cpu_before.1,
+        support::cpu_seconds(&[self_pid]) - cpu_before.2,
     );
     let throttled = caps
         .iter()
@@ -440,36 +440,6 @@ fn report_intake(n: usize, r: &IntakeRun, cores: f64) {
             writes / commits.max(1.0),
         );
     }
-}
-
-/// The CPU time (user and system) the processes `pids` have used, in seconds, from
-/// `/proc/PID/stat`.
-fn cpu_seconds(pids: &[u32]) -> f64 {
-    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    pids.iter()
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-        .filter_map(|stat| {
-            // After the command's name in parentheses: state, then fields 4.. ; utime and
-            // stime are the 14th and 15th fields of the line.
-            let rest = &stat[stat.rfind(')')? + 2..];
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
-        })
-        .sum::<f64>()
-        / tick
-}
-
-/// The processes whose command is `name`.
-fn processes_named(name: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
-        })
-        .collect()
 }
 
 // ---- takeover ---------------------------------------------------------------------------------

@@ -806,3 +806,36 @@ pub fn expect_code(out: &std::process::Output, code: i32, what: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+// ---- processes -----------------------------------------------------------------------------
+
+/// The CPU time (user and system) the processes `pids` have used, in seconds, from
+/// `/proc/PID/stat`.
+pub fn cpu_seconds(pids: &[u32]) -> f64 {
+    // SAFETY: `sysconf` reads a constant of the system and touches no memory of ours.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            // After the command's name in parentheses: state, then fields 4.. ; utime and
+            // stime are the 14th and 15th fields of the line.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+        })
+        .sum::<f64>()
+        / tick
+}
+
+/// The processes whose command is `name`.
+pub fn processes_named(name: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
+        })
+        .collect()
+}
