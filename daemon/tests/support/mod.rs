@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use escalade::engine::{Clock, Engine};
 
 pub mod browser;
+pub mod console;
 pub mod smtp;
 use escalade::store::{Database, Store, StoreOptions};
 
