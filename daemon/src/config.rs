@@ -188,6 +188,7 @@ impl Config {
                 .map_err(|_| format!("ESCALADE_MAX_PHOTOS: `{v}` is not a number"))?;
         }
         c.http.check()?;
+        c.console.check()?;
         if let Some(v) = env("ESCALADE_LOG_FORMAT") {
             c.log_format = match v.as_str() {
                 "pretty" => LogFormat::Pretty,
@@ -532,6 +533,37 @@ mod tests {
         );
         let e = load_yaml("webhook:\n  url: https://h.example/\n", &[]).unwrap_err();
         assert!(e.contains("webhook: the signing key is required"), "{e}");
+    }
+
+    #[test]
+    fn a_map_template_places_both_coordinates_in_an_http_url() {
+        let c = load_yaml(
+            "console: {map_url: \"https://maps.example/?q={lat},{lon}&z=18\"}\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.console.map_link(34.75, 113.625).as_deref(),
+            Some("https://maps.example/?q=34.75,113.625&z=18")
+        );
+        for (template, says) in [
+            (
+                "https://maps.example/?q={lat}",
+                "places no `{lat}` or no `{lon}`",
+            ),
+            (
+                "https://maps.example/{lat}/{lng}/{lon}",
+                "has `{`, which is not",
+            ),
+            ("maps.example/{lat}/{lon}", "is not a URL"),
+            ("javascript:go({lat},{lon})", "is not an http or https URL"),
+        ] {
+            let e = load_yaml(&format!("console: {{map_url: \"{template}\"}}\n"), &[]).unwrap_err();
+            assert!(
+                e.contains("console.map_url") && e.contains(says),
+                "{template}: {e}"
+            );
+        }
     }
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";

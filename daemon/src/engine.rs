@@ -887,6 +887,20 @@ impl Engine {
         Ok(stored)
     }
 
+    /// What happens to `stored` if nobody acts from now on: its ladder projected by `rules`
+    /// (the request's snapshot) from the issue's pending timers.
+    pub async fn ahead(
+        &self,
+        rules: Arc<RuleSet>,
+        stored: &StoredIssue,
+    ) -> Result<escalade_rules::explain::Ahead> {
+        let timers = self.store.pending_timers(&stored.issue.id).await?;
+        let (issue, state, now) = (stored.issue.clone(), stored.state.clone(), self.now());
+        tokio::task::spawn_blocking(move || rules.ahead(&issue, &state, timers, now))
+            .await
+            .map_err(|e| EngineError::Decide(e.to_string()))
+    }
+
     /// Applies a person's (or the scheduler's) event to an issue.
     pub async fn act<'a>(
         &self,

@@ -19,7 +19,7 @@ use support::{TestDb, admin_token, escalade_in, expect_code, start_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invited_person_sets_a_password_signs_in_and_works_the_inbox() {
-    let s = Setup::new("{}");
+    let s = Setup::new("{map_url: \"https://maps.example/?q={lat},{lon}\"}");
     let invite = s.invite("p-urban-li");
     let (_daemon, addr) = s.start();
     let api = support::client(&s.admin);
@@ -35,7 +35,8 @@ async fn an_invited_person_sets_a_password_signs_in_and_works_the_inbox() {
             report(
                 &api,
                 &addr,
-                json!({"category": category, "unit": unit, "description": format!("{category} at {unit}")}),
+                json!({"category": category, "unit": unit, "description": format!("{category} at {unit}"),
+                       "location": {"lat": 34.78, "lon": 113.66}}),
             )
             .await,
         );
@@ -123,6 +124,14 @@ async fn an_invited_person_sets_a_password_signs_in_and_works_the_inbox() {
     let p = b.get(&format!("/console/issues/{id}")).await;
     assert_eq!(p.status, 200, "{}", p.body);
     only_local_references(&p.body);
+    // Its place on the map the configuration names, the only link elsewhere.
+    assert!(
+        p.body.contains(
+            "<a href=\"https:&#x2f;&#x2f;maps.example&#x2f;?q=34.78,113.66\" rel=\"noreferrer external\""
+        ),
+        "{}",
+        p.body
+    );
     assert!(p.body.contains("value=\"acknowledged\""), "{}", p.body);
     assert!(!p.body.contains("value=\"confirmed\""), "{}", p.body);
     let token = csrf(&p.body);
@@ -1112,4 +1121,279 @@ async fn a_leader_grants_an_extension_on_the_issue_page() {
     // Decided: no form any more.
     let p = leader.get(&page).await;
     assert!(!p.body.contains("value=\"request_decided\""), "{}", p.body);
+}
+
+/// The `datetime` of each step a page's "if nobody acts" list shows, in its order.
+fn steps_ahead(page: &str) -> Vec<chrono::DateTime<chrono::Utc>> {
+    let Some(at) = page.find("<ol class=\"next\">") else {
+        return Vec::new();
+    };
+    let list = &page[at..page[at..].find("</ol>").unwrap() + at];
+    list.match_indices("datetime=\"")
+        .map(|(i, m)| {
+            let rest = &list[i + m.len()..];
+            support::at(&rest[..rest.find('"').unwrap()])
+        })
+        .collect()
+}
+
+/// The rung a page marks as where the issue is now.
+fn current_rung(page: &str) -> String {
+    let at = page
+        .find("aria-current=\"step\">")
+        .unwrap_or_else(|| panic!("no current rung in {page}"));
+    let rest = &page[at + "aria-current=\"step\">".len()..];
+    rest[..rest.find("</li>").unwrap()].to_string()
+}
+
+/// The issue page shows the ladder: the issue's branch with the tier it is at, and what happens
+/// next and when if nobody acts, as the pending timers will fire it. Once the resolve deadline
+/// has passed twice the issue is a tier up, and the page says so and shows the step after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_issue_page_shows_the_ladder_and_what_happens_next_if_nobody_acts() {
+    let api = support::Api::start(CITY, "2026-03-02T09:00:00+08:00").await;
+    let (_, v) = api
+        .post(
+            &api.admin,
+            "/api/v1/issues",
+            json!({"category": "garbage", "unit": "g-0001", "description": "bins"}),
+        )
+        .await;
+    let id = v["id"].as_str().unwrap().to_string();
+    let page = format!("/console/issues/{id}");
+    let mut urban = signed_in(&api, "p-urban-li").await;
+    let p = urban.get(&page).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    let rung = current_rung(&p.body);
+    assert!(
+        rung.contains("网格") && rung.contains("农科社区第1网格"),
+        "{rung}"
+    );
+    // The first step to come is when the acknowledge deadline passes.
+    let stored = api.get(&api.admin, &format!("/api/v1/issues/{id}")).await.1;
+    let ack_by = support::at(stored["state"]["acknowledge_by"].as_str().unwrap());
+    let steps = steps_ahead(&p.body);
+    assert_eq!(steps.first(), Some(&ack_by), "{}", p.body);
+    assert!(steps.windows(2).all(|w| w[0] <= w[1]), "{steps:?}");
+    assert!(p.body.contains("签收超时"), "{}", p.body);
+
+    // Acknowledged: the acknowledge steps are gone; the next is the resolve deadline's.
+    let urban_api = api.client("department", Some("urban")).await;
+    assert_eq!(
+        api.act(&urban_api, &id, json!({"event": "acknowledged"}))
+            .await
+            .0,
+        200
+    );
+    let p = urban.get(&page).await;
+    assert!(!p.body.contains("签收超时"), "{}", p.body);
+    let stored = api.get(&api.admin, &format!("/api/v1/issues/{id}")).await.1;
+    let resolve_by = support::at(stored["state"]["resolve_by"].as_str().unwrap());
+    assert_eq!(
+        steps_ahead(&p.body).first(),
+        Some(&resolve_by),
+        "{}",
+        p.body
+    );
+
+    // Nobody acts: the resolve deadline passes, is extended, passes again, and the issue
+    // climbs to the community, as the page had said it would.
+    let said = steps_ahead(&p.body);
+    assert!(said.len() >= 2, "{said:?}");
+    for at in &said[..2] {
+        api.clock.set(*at);
+        while api.engine.fire_due().await.unwrap() > 0 {}
+    }
+    let stored = api.get(&api.admin, &format!("/api/v1/issues/{id}")).await.1;
+    assert_eq!(stored["state"]["tier"], "community", "{stored}");
+    // A week on, the morning's session has expired: signed in again.
+    let mut urban = signed_in(&api, "p-urban-li").await;
+    let p = urban.get(&page).await;
+    assert_eq!(p.status, 200, "{p:?}");
+    let rung = current_rung(&p.body);
+    assert!(rung.contains("社区") && !rung.contains("网格"), "{rung}");
+    let next = steps_ahead(&p.body);
+    assert!(next.first().is_some_and(|n| *n > said[1]), "{next:?}");
+    assert!(p.body.contains("升至 街道"), "{}", p.body);
+
+    // Resolved: nothing is pending.
+    assert_eq!(
+        api.act(
+            &urban_api,
+            &id,
+            json!({"event": "resolved", "note": "cleared"})
+        )
+        .await
+        .0,
+        200
+    );
+    let p = urban.get(&page).await;
+    assert!(steps_ahead(&p.body).is_empty(), "{}", p.body);
+    assert!(p.body.contains("没有待发生的升级"), "{}", p.body);
+}
+
+/// The options of select `id` on a page, as `(value, label)`.
+fn options(page: &str, id: &str) -> Vec<(String, String)> {
+    let at = page
+        .find(&format!("<select id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no select {id} in {page}"));
+    let select = &page[at..at + page[at..].find("</select>").unwrap()];
+    select
+        .match_indices("<option value=\"")
+        .map(|(i, m)| {
+            let rest = &select[i + m.len()..];
+            let value = &rest[..rest.find('"').unwrap()];
+            let label = &rest[rest.find('>').unwrap() + 1..];
+            (
+                value.to_string(),
+                label[..label.find('<').unwrap()].to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The street's leader reassigns an issue to another department and merges a duplicate into
+/// it from the issue page; the department rates the report; the grid's reporter closes a
+/// small matter at the grid. Each goes through the engine as the API's would; a duplicate of
+/// no issue is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_reassigns_and_merges_a_duplicate_a_department_rates_the_report() {
+    let api = support::Api::start(CITY, "2026-03-02T09:00:00+08:00").await;
+    let mut ids = Vec::new();
+    for text in [
+        "bins overflowing",
+        "bins overflowing again",
+        "a bag on the path",
+    ] {
+        let (code, v) = api
+            .post(
+                &api.admin,
+                "/api/v1/issues",
+                json!({"category": "garbage", "unit": "g-0001", "description": text, "reporter": "p-g-0001"}),
+            )
+            .await;
+        assert_eq!(code, 201, "{v}");
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    let state = |id: String| {
+        let api = &api;
+        async move { api.get(&api.admin, &format!("/api/v1/issues/{id}")).await.1["state"].clone() }
+    };
+
+    // The department rates the report.
+    let mut urban = signed_in(&api, "p-urban-li").await;
+    let page = format!("/console/issues/{}", ids[0]);
+    let p = urban.get(&page).await;
+    assert!(p.body.contains("value=\"report_rated\""), "{}", p.body);
+    assert!(
+        !p.body.contains("name=\"event\" value=\"duplicate\""),
+        "{}",
+        p.body
+    );
+    let verdicts: Vec<String> = options(&p.body, "report_rated-verdict")
+        .into_iter()
+        .map(|(v, _)| v)
+        .collect();
+    assert_eq!(verdicts, ["valid", "invalid", "duplicate", "not_ours"]);
+    let rated = urban
+        .post(
+            &format!("{page}/act"),
+            &[
+                ("event", "report_rated"),
+                ("verdict", "valid"),
+                ("comment", "clear photo"),
+                ("csrf", csrf(&p.body).as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(rated.status, 303, "{}", rated.body);
+    let timeline = api
+        .get(&api.admin, &page.replace("/console/", "/api/v1/"))
+        .await
+        .1;
+    assert!(
+        timeline["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "report_rated" && e["payload"]["verdict"] == "valid"),
+        "{timeline}"
+    );
+
+    // The leader reassigns it: the choice is every department but the ones holding it.
+    let mut leader = signed_in(&api, "p-s-huayuanlu").await;
+    let p = leader.get(&page).await;
+    let choices = options(&p.body, "reassigned-department");
+    assert!(
+        !choices.is_empty() && choices.iter().all(|(d, _)| d != "urban"),
+        "{choices:?}"
+    );
+    let (to, name) = choices[0].clone();
+    assert!(
+        !name.is_empty() && name != to,
+        "named in the leader's language: {name}"
+    );
+    let moved = leader
+        .post(
+            &format!("{page}/act"),
+            &[
+                ("event", "reassigned"),
+                ("department", to.as_str()),
+                ("csrf", csrf(&p.body).as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(moved.status, 303, "{}", moved.body);
+    assert_eq!(state(ids[0].clone()).await["departments"], json!([to]));
+
+    // A duplicate of no issue: refused, nothing changes.
+    let dup_page = format!("/console/issues/{}", ids[1]);
+    let p = leader.get(&dup_page).await;
+    let token = csrf(&p.body);
+    let before = state(ids[1].clone()).await;
+    let refused = leader
+        .post(
+            &format!("{dup_page}/act"),
+            &[
+                ("event", "duplicate"),
+                ("original", "999999"),
+                ("csrf", token.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(refused.body.contains("999999"), "{}", refused.body);
+    assert_eq!(state(ids[1].clone()).await, before);
+    // The duplicate of the first: closed, following it.
+    let merged = leader
+        .post(
+            &format!("{dup_page}/act"),
+            &[
+                ("event", "duplicate"),
+                ("original", ids[0].as_str()),
+                ("csrf", token.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(merged.status, 303, "{}", merged.body);
+    let after = state(ids[1].clone()).await;
+    assert_eq!(after["state"], "closed", "{after}");
+
+    // The grid's reporter closes the third at the grid.
+    let mut grid = signed_in(&api, "p-g-0001").await;
+    let page = format!("/console/issues/{}", ids[2]);
+    let p = grid.get(&page).await;
+    assert!(p.body.contains("value=\"closed_at_grid\""), "{}", p.body);
+    let closed = grid
+        .post(
+            &format!("{page}/act"),
+            &[
+                ("event", "closed_at_grid"),
+                ("note", "picked it up myself"),
+                ("csrf", csrf(&p.body).as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(closed.status, 303, "{}", closed.body);
+    assert_eq!(state(ids[2].clone()).await["state"], "closed_at_grid");
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use crate::decide::Message;
+use crate::decide::{Message, Timer};
 use crate::issue::{DeadlineKind, Event, Issue, IssueState, Refusal};
 use crate::model::{Action, RuleSet};
 use crate::spec::{Channel, Trigger};
@@ -50,6 +50,20 @@ pub struct Projected {
     /// Person ids told by this step (escalation and supervision messages).
     pub notify: Vec<String>,
     pub trace: Vec<String>,
+}
+
+/// What happens to an issue where it stands if nobody acts.
+#[derive(Debug, Serialize)]
+pub struct Ahead {
+    /// The tier the issue is at now: its escalation tier, else its unit's.
+    pub tier: String,
+    /// The ladder's steps to come, in time order.
+    pub escalations: Vec<Projected>,
+    /// Where the projection was cut short, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cut: Vec<String>,
+    /// Meetings the steps to come convene.
+    pub meetings: Vec<ProjectedMeeting>,
 }
 
 /// A message rendered in the recipient's locale (an SMS cut to the policy's length).
@@ -139,7 +153,71 @@ impl RuleSet {
                 participants: m.participants.clone(),
             })
             .collect();
+        let horizon = at + chrono::Duration::days(HORIZON_DAYS);
+        let ahead = self.project(&mut t, horizon, &show);
+        meetings.extend(ahead.meetings);
+        let (escalations, cut) = (ahead.escalations, ahead.cut);
+        Ok(Explanation {
+            rules_version: self.version.to_string(),
+            reported_at: show(at),
+            priority: first
+                .next
+                .priority
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_default(),
+            departments: first.next.departments.clone(),
+            deadlines: Deadlines {
+                acknowledge: first.next.acknowledge_by.map(show),
+                resolve: first.next.resolve_by.map(show),
+            },
+            deadline_steps: steps,
+            escalations,
+            cut,
+            meetings,
+            messages: first
+                .messages
+                .iter()
+                .map(|m| self.explain_message(issue, &first.next, m))
+                .collect(),
+            triage: first.triage.clone(),
+            trace: first.trace.clone(),
+        })
+    }
+
+    /// What happens to `issue`, in `state` with its pending `timers`, if nobody acts from
+    /// `now` on: its ladder projected forward as `explain` projects a new one's.
+    pub fn ahead(
+        &self,
+        issue: &Issue,
+        state: &IssueState,
+        timers: Vec<Timer>,
+        now: DateTime<Utc>,
+    ) -> Ahead {
+        let tz: Tz = self.org.calendars[self.settings.calendar as usize].tz();
+        let show = |x: DateTime<Utc>| x.with_timezone(&tz).to_rfc3339();
+        let mut t = Timeline::resume(self, issue.clone(), state.clone(), timers);
+        let tier = t.tier();
+        let p = self.project(&mut t, now + chrono::Duration::days(HORIZON_DAYS), &show);
+        Ahead {
+            tier,
+            escalations: p.escalations,
+            cut: p.cut,
+            meetings: p.meetings,
+        }
+    }
+
+    /// The ladder projected forward from where timeline `t` stands, firing its timers in due
+    /// order up to `horizon` as if nobody acted: the escalation steps, where the projection was
+    /// cut short, and the meetings convened on the way.
+    fn project(
+        &self,
+        t: &mut Timeline,
+        horizon: DateTime<Utc>,
+        show: &dyn Fn(DateTime<Utc>) -> String,
+    ) -> Projection {
         // The issue's own tier, until a step raises it, and the top of its branch.
+        let issue = t.issue.clone();
+        let mut meetings = Vec::new();
         let unit = self.org.unit(&issue.unit);
         let own = unit
             .map(|u| {
@@ -157,7 +235,6 @@ impl RuleSet {
         let ladder = self
             .category(&issue.category)
             .map(|c| &self.ladders[self.categories[c as usize].ladder as usize]);
-        let horizon = at + chrono::Duration::days(HORIZON_DAYS);
         let mut escalations = Vec::new();
         let mut cut = Vec::new();
         // Per trigger: the runs of a repeating step in a row since anything last changed.
@@ -322,31 +399,11 @@ impl RuleSet {
         if !stopped {
             flush(&mut repeats, &mut cut);
         }
-        Ok(Explanation {
-            rules_version: self.version.to_string(),
-            reported_at: show(at),
-            priority: first
-                .next
-                .priority
-                .map(|p| p.as_str().to_string())
-                .unwrap_or_default(),
-            departments: first.next.departments.clone(),
-            deadlines: Deadlines {
-                acknowledge: first.next.acknowledge_by.map(show),
-                resolve: first.next.resolve_by.map(show),
-            },
-            deadline_steps: steps,
+        Projection {
             escalations,
             cut,
             meetings,
-            messages: first
-                .messages
-                .iter()
-                .map(|m| self.explain_message(issue, &first.next, m))
-                .collect(),
-            triage: first.triage.clone(),
-            trace: first.trace.clone(),
-        })
+        }
     }
 
     /// A message as its recipient reads it.
@@ -370,6 +427,13 @@ impl RuleSet {
             text,
         }
     }
+}
+
+/// What a projection found.
+struct Projection {
+    escalations: Vec<Projected>,
+    cut: Vec<String>,
+    meetings: Vec<ProjectedMeeting>,
 }
 
 /// The runs of one trigger's repeating step since anything last changed.

@@ -41,6 +41,23 @@ impl<'r> Timeline<'r> {
         Ok(t)
     }
 
+    /// Takes up an issue where it stands: its state and its pending timers (in any order).
+    pub fn resume(
+        rules: &'r RuleSet,
+        issue: Issue,
+        state: IssueState,
+        mut timers: Vec<Timer>,
+    ) -> Self {
+        timers.sort_by_key(|t| t.at);
+        Timeline {
+            rules,
+            issue,
+            state,
+            timers,
+            log: Vec::new(),
+        }
+    }
+
     /// Fires, in due order, every timer due at or before `until`.
     pub fn advance_to(&mut self, until: DateTime<Utc>) {
         for _ in 0..MAX_FIRINGS {

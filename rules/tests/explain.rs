@@ -158,3 +158,50 @@ fn repeats_below_the_top_tier_are_shown_again_once_something_changes() {
         x.cut
     );
 }
+
+/// What lies ahead of an issue where it stands is the rest of the ladder `explain` projected
+/// at its report: taken up with its state and timers after the first step, the steps to come
+/// are the projection's later ones, and one acted on (acknowledged) drops the acknowledge
+/// steps.
+#[test]
+fn what_lies_ahead_of_a_stored_issue_is_the_rest_of_its_projected_ladder() {
+    let rs = RuleSet::load(CITY).unwrap_or_else(|d| panic!("{d}"));
+    let reported = at("2026-03-02T09:00:00+08:00");
+    let broken = issue("garbage", "垃圾堆放多日");
+    let x = rs.explain(&broken, reported).unwrap();
+    assert!(x.escalations.len() >= 2, "{:#?}", x.escalations);
+    let steps = |v: &[escalade_rules::explain::Projected]| {
+        v.iter()
+            .map(|p| (p.at.clone(), p.trigger.clone(), p.tier.clone()))
+            .collect::<Vec<_>>()
+    };
+
+    let mut t = escalade_rules::Timeline::report(&rs, broken.clone(), reported).unwrap();
+    let now = reported + chrono::Duration::minutes(1);
+    let ahead = rs.ahead(&broken, &t.state, t.timers.clone(), now);
+    assert_eq!(steps(&ahead.escalations), steps(&x.escalations));
+    assert_eq!(ahead.tier, "grid");
+
+    // Past the first step: the rest, at the tier that step left.
+    let first = DateTime::parse_from_rfc3339(&x.escalations[0].at)
+        .unwrap()
+        .with_timezone(&Utc);
+    t.advance_to(first);
+    let ahead = rs.ahead(&broken, &t.state, t.timers.clone(), first);
+    assert_eq!(steps(&ahead.escalations), steps(&x.escalations[1..]));
+    assert_eq!(ahead.tier, x.escalations[0].tier);
+
+    // Acknowledged: no acknowledge step remains.
+    let mut t = escalade_rules::Timeline::report(&rs, broken.clone(), reported).unwrap();
+    t.apply(now, escalade_rules::Event::Acknowledged).unwrap();
+    let ahead = rs.ahead(&broken, &t.state, t.timers.clone(), now);
+    assert!(
+        ahead
+            .escalations
+            .iter()
+            .all(|p| p.trigger != "acknowledge_overdue"),
+        "{:#?}",
+        ahead.escalations
+    );
+    assert!(!ahead.escalations.is_empty());
+}

@@ -20,8 +20,10 @@ use escalade_rules::Refusal;
 
 /// The actions the console offers, each with its form's fields (`name`, kind): `long` a
 /// paragraph, `rating` 1 to 5, `duration` working time (`4h`, `2d`), `yesno` a grant or a
-/// refusal, `request` the kind of the request waiting on the issue (filled in by the page).
-const ACTIONS: [(&str, &[(&str, &str)]); 12] = [
+/// refusal, `request` the kind of the request waiting on the issue (filled in by the page),
+/// `department` one of the organisation's departments, `issue` another issue's id, `verdict`
+/// a department's verdict on the report.
+const ACTIONS: [(&str, &[(&str, &str)]); 16] = [
     ("acknowledged", &[]),
     ("progress", &[("note", "long")]),
     ("resolved", &[("note", "long")]),
@@ -36,6 +38,13 @@ const ACTIONS: [(&str, &[(&str, &str)]); 12] = [
     ("rejected", &[("reason", "long")]),
     ("evaluated", &[("rating", "rating"), ("comment", "long")]),
     ("commented", &[("text", "long")]),
+    ("closed_at_grid", &[("note", "long")]),
+    ("reassigned", &[("department", "department")]),
+    ("duplicate", &[("original", "issue")]),
+    (
+        "report_rated",
+        &[("verdict", "verdict"), ("comment", "long")],
+    ),
     (
         "request_decided",
         &[
@@ -52,6 +61,9 @@ const ACTIONS: [(&str, &[(&str, &str)]); 12] = [
 fn sample(name: &str, state: &IssueState) -> Option<Event> {
     let fields = match name {
         "extension_requested" => json!({"duration": "1h"}),
+        "reassigned" => json!({"department": "-"}),
+        "duplicate" => json!({"original": "-"}),
+        "report_rated" => json!({"verdict": "valid"}),
         "evaluated" => json!({"rating": 5}),
         "commented" => json!({"text": "-"}),
         "request_decided" => json!({"request": state.request.as_ref()?.kind, "granted": true}),
@@ -83,6 +95,87 @@ fn offered(
             })
         })
         .collect()
+}
+
+/// Steps to come shown on the page; the rest are counted.
+const STEPS_SHOWN: usize = 5;
+
+/// The escalation ladder as the page shows it: the issue's branch from its unit up, each rung
+/// with its tier, unit and leader and the one the issue is at marked; then what happens next,
+/// and when, if nobody acts.
+fn ladder(
+    rules: &RuleSet,
+    locale: &str,
+    issue: &escalade_rules::Issue,
+    ahead: &escalade_rules::explain::Ahead,
+) -> Value {
+    let org = &rules.org;
+    let tier_name = |id: &str| {
+        org.tier(id)
+            .map(|t| org.tiers[t as usize].names.get(locale).to_string())
+            .unwrap_or_else(|| id.to_string())
+    };
+    let person_name = |id: &str| {
+        org.person(id)
+            .map(|p| org.people[p as usize].name.clone())
+            .unwrap_or_else(|| id.to_string())
+    };
+    let rungs: Vec<Value> = org
+        .unit(&issue.unit)
+        .map(|u| org.branch(u).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| {
+            let unit = &org.units[u as usize];
+            let tier = &org.tiers[unit.tier as usize];
+            json!({
+                "tier": tier.names.get(locale),
+                "unit": unit.names.get(locale),
+                "leader": unit.leader.map(|l| org.people[l as usize].name.clone()),
+                "current": tier.id == ahead.tier,
+            })
+        })
+        .collect();
+    let local = |at: &str| {
+        chrono::DateTime::parse_from_rfc3339(at)
+            .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_else(|_| at.to_string())
+    };
+    let next: Vec<Value> = ahead
+        .escalations
+        .iter()
+        .take(STEPS_SHOWN)
+        .map(|p| {
+            json!({
+                "at": local(&p.at),
+                "datetime": p.at,
+                "trigger": p.trigger,
+                "tier": tier_name(&p.tier),
+                "raised": p.tier != ahead.tier,
+                "notify": p.notify.iter().map(|n| person_name(n)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let meetings: Vec<Value> = ahead
+        .meetings
+        .iter()
+        .map(|m| {
+            json!({
+                "name": rules
+                    .meeting(&m.meeting)
+                    .map(|i| rules.meetings[i as usize].names.get(locale).to_string())
+                    .unwrap_or_else(|| m.meeting.clone()),
+                "at": local(&m.at),
+            })
+        })
+        .collect();
+    json!({
+        "tier": tier_name(&ahead.tier),
+        "rungs": rungs,
+        "next": next,
+        "more": ahead.escalations.len().saturating_sub(STEPS_SHOWN),
+        "meetings": meetings,
+    })
 }
 
 /// The issue page as `session` may see it.
@@ -132,10 +225,18 @@ async fn page_of(s: &AppState, session: &Session, id: &str) -> Response {
             "lines": lines,
         }));
     }
+    let ahead = match s.engine.ahead(rules.clone(), &stored).await {
+        Ok(a) => a,
+        Err(e) => return refusal(session, e),
+    };
     let issue = &stored.issue;
     let state = &stored.state;
     let row = super::inbox::row(&rules, session.locale, issue, state, now);
-    let location = issue.location.as_ref().map(|l| json!(l));
+    let location = issue.location.as_ref().map(|l| {
+        let mut v = json!(l);
+        v["map"] = json!(s.console.config.map_link(l.lat, l.lon));
+        v
+    });
     let mut context = session.context();
     context["issue"] = row;
     context["raw"] = json!({
@@ -149,6 +250,16 @@ async fn page_of(s: &AppState, session: &Session, id: &str) -> Response {
         "rating": state.rating,
         "request": state.request.as_ref().map(|r| json!({"kind": r.kind, "department": r.department, "duration": r.duration, "reason": r.reason})),
     });
+    context["ladder"] = ladder(&rules, session.locale, issue, &ahead);
+    context["departments"] = json!(
+        rules
+            .org
+            .departments
+            .iter()
+            .filter(|d| !state.departments.contains(&d.id))
+            .map(|d| json!({"id": d.id, "name": d.names.get(session.locale)}))
+            .collect::<Vec<_>>()
+    );
     context["timeline"] = json!(entries);
     context["actions"] = json!(offered(&rules, &session.actor, issue, state));
     page(StatusCode::OK, "issue.html", session.locale, context)

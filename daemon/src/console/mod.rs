@@ -54,6 +54,42 @@ pub struct ConsoleConfig {
     /// The console's address as people reach it (`https://escalade.city.example/`), for the
     /// links `person invite` prints; default the `links` base, else the listen address.
     pub base_url: Option<String>,
+    /// A map's address for an issue's place, `{lat}` and `{lon}` replaced by its coordinates
+    /// (WGS 84 degrees): `https://www.openstreetmap.org/?mlat={lat}&mlon={lon}#map=18/{lat}/{lon}`.
+    /// Without it the issue page shows the coordinates alone.
+    pub map_url: Option<String>,
+}
+
+impl ConsoleConfig {
+    /// Checks the section: a map template is an http or https URL that places both coordinates.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(t) = &self.map_url {
+            let bad = |why: &str| format!("console.map_url: `{t}` {why}");
+            if !t.contains("{lat}") || !t.contains("{lon}") {
+                return Err(bad("places no `{lat}` or no `{lon}`"));
+            }
+            let filled = t.replace("{lat}", "0").replace("{lon}", "0");
+            if let Some(i) = filled.find(['{', '}']) {
+                return Err(bad(&format!(
+                    "has `{}`, which is not `{{lat}}` or `{{lon}}`",
+                    &filled[i..=i]
+                )));
+            }
+            let url = reqwest::Url::parse(&filled).map_err(|_| bad("is not a URL"))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(bad("is not an http or https URL"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The map's address for a place, when a template is configured.
+    pub fn map_link(&self, lat: f64, lon: f64) -> Option<String> {
+        self.map_url.as_ref().map(|t| {
+            t.replace("{lat}", &format!("{lat}"))
+                .replace("{lon}", &format!("{lon}"))
+        })
+    }
 }
 
 impl Default for ConsoleConfig {
@@ -63,6 +99,7 @@ impl Default for ConsoleConfig {
             session: Dur(std::time::Duration::from_secs(12 * 3600)),
             invite: Dur(std::time::Duration::from_secs(72 * 3600)),
             base_url: None,
+            map_url: None,
         }
     }
 }

@@ -31,6 +31,8 @@ pub mod copy;
 mod credentials;
 #[macro_use]
 mod wall;
+#[macro_use]
+mod timers;
 mod outbox;
 mod plan;
 mod postgres;

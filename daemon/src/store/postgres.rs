@@ -72,6 +72,7 @@ const LOCK_TIMEOUT: &str = "5s";
 
 credential_queries!(PgStore, pool, pool);
 wall_queries!(PgStore, pool);
+timer_queries!(PgStore, pool);
 
 impl PgStore {
     /// Connects to the database at `url` (`postgres://user@host/db`) and migrates it.

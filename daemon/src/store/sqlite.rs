@@ -61,6 +61,7 @@ fn parse<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {
 
 credential_queries!(SqliteStore, writer, reader);
 wall_queries!(SqliteStore, reader);
+timer_queries!(SqliteStore, reader);
 
 impl SqliteStore {
     /// Opens (creating if needed) the SQLite database at `path` and migrates it.
