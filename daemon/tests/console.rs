@@ -1397,3 +1397,56 @@ async fn a_leader_reassigns_and_merges_a_duplicate_a_department_rates_the_report
     assert_eq!(closed.status, 303, "{}", closed.body);
     assert_eq!(state(ids[2].clone()).await["state"], "closed_at_grid");
 }
+
+/// A grid leader's own reports, the latest first with their states, a page at a time: not
+/// another reporter's, nor one the centre filed in the same grid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reporter_reads_their_own_reports_the_latest_first() {
+    let api = support::Api::start(CITY, "2026-03-02T09:00:00+08:00").await;
+    let mut mine = Vec::new();
+    for n in 0..53 {
+        api.clock
+            .set(support::at("2026-03-02T09:00:00+08:00") + chrono::Duration::seconds(n));
+        let (code, v) = api
+            .post(
+                &api.admin,
+                "/api/v1/issues",
+                json!({"category": "garbage", "unit": "g-0001", "description": format!("bins {n}"), "reporter": "p-g-0001"}),
+            )
+            .await;
+        assert_eq!(code, 201, "{v}");
+        mine.push(v["id"].as_str().unwrap().to_string());
+    }
+    for body in [
+        json!({"category": "garbage", "unit": "g-0001", "description": "the centre's own"}),
+        json!({"category": "garbage", "unit": "g-0002", "description": "next door", "reporter": "p-g-0002"}),
+    ] {
+        assert_eq!(api.post(&api.admin, "/api/v1/issues", body).await.0, 201);
+    }
+    mine.reverse();
+    let mut grid = signed_in(&api, "p-g-0001").await;
+    let p = grid.get("/console/mine").await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    let first = listed(&p.body);
+    assert_eq!(first, mine[..50], "{}", p.body);
+    assert!(p.body.contains("已派遣"), "{}", p.body);
+    let end = p.body.find("\" id=\"more\"").unwrap();
+    let start = p.body[..end].rfind("href=\"").unwrap() + "href=\"".len();
+    let more = p.body[start..end]
+        .replace("&amp;", "&")
+        .replace("&#x2f;", "/");
+    let p = grid.get(&more).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert_eq!(listed(&p.body), mine[50..], "{}", p.body);
+    assert!(!p.body.contains("id=\"more\""), "{}", p.body);
+    assert_eq!(grid.get("/console/mine?after=nonsense").await.status, 400);
+
+    // Someone who reported nothing reads that they have not.
+    let mut other = signed_in(&api, "p-g-0003").await;
+    let p = other.get("/console/mine").await;
+    assert!(
+        listed(&p.body).is_empty() && p.body.contains("您还没有上报过问题"),
+        "{}",
+        p.body
+    );
+}

@@ -126,6 +126,8 @@ pub(crate) async fn run_list(
                 ));
             }
         },
+        reporter: None,
+        newest_first: false,
     };
     if let Some(st) = &f.state
         && escalade_rules::State::parse(st).is_none()

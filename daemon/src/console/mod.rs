@@ -162,6 +162,7 @@ pub fn router(state: &AppState) -> Router<Arc<AppState>> {
             "/console/report",
             get(report::form).post(report::submit).layer(uploads),
         )
+        .route("/console/mine", get(report::mine))
         .route("/console/issues/{id}/photos/{hash}", get(issue::photo))
         .route("/console/static/{file}", get(asset))
 }

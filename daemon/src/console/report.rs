@@ -205,3 +205,80 @@ pub(super) async fn submit(
         Err(e) => super::issue::refusal(&session, e),
     }
 }
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub(super) struct MineQuery {
+    /// Continue after this cursor (the previous page's last).
+    after: Option<String>,
+}
+
+/// Reports on a page of one's own reports.
+const MINE_PAGE: i64 = 50;
+
+/// `GET /console/mine`: the signed-in person's own reports, the latest first, each with its
+/// state and its deadlines' clocks; a page at a time.
+pub(super) async fn mine(
+    State(s): State<Arc<AppState>>,
+    SignedIn(session): SignedIn,
+    axum::extract::Query(q): axum::extract::Query<MineQuery>,
+) -> Response {
+    let Some(person) = session.actor.person.clone() else {
+        return message(
+            StatusCode::FORBIDDEN,
+            session.locale,
+            "refused",
+            "this session acts for no person",
+        );
+    };
+    let after = match q.after.as_deref().filter(|a| !a.is_empty()) {
+        None => None,
+        Some(c) => match c
+            .split_once(':')
+            .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_string())))
+        {
+            Some(a) => Some(a),
+            None => {
+                return message(
+                    StatusCode::BAD_REQUEST,
+                    session.locale,
+                    "error",
+                    &format!("invalid cursor `{c}`"),
+                );
+            }
+        },
+    };
+    let f = crate::store::IssueFilter {
+        reporter: Some(person),
+        newest_first: true,
+        after,
+        limit: MINE_PAGE,
+        ..Default::default()
+    };
+    let listed = match s.engine.list_for(&session.actor, f).await {
+        Ok(l) => l,
+        Err(crate::engine::EngineError::Forbidden { message: m, .. }) => {
+            return message(StatusCode::FORBIDDEN, session.locale, "refused", &m);
+        }
+        Err(e) => return super::unavailable(session.locale, "listing your reports", e),
+    };
+    let rules = s.engine.rules();
+    let now = s.engine.now();
+    let rows: Vec<serde_json::Value> = listed
+        .iter()
+        .map(|l| super::inbox::row(&rules, session.locale, &l.issue.issue, &l.issue.state, now))
+        .collect();
+    let more = (listed.len() as i64 == MINE_PAGE)
+        .then(|| listed.last())
+        .flatten()
+        .map(|l| {
+            format!(
+                "/console/mine?{}",
+                serde_urlencoded::to_string([("after", &l.cursor)]).unwrap_or_default()
+            )
+        });
+    let mut context = session.context();
+    context["issues"] = json!(rows);
+    context["more"] = json!(more);
+    page(StatusCode::OK, "mine.html", session.locale, context)
+}

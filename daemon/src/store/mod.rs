@@ -100,6 +100,10 @@ pub struct IssueFilter {
     pub limit: i64,
     /// By the nearest deadline (acknowledge or resolve) instead of report order.
     pub by_deadline: bool,
+    /// Reported by this person.
+    pub reporter: Option<String>,
+    /// The latest key first (and `after` continues towards earlier ones).
+    pub newest_first: bool,
 }
 
 /// A listed issue and the cursor that continues after it.

@@ -157,6 +157,7 @@ pub(super) struct IssueRow<'a> {
     pub branch: &'a str,
     pub acknowledge_by: Option<i64>,
     pub resolve_by: Option<i64>,
+    pub reporter: Option<&'a str>,
 }
 
 /// A changed issue's new state, written only where the issue is still at `version` (and, for a
@@ -620,6 +621,7 @@ async fn write_batch<E: Executor>(
                 branch,
                 acknowledge_by: s.promised(DeadlineKind::Acknowledge).map(millis),
                 resolve_by: s.promised(DeadlineKind::Resolve).map(millis),
+                reporter: issue.reporter.as_deref(),
             }
         })
         .collect();

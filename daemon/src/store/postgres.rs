@@ -392,6 +392,9 @@ impl PgStore {
         if let Some(v) = &f.tier {
             q.push(" AND tier = ").push_bind(v.clone());
         }
+        if let Some(v) = &f.reporter {
+            q.push(" AND reporter = ").push_bind(v.clone());
+        }
         if let Some(t) = f.overdue_at {
             q.push(" AND status IN ('assigned', 'acknowledged', 'in_progress') AND (acknowledge_by <= ")
                 .push_bind(millis(t))
@@ -405,18 +408,25 @@ impl PgStore {
         if let Some(t) = f.to {
             q.push(" AND reported_at < ").push_bind(millis(t));
         }
+        let (after, order) = if f.newest_first {
+            ("<", " DESC")
+        } else {
+            (">", "")
+        };
         if let Some((at, id)) = &f.after {
             // Ids compare as SQLite compares text: byte by byte.
-            q.push(format!(" AND ({key} > "))
+            q.push(format!(" AND ({key} {after} "))
                 .push_bind(*at)
                 .push(format!(" OR ({key} = "))
                 .push_bind(*at)
-                .push(" AND id COLLATE \"C\" > ")
+                .push(format!(" AND id COLLATE \"C\" {after} "))
                 .push_bind(id.clone())
                 .push("))");
         }
-        q.push(format!(" ORDER BY {key}, id COLLATE \"C\" LIMIT "))
-            .push_bind(f.limit);
+        q.push(format!(
+            " ORDER BY {key}{order}, id COLLATE \"C\"{order} LIMIT "
+        ))
+        .push_bind(f.limit);
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.into_iter()
             .map(|r| {
@@ -668,11 +678,12 @@ impl plan::Executor for PgTx {
 
     async fn insert_issues(&mut self, rows: &[plan::IssueRow<'_>]) -> sqlx::Result<()> {
         sqlx::query(
-            "INSERT INTO issues (id, version, body, state, status, category, unit, department, tier, reported_at, updated_at, branch, acknowledge_by, resolve_by)
-             SELECT id, 1, body, state, status, category, unit, department, tier, at, at, branch, ack, res
+            "INSERT INTO issues (id, version, body, state, status, category, unit, department, tier, reported_at, updated_at, branch, acknowledge_by, resolve_by, reporter)
+             SELECT id, 1, body, state, status, category, unit, department, tier, at, at, branch, ack, res, reporter
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                         $7::text[], $8::text[], $9::int8[], $10::text[], $11::int8[], $12::int8[])
-                  AS v(id, body, state, status, category, unit, department, tier, at, branch, ack, res)",
+                         $7::text[], $8::text[], $9::int8[], $10::text[], $11::int8[], $12::int8[],
+                         $13::text[])
+                  AS v(id, body, state, status, category, unit, department, tier, at, branch, ack, res, reporter)",
         )
         .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
@@ -686,6 +697,7 @@ impl plan::Executor for PgTx {
         .bind(rows.iter().map(|r| r.branch).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.acknowledge_by).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.resolve_by).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.reporter).collect::<Vec<_>>())
         .execute(&mut *self.0)
         .await?;
         Ok(())

@@ -276,6 +276,9 @@ impl SqliteStore {
         if let Some(v) = &f.tier {
             q.push(" AND tier = ").push_bind(v.clone());
         }
+        if let Some(v) = &f.reporter {
+            q.push(" AND reporter = ").push_bind(v.clone());
+        }
         if let Some(t) = f.overdue_at {
             q.push(" AND status IN ('assigned', 'acknowledged', 'in_progress') AND (acknowledge_by <= ")
                 .push_bind(millis(t))
@@ -289,18 +292,23 @@ impl SqliteStore {
         if let Some(t) = f.to {
             q.push(" AND reported_at < ").push_bind(millis(t));
         }
+        let (after, order) = if f.newest_first {
+            ("<", " DESC")
+        } else {
+            (">", "")
+        };
         if let Some((at, id)) = &f.after {
-            q.push(format!(" AND ({key} > "))
+            q.push(format!(" AND ({key} {after} "))
                 .push_bind(*at)
                 .push(format!(" OR ({key} = "))
                 .push_bind(*at)
-                .push(" AND id > ")
+                .push(format!(" AND id {after} "))
                 .push_bind(id.clone())
                 .push("))");
         }
-        q.push(format!(" ORDER BY {key}, id LIMIT "))
+        q.push(format!(" ORDER BY {key}{order}, id{order} LIMIT "))
             .push_bind(f.limit)
-            .push(format!(") ORDER BY {key}, id"));
+            .push(format!(") ORDER BY {key}{order}, id{order}"));
         let rows = q.build().fetch_all(&self.reader).await?;
         rows.into_iter()
             .map(|r| {
@@ -558,9 +566,9 @@ impl plan::Executor for SqliteTx {
     }
 
     async fn insert_issues(&mut self, rows: &[plan::IssueRow<'_>]) -> sqlx::Result<()> {
-        for chunk in rows.chunks(MAX_VARS / 14) {
+        for chunk in rows.chunks(MAX_VARS / 15) {
             let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO issues (id, version, body, state, status, category, unit, department, tier, reported_at, updated_at, branch, acknowledge_by, resolve_by) ",
+                "INSERT INTO issues (id, version, body, state, status, category, unit, department, tier, reported_at, updated_at, branch, acknowledge_by, resolve_by, reporter) ",
             );
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(r.id)
@@ -576,7 +584,8 @@ impl plan::Executor for SqliteTx {
                     .push_bind(r.at)
                     .push_bind(r.branch)
                     .push_bind(r.acknowledge_by)
-                    .push_bind(r.resolve_by);
+                    .push_bind(r.resolve_by)
+                    .push_bind(r.reporter);
             });
             q.build().execute(&mut *self.0).await?;
         }
