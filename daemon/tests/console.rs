@@ -768,6 +768,46 @@ async fn a_department_reads_its_scorecard_and_exports_it() {
         urban.get("/console/scorecards?period=year").await.status,
         400
     );
+    // A chosen period: the day of the issue counts it, the day before does not; the CSV
+    // link carries the days.
+    let p = urban
+        .get("/console/scorecards?from=2026-03-02&to=2026-03-02")
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(
+        p.body.contains("<td>1</td><td>1</td><td>1</td><td>1</td>"),
+        "{}",
+        p.body
+    );
+    assert!(
+        p.body.contains("datetime=\"2026-03-01T16:00:00Z\""),
+        "local midnight: {}",
+        p.body
+    );
+    assert!(
+        p.body.contains("from=2026-03-02&amp;to=2026-03-02"),
+        "{}",
+        p.body
+    );
+    let p = urban
+        .get("/console/scorecards?from=2026-03-01&to=2026-03-01")
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(p.body.contains("<td>0</td>"), "{}", p.body);
+    assert!(
+        !p.body.contains("<td>1</td><td>1</td><td>1</td><td>1</td>"),
+        "{}",
+        p.body
+    );
+    for (query, says) in [
+        ("from=2026-03-05&to=2026-03-01", "is after"),
+        ("from=2025-01-01&to=2026-03-01", "longer than 366 days"),
+        ("from=March", "is not a day"),
+    ] {
+        let p = urban.get(&format!("/console/scorecards?{query}")).await;
+        assert_eq!(p.status, 400, "{query}: {}", p.body);
+        assert!(p.body.contains(says), "{query}: {}", p.body);
+    }
     let mut reporter = signed_in(&api, "p-g-0001").await;
     assert_eq!(reporter.get("/console/scorecards").await.status, 403);
 }

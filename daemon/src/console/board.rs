@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::Duration;
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -147,26 +147,87 @@ pub(super) async fn board(State(s): State<Arc<AppState>>, SignedIn(session): Sig
     page(StatusCode::OK, "board.html", session.locale, context)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(default)]
 pub(super) struct PeriodQuery {
-    /// `day`, `week` (the default) or `month`.
+    /// `day`, `week` (the default) or `month`, up to now.
     period: Option<String>,
+    /// The first day (`2026-03-01`) of a chosen period, in the organisation's time zone.
+    from: Option<String>,
+    /// Its last day, included (default today).
+    to: Option<String>,
 }
 
+/// The longest period a card may cover.
+const MAX_DAYS: i64 = 366;
+
 impl PeriodQuery {
-    fn days(&self) -> Result<i64, String> {
-        match self
-            .period
-            .as_deref()
-            .filter(|p| !p.is_empty())
-            .unwrap_or("week")
-        {
-            "day" => Ok(1),
-            "week" => Ok(7),
-            "month" => Ok(30),
-            other => Err(format!("unknown period `{other}`: day, week or month")),
+    fn given(v: &Option<String>) -> Option<&str> {
+        v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+    }
+
+    /// The instants the cards cover: the days from `from` to `to` (both included) in `tz`
+    /// when either is given, else the last day, week or month up to `now`.
+    fn span(
+        &self,
+        tz: chrono_tz::Tz,
+        now: DateTime<Utc>,
+    ) -> Result<(DateTime<Utc>, DateTime<Utc>), String> {
+        if Self::given(&self.from).is_none() && Self::given(&self.to).is_none() {
+            let days = match Self::given(&self.period).unwrap_or("week") {
+                "day" => 1,
+                "week" => 7,
+                "month" => 30,
+                other => return Err(format!("unknown period `{other}`: day, week or month")),
+            };
+            return Ok((now - Duration::days(days), now));
         }
+        let day = |field: &str, v: &str| {
+            chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                .map_err(|_| format!("{field} `{v}` is not a day (2026-03-01)"))
+        };
+        let today = now.with_timezone(&tz).date_naive();
+        let to = match Self::given(&self.to) {
+            Some(v) => day("to", v)?,
+            None => today,
+        };
+        let from = match Self::given(&self.from) {
+            Some(v) => day("from", v)?,
+            None => to,
+        };
+        if from > to {
+            return Err(format!("from {from} is after to {to}"));
+        }
+        if (to - from).num_days() >= MAX_DAYS {
+            return Err(format!(
+                "from {from} to {to} is longer than {MAX_DAYS} days"
+            ));
+        }
+        // Midnight in the zone; on a day a clock change skips midnight, the first instant.
+        let start = |d: chrono::NaiveDate| {
+            let midnight = d.and_hms_opt(0, 0, 0).expect("midnight exists");
+            tz.from_local_datetime(&midnight)
+                .earliest()
+                .unwrap_or_else(|| tz.from_utc_datetime(&midnight))
+                .with_timezone(&Utc)
+        };
+        let end = to
+            .succ_opt()
+            .ok_or_else(|| format!("to {to} is out of range"))?;
+        Ok((start(from), start(end)))
+    }
+
+    /// The query as a URL carries it.
+    fn url_query(&self) -> String {
+        let pairs: Vec<(&str, &str)> = [
+            ("period", Self::given(&self.period)),
+            ("from", Self::given(&self.from)),
+            ("to", Self::given(&self.to)),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+        serde_urlencoded::to_string(pairs).unwrap_or_default()
     }
 }
 
@@ -176,19 +237,13 @@ async fn cards(
     session: &super::Session,
     q: &PeriodQuery,
 ) -> Result<crate::scorecards::Scorecards, Response> {
-    let days = q
-        .days()
+    let rules = s.engine.rules();
+    let tz = rules.org.calendars[rules.settings.calendar as usize].tz();
+    let (from, to) = q
+        .span(tz, s.engine.now())
         .map_err(|m| message(StatusCode::BAD_REQUEST, session.locale, "error", &m))?;
-    let now = s.engine.now();
     s.engine
-        .scorecards_for(
-            &session.actor,
-            now - Duration::days(days),
-            now,
-            None,
-            None,
-            session.locale,
-        )
+        .scorecards_for(&session.actor, from, to, None, None, session.locale)
         .await
         .map_err(|e| match e {
             EngineError::Forbidden { message: m, .. } => {
@@ -259,6 +314,9 @@ pub(super) async fn scorecards(
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| "week".into())
     );
+    context["chosen"] =
+        json!({"from": PeriodQuery::given(&q.from), "to": PeriodQuery::given(&q.to)});
+    context["csv"] = json!(format!("/console/scorecards.csv?{}", q.url_query()));
     context["from"] = json!(c.from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     context["to"] = json!(c.to.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     context["departments"] = json!(departments);
