@@ -887,6 +887,51 @@ impl Engine {
         Ok(stored)
     }
 
+    /// A leader's board: the open issues of its subtree (the whole city for an administrator)
+    /// that need attention now (overdue, or raised above the first tier of `rules`), counted
+    /// by branch and by department, and the `limit` most urgent of them.
+    pub async fn board_for(
+        &self,
+        actor: &Actor,
+        rules: &RuleSet,
+        limit: i64,
+    ) -> Result<(crate::store::BoardCounts, Vec<Listed>)> {
+        let subtree = match actor.role {
+            Role::Admin => None,
+            Role::Leader => Some(actor.scope.clone().unwrap_or_default()),
+            _ => {
+                return Err(EngineError::Forbidden {
+                    message: actor.may_not("read a leader's board"),
+                    field: "role",
+                });
+            }
+        };
+        let attention = crate::store::Attention {
+            at: self.now(),
+            first_tier: rules
+                .org
+                .tiers
+                .first()
+                .map(|t| t.id.clone())
+                .unwrap_or_default(),
+        };
+        let counts = self
+            .store
+            .board_counts(&attention, subtree.as_deref())
+            .await?;
+        let issues = self
+            .store
+            .list(&IssueFilter {
+                subtree,
+                attention: Some(attention),
+                by_deadline: true,
+                limit,
+                ..IssueFilter::default()
+            })
+            .await?;
+        Ok((counts, issues))
+    }
+
     /// What happens to `stored` if nobody acts from now on: its ladder projected by `rules`
     /// (the request's snapshot) from the issue's pending timers.
     pub async fn ahead(

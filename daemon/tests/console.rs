@@ -1490,3 +1490,62 @@ async fn a_reporter_reads_their_own_reports_the_latest_first() {
         p.body
     );
 }
+
+/// The board's counts are every issue needing attention, not only the hundred it lists: 103
+/// overdue in one community, one raised to the street in another (an emergency nobody took),
+/// none from the street next door; by unit and by department.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_board_counts_every_issue_needing_attention_and_lists_the_most_urgent() {
+    let api = support::Api::start(CITY, "2026-03-02T09:00:00+08:00").await;
+    let report = |category: &'static str, unit: &'static str| {
+        let api = &api;
+        async move {
+            let (code, v) = api
+                .post(
+                    &api.admin,
+                    "/api/v1/issues",
+                    json!({"category": category, "unit": unit, "description": "x"}),
+                )
+                .await;
+            assert_eq!(code, 201, "{v}");
+            v["id"].as_str().unwrap().to_string()
+        }
+    };
+    for _ in 0..103 {
+        report("garbage", "g-0001").await;
+    }
+    report("garbage", "g-0022").await;
+    api.advance("2026-03-04T17:00:00+08:00").await;
+    let raised = report("gas_leak", "g-0008").await;
+    // Nobody acknowledges it in 30 minutes: the street is called.
+    api.advance("2026-03-04T17:31:00+08:00").await;
+    let stored = api
+        .get(&api.admin, &format!("/api/v1/issues/{raised}"))
+        .await
+        .1;
+    assert_eq!(stored["state"]["tier"], "street", "{stored}");
+
+    let mut leader = signed_in(&api, "p-s-huayuanlu").await;
+    let p = leader.get("/console/board").await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(
+        p.body.contains("<strong id=\"board-total\">104</strong>"),
+        "{}",
+        p.body
+    );
+    assert_eq!(listed(&p.body).len(), 100, "{}", p.body);
+    // The nearest deadlines first: the overdue ones; the raised one, not overdue, is counted.
+    assert!(!listed(&p.body).contains(&raised), "{}", p.body);
+    assert!(
+        p.body.contains("<summary>农科社区 (103)</summary>"),
+        "{}",
+        p.body
+    );
+    assert!(
+        p.body.contains("<summary>丰产社区 (1)</summary>"),
+        "{}",
+        p.body
+    );
+    assert!(p.body.contains("城市管理局: 103"), "{}", p.body);
+    assert!(p.body.contains("公用事业局: 1"), "{}", p.body);
+}

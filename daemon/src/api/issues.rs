@@ -128,6 +128,7 @@ pub(crate) async fn run_list(
         },
         reporter: None,
         newest_first: false,
+        attention: None,
     };
     if let Some(st) = &f.state
         && escalade_rules::State::parse(st).is_none()

@@ -13,81 +13,28 @@ use serde_json::{Value, json};
 
 use super::{SignedIn, message, page};
 use crate::api::AppState;
-use crate::auth::Role;
 use crate::engine::EngineError;
-use crate::store::{IssueFilter, Listed};
 
-/// Issues read for each part of the board at most (overdue; each tier above the first).
-const BOARD: i64 = 100;
-
-/// Issues listed on the board at most, the nearest deadline first; the counts cover all read.
-const SHOWN: usize = 100;
+/// Issues listed on the board at most, the nearest deadline first; the counts cover them all.
+const SHOWN: i64 = 100;
 
 /// `GET /console/board`: open issues of the leader's subtree (the whole city for an
-/// administrator) that are overdue or escalated above the first tier, by child unit and by
-/// department, the most overdue first.
+/// administrator) that are overdue or escalated above the first tier, counted by child unit
+/// and by department, the most urgent listed under their unit.
 pub(super) async fn board(State(s): State<Arc<AppState>>, SignedIn(session): SignedIn) -> Response {
-    if !matches!(session.actor.role, Role::Leader | Role::Admin) {
-        return message(
-            StatusCode::FORBIDDEN,
-            session.locale,
-            "refused",
-            &session.actor.may_not("read a leader's board"),
-        );
-    }
     let rules = s.engine.rules();
     let now = s.engine.now();
-    let org = &rules.org;
-    let mut filters = vec![IssueFilter {
-        open: true,
-        overdue_at: Some(now),
-        by_deadline: true,
-        limit: BOARD,
-        ..IssueFilter::default()
-    }];
-    for tier in org.tiers.iter().skip(1) {
-        filters.push(IssueFilter {
-            open: true,
-            tier: Some(tier.id.clone()),
-            by_deadline: true,
-            limit: BOARD,
-            ..IssueFilter::default()
-        });
-    }
-    let mut seen = std::collections::HashSet::new();
-    let mut listed: Vec<Listed> = Vec::new();
-    // Whether a part had more than it read: the counts are then "at least".
-    let mut partial = false;
-    for f in filters {
-        match s.engine.list_for(&session.actor, f).await {
-            Ok(l) => {
-                partial |= l.len() as i64 == BOARD;
-                listed.extend(
-                    l.into_iter()
-                        .filter(|l| seen.insert(l.issue.issue.id.clone())),
-                );
-            }
-            Err(EngineError::Forbidden { message: m, .. }) => {
-                return message(StatusCode::FORBIDDEN, session.locale, "refused", &m);
-            }
-            Err(e) => {
-                return super::unavailable(session.locale, "reading the board", e);
-            }
+    let (counts, listed) = match s.engine.board_for(&session.actor, &rules, SHOWN).await {
+        Ok(b) => b,
+        Err(EngineError::Forbidden { message: m, .. }) => {
+            return message(StatusCode::FORBIDDEN, session.locale, "refused", &m);
         }
-    }
-    // The nearest deadline first: the most overdue on top.
-    listed.sort_by_key(|l| {
-        let st = &l.issue.state;
-        st.acknowledge_by
-            .filter(|_| st.state == escalade_rules::State::Assigned)
-            .into_iter()
-            .chain(st.resolve_by)
-            .min()
-    });
-    let english = session.locale == "en";
-    let name = |n: &escalade_rules::model::Names| if english { n.en.clone() } else { n.zh.clone() };
-    // The child of the leader's unit each issue lies under (the issue's own unit for an
-    // administrator's city-wide view at the top tier).
+        Err(e) => return super::unavailable(session.locale, "reading the board", e),
+    };
+    let org = &rules.org;
+    let name = |n: &escalade_rules::model::Names| n.get(session.locale).to_string();
+    // The child of the leader's unit each issue lies under (the child of the city for an
+    // administrator; the unit itself when it is the leader's).
     let top = session.actor.scope.as_deref().and_then(|u| org.unit(u));
     let child_of = |unit: &str| -> String {
         let Some(u) = org.unit(unit) else {
@@ -103,34 +50,37 @@ pub(super) async fn board(State(s): State<Arc<AppState>>, SignedIn(session): Sig
                 .map(|i| path[i]),
             None => path.len().checked_sub(2).map(|i| path[i]),
         };
-        child.map_or_else(
-            || name(&org.units[u as usize].names),
-            |c| name(&org.units[c as usize].names),
-        )
+        name(&org.units[child.unwrap_or(u) as usize].names)
     };
-    let mut by_unit: BTreeMap<String, (usize, Vec<Value>)> = BTreeMap::new();
-    let mut by_department: BTreeMap<String, usize> = BTreeMap::new();
-    let department_name = |d: &str| {
-        org.department(d)
+    let mut by_unit: BTreeMap<String, (i64, Vec<Value>)> = BTreeMap::new();
+    for (branch, n) in &counts.by_branch {
+        // A branch ends with the issue's own unit: `/zz/d-1/s-1/c-1/g-1/`.
+        let unit = branch
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("");
+        by_unit.entry(child_of(unit)).or_default().0 += n;
+    }
+    for l in &listed {
+        let row = super::inbox::row(&rules, session.locale, &l.issue.issue, &l.issue.state, now);
+        by_unit
+            .entry(child_of(&l.issue.issue.unit))
+            .or_default()
+            .1
+            .push(row);
+    }
+    let mut by_department: BTreeMap<String, i64> = BTreeMap::new();
+    for (d, n) in &counts.by_department {
+        let shown = org
+            .department(d)
             .map(|ix| name(&org.departments[ix as usize].names))
-            .unwrap_or_else(|| d.to_string())
-    };
-    for (i, l) in listed.iter().enumerate() {
-        for d in &l.issue.state.departments {
-            *by_department.entry(department_name(d)).or_default() += 1;
-        }
-        let unit = by_unit.entry(child_of(&l.issue.issue.unit)).or_default();
-        unit.0 += 1;
-        if i < SHOWN {
-            let row =
-                super::inbox::row(&rules, session.locale, &l.issue.issue, &l.issue.state, now);
-            unit.1.push(row);
-        }
+            .unwrap_or_else(|| d.clone());
+        *by_department.entry(shown).or_default() += n;
     }
     let mut context = session.context();
-    context["total"] = json!(listed.len());
-    context["partial"] = json!(partial);
-    context["shown"] = json!(listed.len().min(SHOWN));
+    context["total"] = json!(counts.total);
+    context["shown"] = json!(listed.len());
     context["units"] = json!(
         by_unit
             .into_iter()

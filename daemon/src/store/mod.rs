@@ -33,6 +33,8 @@ mod credentials;
 mod wall;
 #[macro_use]
 mod timers;
+#[macro_use]
+pub mod board;
 mod outbox;
 mod plan;
 mod postgres;
@@ -40,6 +42,7 @@ mod rules;
 mod sqlite;
 mod tokens;
 
+pub use board::{Attention, BoardCounts};
 pub use outbox::{Claimed, OUTBOX_STATUSES, OutboxFilter, Requeue, Settlement, StoreOptions};
 pub use postgres::PgStore;
 pub use rules::{OpenUses, Recorded, RuleVersionRow, ShadowDiff, ShadowKind, ShadowSummary, Use};
@@ -104,6 +107,8 @@ pub struct IssueFilter {
     pub reporter: Option<String>,
     /// The latest key first (and `after` continues towards earlier ones).
     pub newest_first: bool,
+    /// Open and needing attention: overdue, or raised above the first tier.
+    pub attention: Option<Attention>,
 }
 
 /// A listed issue and the cursor that continues after it.

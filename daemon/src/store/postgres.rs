@@ -73,6 +73,7 @@ const LOCK_TIMEOUT: &str = "5s";
 credential_queries!(PgStore, pool, pool);
 wall_queries!(PgStore, pool);
 timer_queries!(PgStore, pool);
+board_queries!(PgStore, pool);
 
 impl PgStore {
     /// Connects to the database at `url` (`postgres://user@host/db`) and migrates it.
@@ -394,6 +395,19 @@ impl PgStore {
         }
         if let Some(v) = &f.reporter {
             q.push(" AND reporter = ").push_bind(v.clone());
+        }
+        if let Some(a) = &f.attention {
+            let at = millis(a.at);
+            q.push(
+                " AND status IN ('assigned', 'acknowledged', 'in_progress', 'suspended') \
+                 AND ((status <> 'suspended' AND (acknowledge_by <= ",
+            )
+            .push_bind(at)
+            .push(" OR resolve_by <= ")
+            .push_bind(at)
+            .push(")) OR tier <> ")
+            .push_bind(a.first_tier.clone())
+            .push(")");
         }
         if let Some(t) = f.overdue_at {
             q.push(" AND status IN ('assigned', 'acknowledged', 'in_progress') AND (acknowledge_by <= ")

@@ -62,6 +62,7 @@ fn parse<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {
 credential_queries!(SqliteStore, writer, reader);
 wall_queries!(SqliteStore, reader);
 timer_queries!(SqliteStore, reader);
+board_queries!(SqliteStore, reader);
 
 impl SqliteStore {
     /// Opens (creating if needed) the SQLite database at `path` and migrates it.
@@ -278,6 +279,19 @@ impl SqliteStore {
         }
         if let Some(v) = &f.reporter {
             q.push(" AND reporter = ").push_bind(v.clone());
+        }
+        if let Some(a) = &f.attention {
+            let at = millis(a.at);
+            q.push(
+                " AND status IN ('assigned', 'acknowledged', 'in_progress', 'suspended') \
+                 AND ((status <> 'suspended' AND (acknowledge_by <= ",
+            )
+            .push_bind(at)
+            .push(" OR resolve_by <= ")
+            .push_bind(at)
+            .push(")) OR tier <> ")
+            .push_bind(a.first_tier.clone())
+            .push(")");
         }
         if let Some(t) = f.overdue_at {
             q.push(" AND status IN ('assigned', 'acknowledged', 'in_progress') AND (acknowledge_by <= ")
