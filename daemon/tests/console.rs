@@ -248,7 +248,7 @@ async fn an_invited_person_sets_a_password_signs_in_and_works_the_inbox() {
 async fn sign_in_refuses_wrong_passwords_then_throttles_and_a_session_expires() {
     let s = Setup::new("{session: 3s, admins: [p-mayor]}");
     let invite = s.invite("p-mayor");
-    let (_daemon, addr) = s.start();
+    let (daemon, addr) = s.start();
     let mut b = Browser::new(&addr);
     let set = b
         .post(
@@ -345,6 +345,25 @@ async fn sign_in_refuses_wrong_passwords_then_throttles_and_a_session_expires() 
         )
         .await;
     assert_eq!(p.status, 429, "{}", p.body);
+    // The store counts them: the daemon started again (or another replica) refuses too, and
+    // another person may still sign in.
+    drop(daemon);
+    let (_daemon, addr) = s.start();
+    let mut c = Browser::new(&addr);
+    let p = c
+        .post(
+            "/console/sign-in",
+            &[("person", "p-mayor"), ("password", "mayor pass 2026")],
+        )
+        .await;
+    assert_eq!(p.status, 429, "{}", p.body);
+    let p = c
+        .post(
+            "/console/sign-in",
+            &[("person", "p-urban-li"), ("password", "not set at all")],
+        )
+        .await;
+    assert_eq!(p.status, 401, "{}", p.body);
     // A form from another origin is refused before any password is checked.
     let r = c
         .http
@@ -1548,4 +1567,26 @@ async fn the_board_counts_every_issue_needing_attention_and_lists_the_most_urgen
     );
     assert!(p.body.contains("城市管理局: 103"), "{}", p.body);
     assert!(p.body.contains("公用事业局: 1"), "{}", p.body);
+}
+
+/// Failed sign-ins close signing in for the person for the throttle's window, counted on the
+/// daemon's clock: once it has passed, the right password works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_person_signs_in_again_once_the_window_has_passed() {
+    let api = support::Api::start(CITY, "2026-03-02T09:00:00+08:00").await;
+    signed_in(&api, "p-urban-li").await;
+    let mut b = Browser::new(api.base.trim_start_matches("http://"));
+    let try_with = |password: &'static str| [("person", "p-urban-li"), ("password", password)];
+    for _ in 0..5 {
+        assert_eq!(
+            b.post("/console/sign-in", &try_with("wrong")).await.status,
+            401
+        );
+    }
+    let right = try_with("a long enough password");
+    assert_eq!(b.post("/console/sign-in", &right).await.status, 429);
+    api.clock.set(support::at("2026-03-02T09:14:00+08:00"));
+    assert_eq!(b.post("/console/sign-in", &right).await.status, 429);
+    api.clock.set(support::at("2026-03-02T09:16:00+08:00"));
+    assert_eq!(b.post("/console/sign-in", &right).await.status, 303);
 }

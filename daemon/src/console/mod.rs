@@ -104,19 +104,15 @@ impl Default for ConsoleConfig {
     }
 }
 
-/// The console's state beside the API's: its configuration, and the failed sign-ins counted.
+/// The console's state beside the API's: its configuration.
 #[derive(Default)]
 pub struct Console {
     pub config: ConsoleConfig,
-    throttle: signin::Throttle,
 }
 
 impl Console {
     pub fn new(config: ConsoleConfig) -> Console {
-        Console {
-            config,
-            throttle: signin::Throttle::default(),
-        }
+        Console { config }
     }
 }
 

@@ -1,8 +1,7 @@
 //! Signing in and out, invitations, and switching between a person's roles.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::Form;
@@ -32,41 +31,6 @@ const WINDOW: Duration = Duration::from_secs(15 * 60);
 /// A password's length at least and at most (in characters).
 const MIN_PASSWORD: usize = 10;
 const MAX_PASSWORD: usize = 256;
-
-/// Failed sign-ins by person, counted by each replica.
-#[derive(Default)]
-pub(super) struct Throttle(Mutex<HashMap<String, (u32, Instant)>>);
-
-impl Throttle {
-    /// Whether `who` may try again now.
-    fn open(&self, who: &str) -> bool {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        match m.get(who) {
-            Some((n, since)) if since.elapsed() < WINDOW => *n < FAILURES,
-            Some(_) => {
-                m.remove(who);
-                true
-            }
-            None => true,
-        }
-    }
-
-    fn failed(&self, who: &str) {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if m.len() >= 100_000 {
-            m.retain(|_, (_, since)| since.elapsed() < WINDOW);
-        }
-        let e = m.entry(who.to_string()).or_insert((0, Instant::now()));
-        if e.1.elapsed() >= WINDOW {
-            *e = (0, Instant::now());
-        }
-        e.0 += 1;
-    }
-
-    fn succeeded(&self, who: &str) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(who);
-    }
-}
 
 /// The roles a person may act in: those the organisation gives them, then administrator if the
 /// configuration names them.
@@ -239,8 +203,23 @@ pub(super) async fn sign_in(
             json!({"next": next_page(f.next.as_deref()), "person": person, "error": error}),
         )
     };
-    if !s.console.throttle.open(&person) {
-        return again(StatusCode::TOO_MANY_REQUESTS, "throttled");
+    // Failures are counted in the store: every replica refuses after the same ones.
+    let now = s.engine.now();
+    let window = chrono::Duration::from_std(WINDOW).expect("the window is short");
+    match s
+        .engine
+        .store()
+        .sign_in_failures(&person, now - window)
+        .await
+    {
+        Ok(n) if n >= i64::from(FAILURES) => {
+            return again(StatusCode::TOO_MANY_REQUESTS, "throttled");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "counting failed sign-ins failed");
+            return again(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+        }
     }
     let stored = match s.engine.store().password_hash(&person).await {
         Ok(h) => h,
@@ -257,11 +236,20 @@ pub(super) async fn sign_in(
         && stored.is_some();
     let roles = roles(&rules, &s.console.config, &person);
     if !matches || roles.is_empty() {
-        s.console.throttle.failed(&person);
+        if let Err(e) = s
+            .engine
+            .store()
+            .sign_in_failed(&person, now, now - window)
+            .await
+        {
+            tracing::error!(error = %e, "counting a failed sign-in failed");
+        }
         tracing::info!(person, "a console sign-in failed");
         return again(StatusCode::UNAUTHORIZED, "wrong");
     }
-    s.console.throttle.succeeded(&person);
+    if let Err(e) = s.engine.store().sign_in_succeeded(&person).await {
+        tracing::warn!(error = %e, "forgetting failed sign-ins failed");
+    }
     let (role, scope) = roles[0].clone();
     match open_session(&s, &person, role, scope).await {
         Ok(token) => {
@@ -495,19 +483,6 @@ mod tests {
         assert!(!verify("correct horse batterz", &h));
         assert!(!verify("correct horse battery", "not a hash"));
         assert_ne!(h, hash_password("correct horse battery").unwrap(), "salted");
-    }
-
-    #[test]
-    fn failures_past_the_limit_close_sign_in_for_that_person_only() {
-        let t = Throttle::default();
-        for _ in 0..FAILURES {
-            assert!(t.open("p-a"));
-            t.failed("p-a");
-        }
-        assert!(!t.open("p-a"));
-        assert!(t.open("p-b"));
-        t.succeeded("p-a");
-        assert!(t.open("p-a"));
     }
 
     #[test]

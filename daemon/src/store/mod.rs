@@ -35,6 +35,8 @@ mod wall;
 mod timers;
 #[macro_use]
 pub mod board;
+#[macro_use]
+mod throttle;
 mod outbox;
 mod plan;
 mod postgres;

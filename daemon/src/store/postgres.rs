@@ -74,6 +74,7 @@ credential_queries!(PgStore, pool, pool);
 wall_queries!(PgStore, pool);
 timer_queries!(PgStore, pool);
 board_queries!(PgStore, pool);
+throttle_queries!(PgStore, pool, pool);
 
 impl PgStore {
     /// Connects to the database at `url` (`postgres://user@host/db`) and migrates it.

@@ -63,6 +63,7 @@ credential_queries!(SqliteStore, writer, reader);
 wall_queries!(SqliteStore, reader);
 timer_queries!(SqliteStore, reader);
 board_queries!(SqliteStore, reader);
+throttle_queries!(SqliteStore, writer, reader);
 
 impl SqliteStore {
     /// Opens (creating if needed) the SQLite database at `path` and migrates it.
