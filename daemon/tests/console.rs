@@ -631,6 +631,38 @@ async fn an_open_inbox_is_told_of_a_new_assignment_within_a_second() {
     );
     let p = b.get("/console/inbox").await;
     assert!(listed(&p.body).contains(&id));
+    // A burst of assignments is read once per settle time (250 ms), not once per commit; the
+    // last read sees them all.
+    let burst = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        ids.push(
+            report(
+                &api,
+                &addr,
+                json!({"category": "garbage", "unit": "g-0003", "description": format!("burst {n}")}),
+            )
+            .await,
+        );
+    }
+    let took = burst.elapsed();
+    let until = tokio::time::Instant::now() + Duration::from_millis(1500);
+    let mut told = String::new();
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(until, stream.chunk()).await {
+        told.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let changes = told.matches("event: changed").count();
+    let most = took.as_millis() as usize / 250 + 2;
+    assert!(
+        (1..=most).contains(&changes),
+        "{changes} changes told for 20 commits in {took:?} (at most {most})"
+    );
+    let p = b.get("/console/inbox").await;
+    assert!(
+        ids.iter().all(|i| listed(&p.body).contains(i)),
+        "{}",
+        p.body
+    );
     // Signing out ends the stream.
     b.post("/console/sign-out", &[("csrf", csrf(&p.body).as_str())])
         .await;

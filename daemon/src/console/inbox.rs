@@ -316,6 +316,9 @@ pub(super) struct LiveQuery {
 /// commits are not counted here).
 const LIVE_POLL: Duration = Duration::from_secs(1);
 
+/// The least time between two reads of one live inbox: commits in a burst are read once.
+const LIVE_SETTLE: Duration = Duration::from_millis(250);
+
 /// `GET /console/inbox/live`: Server-Sent Events, a `changed` event each time what the inbox
 /// shows changes (an issue assigned, acted on, gone), within a second of its commit. The stream
 /// ends when the session does.
@@ -343,6 +346,7 @@ pub(super) async fn live(
         last: String,
         commits: tokio::sync::watch::Receiver<u64>,
         poll: Option<Duration>,
+        read_at: Option<tokio::time::Instant>,
     }
     let start = Watch {
         s,
@@ -352,6 +356,7 @@ pub(super) async fn live(
         last: q.since,
         commits,
         poll,
+        read_at: None,
     };
     let events = futures_util::stream::unfold(Some(start), |w| async move {
         let mut w = w?;
@@ -367,6 +372,12 @@ pub(super) async fn live(
             if waited.is_err() {
                 return None;
             }
+            // At most one read per settle time: the commits that come meanwhile are seen by it.
+            if let Some(at) = w.read_at {
+                tokio::time::sleep_until(at + LIVE_SETTLE).await;
+            }
+            w.commits.borrow_and_update();
+            w.read_at = Some(tokio::time::Instant::now());
             let live = crate::auth::authenticate(w.s.engine.store(), &w.token, w.s.engine.now())
                 .await
                 .is_ok_and(|r| r.is_ok());
