@@ -1267,6 +1267,8 @@ async fn the_issue_page_shows_the_ladder_and_what_happens_next_if_nobody_acts() 
     assert_eq!(steps.first(), Some(&ack_by), "{}", p.body);
     assert!(steps.windows(2).all(|w| w[0] <= w[1]), "{steps:?}");
     assert!(p.body.contains("签收超时"), "{}", p.body);
+    // The acknowledge steps remind and extend: the issue stays at the grid.
+    assert!(p.body.contains("签收超时: 仍在 网格"), "{}", p.body);
 
     // Acknowledged: the acknowledge steps are gone; the next is the resolve deadline's.
     let urban_api = api.client("department", Some("urban")).await;

@@ -175,6 +175,16 @@ async fn main_path(javascript: bool) {
         .await;
     assert_eq!(code, 201);
     let late = late["id"].as_str().unwrap().to_string();
+    // An emergency nobody will take: its ladder raises it a tier every quarter of an hour.
+    let (code, raised) = api
+        .post(
+            &api.admin,
+            "/api/v1/issues",
+            serde_json::json!({"category": "gas_leak", "unit": "g-0003", "description": "gas smell"}),
+        )
+        .await;
+    assert_eq!(code, 201);
+    let raised = raised["id"].as_str().unwrap().to_string();
 
     // The department opens its inbox and leaves it open.
     sign_in(&api, &department, "p-urban-li").await;
@@ -285,6 +295,17 @@ async fn main_path(javascript: bool) {
     assert!(board.contains(&format!("#{late}")), "{board}");
     leader.screenshot("board").await;
     clean(&leader, &origin, "the board").await;
+
+    // The emergency climbed to the district: listed on the board, and its page marks the tier it
+    // is at on its ladder.
+    assert!(board.contains(&format!("#{raised}")), "{board}");
+    assert_eq!(state(&api, &raised).await["state"]["tier"], "district");
+    let l = leader.client();
+    click(l, &format!("a[href='/console/issues/{raised}']")).await;
+    let current = wait_for(l, ".ladder li.current", |t| !t.is_empty()).await;
+    assert!(current.contains("金水区"), "{current}");
+    leader.screenshot("escalated-issue").await;
+    clean(&leader, &origin, "the escalated issue's page").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -81,6 +81,7 @@ pub(super) fn clock(
     json!({
         "kind": kind,
         "due": due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "due_local": super::local(rules, due),
         "left": human(left.abs()),
         "level": level,
         "calendar": calendar.map(|c| c.id()),
@@ -152,8 +153,10 @@ pub(super) fn row(
         "departments": departments,
         "state": state.state,
         "tier": state.tier,
+        "tier_name": state.tier.as_deref().map(|t| super::tier_name(rules, locale, t)),
         "description": issue.description,
         "reported_at": state.reported_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        "reported_local": state.reported_at.map(|t| super::local(rules, t)),
         "clocks": clocks,
     })
 }
@@ -284,7 +287,12 @@ pub(super) async fn inbox(
         if query.is_empty() { "" } else { "&" },
         shown.signature()
     );
-    let tiers: Vec<&str> = rules.org.tiers.iter().map(|t| t.id.as_str()).collect();
+    let tiers: Vec<Value> = rules
+        .org
+        .tiers
+        .iter()
+        .map(|t| json!({"id": t.id, "name": t.names.get(session.locale)}))
+        .collect();
     let mut context = session.context();
     context["issues"] = json!(rows(&shown.issues));
     context["to_verify"] = json!(rows(&shown.to_verify));

@@ -110,11 +110,7 @@ fn ladder(
     ahead: &escalade_rules::explain::Ahead,
 ) -> Value {
     let org = &rules.org;
-    let tier_name = |id: &str| {
-        org.tier(id)
-            .map(|t| org.tiers[t as usize].names.get(locale).to_string())
-            .unwrap_or_else(|| id.to_string())
-    };
+    let tier_name = |id: &str| super::tier_name(rules, locale, id);
     let person_name = |id: &str| {
         org.person(id)
             .map(|p| org.people[p as usize].name.clone())
@@ -141,24 +137,30 @@ fn ladder(
             .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
             .unwrap_or_else(|_| at.to_string())
     };
+    // Each step's tier against the one before it (the first's, against where the issue is).
+    let before = std::iter::once(ahead.tier.as_str())
+        .chain(ahead.escalations.iter().map(|p| p.tier.as_str()));
     let next: Vec<Value> = ahead
         .escalations
         .iter()
+        .zip(before)
         .take(STEPS_SHOWN)
-        .map(|p| {
+        .map(|(p, was)| {
             json!({
                 "at": local(&p.at),
                 "datetime": p.at,
                 "trigger": p.trigger,
                 "tier": tier_name(&p.tier),
-                "raised": p.tier != ahead.tier,
+                "raised": p.tier != was,
                 "notify": p.notify.iter().map(|n| person_name(n)).collect::<Vec<_>>(),
             })
         })
         .collect();
-    let meetings: Vec<Value> = ahead
-        .meetings
-        .iter()
+    let mut convened: Vec<&escalade_rules::explain::ProjectedMeeting> =
+        ahead.meetings.iter().collect();
+    convened.sort_by(|a, b| a.at.cmp(&b.at));
+    let meetings: Vec<Value> = convened
+        .into_iter()
         .map(|m| {
             json!({
                 "name": rules
@@ -219,6 +221,7 @@ async fn page_of(s: &AppState, session: &Session, id: &str) -> Response {
         entries.push(json!({
             "seq": e.seq,
             "at": e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "at_local": super::local(&rules, e.at),
             "actor": e.actor,
             "kind": e.kind,
             "payload": e.payload,

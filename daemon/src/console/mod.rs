@@ -163,6 +163,22 @@ pub fn router(state: &AppState) -> Router<Arc<AppState>> {
         .route("/console/static/{file}", get(asset))
 }
 
+/// An instant as people of the organisation read it: minutes, in the time zone of its
+/// settings' calendar.
+pub(super) fn local(rules: &escalade_rules::RuleSet, t: chrono::DateTime<chrono::Utc>) -> String {
+    let tz = rules.org.calendars[rules.settings.calendar as usize].tz();
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string()
+}
+
+/// A tier's name in `locale` (its id if the rules have no such tier).
+pub(super) fn tier_name(rules: &escalade_rules::RuleSet, locale: &str, id: &str) -> String {
+    rules
+        .org
+        .tier(id)
+        .map(|t| rules.org.tiers[t as usize].names.get(locale).to_string())
+        .unwrap_or_else(|| id.to_string())
+}
+
 // ---- pages ----------------------------------------------------------------------------------
 
 /// Scripts and styles come from this server only; forms post back to it; nothing frames a page.
