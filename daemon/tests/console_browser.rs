@@ -265,7 +265,7 @@ async fn main_path(javascript: bool) {
     act(r, "confirmed", &[]).await;
     wait_for(r, "p.state", |t| t.contains("已结案")).await;
     act(r, "evaluated", &[("rating", "5"), ("comment", "及时")]).await;
-    wait_for(r, ".timeline", |t| t.contains("evaluated")).await;
+    wait_for(r, ".timeline", |t| t.contains("评价")).await;
     reporter.screenshot("confirmed-and-rated").await;
     clean(&reporter, &origin, "the closed issue").await;
     let st = state(&api, &id).await;
