@@ -9,9 +9,11 @@
 //! Prints p50, p99 and max of the answer's time (the request's whole round trip on loopback: an
 //! upper bound of the server's time) and the bytes of each page.
 //!
-//! Run: `cargo bench -p escalade --bench console -- [REQUESTS]` (default 300 per page). The
-//! history is generated once and kept at `target/console-history-100000.db`. Figures and
-//! commands: BENCHMARKS.md.
+//! Run: `cargo bench -p escalade --bench console -- [REQUESTS] [postgres]` (default 300 per
+//! page). The history is generated once and kept at `target/console-history-100000.db`; with
+//! `postgres`, the seeded store is copied (`store copy`) into a database of its own on the server
+//! `ESCALADE_TEST_DATABASE_URL` names and the daemon runs on that. Figures and commands:
+//! BENCHMARKS.md.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +40,7 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(300);
+    let on_postgres = std::env::args().skip(1).any(|a| a == "postgres");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let city = RuleSet::load(CITY).unwrap();
 
@@ -113,7 +116,26 @@ fn main() {
         (ids, invites)
     });
 
-    let (_daemon, addr) = support::start(&db, CITY);
+    // On PostgreSQL: the same store, copied.
+    let pg = on_postgres.then(|| {
+        let pg = support::TestDb::postgres(&dir.path().join("pg-state"))
+            .expect("`postgres` needs ESCALADE_TEST_DATABASE_URL");
+        let url = match pg.database() {
+            escalade::store::Database::Postgres(u) => u,
+            _ => unreachable!("a PostgreSQL test database"),
+        };
+        let started = Instant::now();
+        let copied = rt
+            .block_on(escalade::store::copy::copy(&file, None, &url))
+            .unwrap();
+        let rows: i64 = copied.tables.iter().map(|(_, n)| n).sum();
+        println!(
+            "console: the store copied to PostgreSQL ({rows} rows) in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        pg
+    });
+    let (_daemon, addr) = support::start(pg.as_ref().unwrap_or(&db), CITY);
     let base = format!("http://{addr}");
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -104,7 +104,7 @@ fn figures(
                 .unwrap_or_else(|| t.unit.clone());
             json!({
                 "at": t.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                "at_local": super::local(&rules, t.at),
+                "at_local": super::local(rules, t.at),
                 "kind": t.kind,
                 "category": category,
                 "unit": unit,
