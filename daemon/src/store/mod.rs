@@ -38,6 +38,7 @@ mod rules;
 mod sqlite;
 mod tokens;
 
+pub use credentials::{Credential, Revoked};
 pub use outbox::{Claimed, OUTBOX_STATUSES, OutboxFilter, Requeue, Settlement, StoreOptions};
 pub use postgres::PgStore;
 pub use rules::{OpenUses, Recorded, RuleVersionRow, ShadowDiff, ShadowKind, ShadowSummary, Use};
