@@ -34,7 +34,7 @@ mod report;
 mod signin;
 mod wall;
 
-pub use signin::{hash_password, new_invite};
+pub use signin::{Emailed, Invitation, InviteError, hash_password, invitable, invite, new_invite};
 
 /// The console's files: templates, styles, scripts and messages, embedded in the binary.
 #[derive(rust_embed::RustEmbed)]
