@@ -247,6 +247,11 @@ impl Links {
         }
     }
 
+    /// Where people reach the daemon, without a trailing `/`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
     fn tag(&self, payload: &[u8]) -> Hmac<Sha256> {
         let mut mac = self.key.clone();
         mac.update(LABEL);

@@ -95,6 +95,20 @@ impl From<StoreError> for ReloadError {
     }
 }
 
+/// Why a candidate named over the API or the console cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CandidateError {
+    /// The name is no directory under `candidates_dir`: why.
+    #[error("{0}")]
+    Dir(String),
+    /// Its rules have errors.
+    #[error("the candidate has {} error(s)", .0.len())]
+    Invalid(Vec<DiagnosticJson>),
+    /// It could not be loaded.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// A rule set as it went live.
 #[derive(Clone, Debug, Serialize)]
 pub struct LiveRules {
@@ -426,6 +440,35 @@ impl Rules {
     /// Loads a candidate rule directory on a blocking thread.
     pub async fn load_candidate(&self, dir: &Path) -> Result<RuleSet, ReloadError> {
         load(dir).await
+    }
+
+    /// A candidate named over the API or the console (see [`Rules::candidate`]): where it is,
+    /// and its rules loaded.
+    pub async fn named_candidate(&self, name: &str) -> Result<(PathBuf, RuleSet), CandidateError> {
+        let path = self.candidate(name).map_err(CandidateError::Dir)?;
+        let rules = self.load_candidate(&path).await.map_err(|e| match e {
+            ReloadError::Invalid(d) => CandidateError::Invalid(d),
+            other => CandidateError::Failed(other.to_string()),
+        })?;
+        Ok((path, rules))
+    }
+
+    /// The directories directly under `candidates_dir` (the first 200 by name), for a form to
+    /// offer; none without one.
+    pub fn candidate_names(&self) -> Vec<String> {
+        let Some(root) = &self.candidates_dir else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = std::fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        names.truncate(200);
+        names
     }
 
     /// The steward of an engine built on rules loaded from `dir` by other means (tests,

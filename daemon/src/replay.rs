@@ -139,6 +139,78 @@ impl ReplayReport {
     }
 }
 
+/// Changed issues shown in detail at most, whatever a replay over the API or the console asks.
+pub const MAX_LIMIT: usize = 1000;
+
+/// A replay asked for over the API or the console: a candidate under `candidates_dir`, which
+/// issues, and how many changed ones to show.
+#[derive(Clone, Debug, Default)]
+pub struct CandidateReplay {
+    /// A directory under `candidates_dir`.
+    pub dir: String,
+    pub from: Option<DateTime<Utc>>,
+    /// Default: now on the daemon's clock.
+    pub to: Option<DateTime<Utc>>,
+    pub category: Option<String>,
+    pub unit: Option<String>,
+    /// Default [`DEFAULT_LIMIT`], at most [`MAX_LIMIT`].
+    pub limit: Option<usize>,
+}
+
+/// Why a replay of a named candidate did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum CandidateReplayError {
+    #[error(transparent)]
+    Candidate(#[from] crate::reload::CandidateError),
+    #[error("this daemon was given no store for replays")]
+    NoStore,
+    /// The filter is wrong: the field at fault and why.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Replays the daemon's store through the candidate `r` names, one replay at a time (a second
+/// waits for the first: each lives issues on every core). What `POST /api/v1/rules/replay` and
+/// the console's replay both run.
+pub async fn replay_candidate(
+    steward: &crate::reload::Rules,
+    r: CandidateReplay,
+) -> Result<ReplayReport, CandidateReplayError> {
+    let rules = Arc::new(steward.named_candidate(&r.dir).await?.1);
+    let Some(db) = steward.database() else {
+        return Err(CandidateReplayError::NoStore);
+    };
+    let filter = ReplayFilter {
+        from: r.from,
+        // Lives run to now on the daemon's clock, unless asked otherwise (an issue reported
+        // this millisecond is in).
+        to: Some(
+            r.to.unwrap_or_else(|| steward.engine().now() + chrono::Duration::milliseconds(1)),
+        ),
+        category: r.category,
+        unit: r.unit,
+    };
+    let limit = r.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+    let _one = steward
+        .replays
+        .acquire()
+        .await
+        .map_err(|e| CandidateReplayError::Failed(e.to_string()))?;
+    replay(db, rules, filter, Some(limit))
+        .await
+        .map_err(|e| match e {
+            ReplayError::Invalid { field, message } => {
+                CandidateReplayError::Invalid { field, message }
+            }
+            e => CandidateReplayError::Failed(e.to_string()),
+        })
+}
+
 /// Replays the issues of the store `db` (a [`Database`], or an SQLite file by its path) that
 /// `filter` selects through `candidate`, showing at most `limit` changed issues in detail
 /// (default [`DEFAULT_LIMIT`]; the summary counts them all). Opens the store read-only; the

@@ -69,6 +69,31 @@ impl Shadow {
         })
     }
 
+    /// Runs `rules` (from `dir`) beside the live rules, replacing shadow rules that ran (their
+    /// run is recorded as stopped). What `PUT /api/v1/rules/shadow` and the console both do.
+    pub async fn replace(
+        engine: &Arc<Engine>,
+        rules: Arc<RuleSet>,
+        dir: String,
+        by: &str,
+    ) -> Result<Arc<Shadow>, crate::store::StoreError> {
+        let started = Arc::new(Shadow::start(engine.clone(), rules, dir, by).await?);
+        if let Some(old) = engine.set_shadow(Some(started.clone())) {
+            engine.store().stop_shadow(old.run, engine.now()).await?;
+        }
+        tracing::info!(version = %&started.rules.version[..16], run = started.run, "shadow rules started");
+        Ok(started)
+    }
+
+    /// Stops the shadow rules that run, if any (their differences stay readable): their run.
+    pub async fn stop(engine: &Engine) -> Result<Option<i64>, crate::store::StoreError> {
+        let stopped = engine.set_shadow(None);
+        if let Some(old) = &stopped {
+            engine.store().stop_shadow(old.run, engine.now()).await?;
+        }
+        Ok(stopped.map(|o| o.run))
+    }
+
     /// Offers a live event; never waits.
     pub fn offer(&self, o: Offer) {
         if self.tx.try_send(o).is_err() {

@@ -11,7 +11,8 @@ use serde_json::json;
 use super::{Answer, ApiError, AppState, JsonBody, bad_query, forbidden, page_limit, query};
 use crate::auth::{Actor, Role};
 use crate::engine::EngineError;
-use crate::reload::ReloadError;
+use crate::reload::{CandidateError, ReloadError};
+use crate::replay::{CandidateReplay, CandidateReplayError};
 
 fn admin(actor: &Actor, what: &str) -> Result<(), ApiError> {
     if actor.role == Role::Admin {
@@ -167,17 +168,13 @@ fn invalid_rules(dir: &str, diagnostics: Vec<crate::reload::DiagnosticJson>) -> 
     }
 }
 
-/// A candidate directory under `candidates_dir`: where it is, and its rules loaded.
-async fn candidate(
-    s: &AppState,
-    dir: &str,
-) -> Result<(std::path::PathBuf, escalade_rules::RuleSet), ApiError> {
-    let path = s.rules.candidate(dir).map_err(bad_candidate)?;
-    let rules = s.rules.load_candidate(&path).await.map_err(|e| match e {
-        ReloadError::Invalid(d) => invalid_rules(dir, d),
-        other => super::internal(other.to_string()),
-    })?;
-    Ok((path, rules))
+/// The answer to a candidate that cannot be read.
+fn candidate_error(dir: &str, e: CandidateError) -> ApiError {
+    match e {
+        CandidateError::Dir(m) => bad_candidate(m),
+        CandidateError::Invalid(d) => invalid_rules(dir, d),
+        CandidateError::Failed(m) => super::internal(m),
+    }
 }
 
 #[derive(Deserialize)]
@@ -218,27 +215,21 @@ pub(super) async fn start_shadow(
 ) -> Result<Answer, ApiError> {
     admin(&actor, "run shadow rules")?;
     let b: CandidateBody = super::parse(&body)?;
-    let (path, rules) = candidate(&s, &b.dir).await?;
-    let started = crate::shadow::Shadow::start(
-        s.engine.clone(),
+    let (path, rules) = s
+        .rules
+        .named_candidate(&b.dir)
+        .await
+        .map_err(|e| candidate_error(&b.dir, e))?;
+    let started = crate::shadow::Shadow::replace(
+        &s.engine,
         Arc::new(rules),
         path.display().to_string(),
         &actor.name(),
     )
     .await
     .map_err(EngineError::from)?;
-    let version = started.rules.version.to_string();
-    let run = started.run;
-    if let Some(old) = s.engine.set_shadow(Some(Arc::new(started))) {
-        s.engine
-            .store()
-            .stop_shadow(old.run, s.engine.now())
-            .await
-            .map_err(EngineError::from)?;
-    }
-    tracing::info!(version = %&version[..16], run, "shadow rules started");
     Ok(Answer(
-        json!({"active": true, "version": version, "run": run}),
+        json!({"active": true, "version": started.rules.version.to_string(), "run": started.run}),
     ))
 }
 
@@ -248,17 +239,10 @@ pub(super) async fn stop_shadow(
     actor: Actor,
 ) -> Result<Answer, ApiError> {
     admin(&actor, "stop shadow rules")?;
-    let stopped = s.engine.set_shadow(None);
-    if let Some(old) = &stopped {
-        s.engine
-            .store()
-            .stop_shadow(old.run, s.engine.now())
-            .await
-            .map_err(EngineError::from)?;
-    }
-    Ok(Answer(
-        json!({"active": false, "stopped": stopped.map(|o| o.run)}),
-    ))
+    let stopped = crate::shadow::Shadow::stop(&s.engine)
+        .await
+        .map_err(EngineError::from)?;
+    Ok(Answer(json!({"active": false, "stopped": stopped})))
 }
 
 #[derive(Deserialize)]
@@ -288,39 +272,26 @@ pub(super) async fn replay(
 ) -> Result<Answer, ApiError> {
     admin(&actor, "replay candidate rules")?;
     let b: ReplayBody = super::parse(&body)?;
-    let rules = Arc::new(candidate(&s, &b.dir).await?.1);
-    let Some(db) = s.rules.database() else {
-        return Err(super::internal(
-            "this daemon was given no store for replays".into(),
-        ));
-    };
-    let filter = crate::replay::ReplayFilter {
+    let dir = b.dir.clone();
+    let asked = CandidateReplay {
+        dir: b.dir,
         from: b.from.map(|t| t.with_timezone(&chrono::Utc)),
-        // Lives run to now on the daemon's clock, unless asked otherwise (an issue reported
-        // this millisecond is in).
-        to: Some(
-            b.to.map(|t| t.with_timezone(&chrono::Utc))
-                .unwrap_or_else(|| s.engine.now() + chrono::Duration::milliseconds(1)),
-        ),
+        to: b.to.map(|t| t.with_timezone(&chrono::Utc)),
         category: b.category,
         unit: b.unit,
+        limit: b.limit,
     };
-    let limit = b.limit.unwrap_or(crate::replay::DEFAULT_LIMIT).min(1000);
-    // A second replay waits for the first: each lives issues on every core.
-    let _one = s
-        .rules
-        .replays
-        .acquire()
-        .await
-        .map_err(|e| super::internal(e.to_string()))?;
-    match crate::replay::replay(db, rules, filter, Some(limit)).await {
+    match crate::replay::replay_candidate(&s.rules, asked).await {
         Ok(r) => Ok(Answer(
             serde_json::to_value(r).expect("plain data serialises"),
         )),
-        Err(crate::replay::ReplayError::Invalid { field, message }) => Err(ApiError {
+        Err(CandidateReplayError::Candidate(e)) => Err(candidate_error(&dir, e)),
+        Err(CandidateReplayError::Invalid { field, message }) => Err(ApiError {
             field: Some(field.into()),
             ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
         }),
-        Err(e) => Err(super::internal(e.to_string())),
+        Err(e @ (CandidateReplayError::NoStore | CandidateReplayError::Failed(_))) => {
+            Err(super::internal(e.to_string()))
+        }
     }
 }

@@ -6,12 +6,14 @@ use clap::Subcommand;
 
 use super::store::{config, with_store};
 use super::{Failure, load};
+use crate::console::InviteError;
 
 #[derive(Subcommand)]
 pub enum PersonAction {
     /// Invite a person of the organisation to the console: prints a one-time link through which
-    /// they set their password (a new invitation replaces one not yet used; a password already
-    /// set keeps working until a new one is set).
+    /// they set their password, and emails it to them when SMTP is configured and the
+    /// organisation has their address (a new invitation replaces one not yet used; a password
+    /// already set keeps working until a new one is set).
     Invite {
         /// The person's id in the organisation (`p-urban-li`).
         person: String,
@@ -32,46 +34,59 @@ pub fn person(action: PersonAction, config_file: Option<&Path>) -> Result<(), Fa
             rules,
             expires_in,
         } => {
-            let rules = load(rules.as_deref().unwrap_or(&cfg.rules))?;
-            if rules.org.person(&person).is_none() {
-                return Err(Failure::Usage(format!(
-                    "unknown person `{person}`: the organisation of {} has no such person",
-                    cfg.rules.display()
-                )));
-            }
-            let roles = crate::auth::roles_of(&rules, &person).unwrap_or_default();
-            let admin = cfg.console.admins.contains(&person);
-            if roles.is_empty() && !admin {
-                return Err(Failure::Usage(format!(
-                    "person `{person}` has no role to act in: they are no department's contact, \
-                     lead no unit, and `console.admins` does not name them"
-                )));
-            }
+            let rules_dir = rules.as_deref().unwrap_or(&cfg.rules);
+            let rules = load(rules_dir)?;
+            let unknown = |e: InviteError| match e {
+                InviteError::Unknown(p) => format!(
+                    "unknown person `{p}`: the organisation of {} has no such person",
+                    rules_dir.display()
+                ),
+                e => e.to_string(),
+            };
+            crate::console::invitable(&rules, &cfg.console, &person)
+                .map_err(|e| Failure::Usage(unknown(e)))?;
             let lifetime = match expires_in {
                 Some(e) => crate::auth::parse_lifetime(&e).map_err(Failure::Usage)?,
                 None => chrono::Duration::from_std(cfg.console.invite.0)
                     .map_err(|e| Failure::Usage(format!("console.invite: {e}")))?,
             };
-            let (token, hash) = crate::console::new_invite();
-            let now = chrono::Utc::now();
-            let until = now + lifetime;
-            with_store(&cfg, true, async |store| {
-                store
-                    .invite(&person, &hash, until)
-                    .await
-                    .map_err(|e| e.to_string())
-            })?;
+            // The relay as the daemon sends through it, its secret read; a relay configured
+            // wrong stops here, before anything changes.
+            let mailer = match &cfg.smtp {
+                Some(smtp) => {
+                    let mut smtp = smtp.clone();
+                    smtp.check(&|k| std::env::var(k).ok())
+                        .map_err(Failure::Usage)?;
+                    Some(crate::notify::Email::new(&smtp).map_err(Failure::Usage)?)
+                }
+                None => None,
+            };
             let base = cfg
                 .console
                 .base_url
                 .clone()
                 .or_else(|| cfg.links.as_ref().map(|l| l.base_url.clone()))
                 .unwrap_or_else(|| format!("http://{}/", cfg.listen));
-            let base = base.trim_end_matches('/');
-            println!("{base}/console/invite/{token}");
+            let made = with_store(&cfg, true, async |store| {
+                crate::console::invite(
+                    store,
+                    &rules,
+                    &cfg.console,
+                    mailer.as_ref(),
+                    &base,
+                    &person,
+                    lifetime,
+                    chrono::Utc::now(),
+                )
+                .await
+                .map_err(unknown)
+            })?;
+            println!("{}", made.link);
             eprintln!(
-                "the link lets {person} set a console password once, until {}",
-                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                "the link lets {person} set a console password once, until {}; {}",
+                made.until
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                made.emailed
             );
             Ok(())
         }

@@ -147,8 +147,18 @@ fn issue(out: &mut String, i: &IssueReplay, local: &impl Fn(DateTime<Utc>) -> St
         local(i.reported_at),
         short(&i.rules_version)
     );
+    for line in lines(i, local) {
+        let _ = writeln!(out, "  {line}");
+    }
+    out.push('\n');
+}
+
+/// What differs for one changed issue, a line each: the candidate's refusal of the report,
+/// each change, the action at which its life left the recorded one. Times by `local`.
+pub fn lines(i: &IssueReplay, local: &impl Fn(DateTime<Utc>) -> String) -> Vec<String> {
+    let mut out = Vec::new();
     if let Some(why) = &i.refused {
-        let _ = writeln!(out, "  refused by the candidate at report: {why}");
+        out.push(format!("refused by the candidate at report: {why}"));
     }
     let list = |v: &[String]| {
         if v.is_empty() {
@@ -179,13 +189,12 @@ fn issue(out: &mut String, i: &IssueReplay, local: &impl Fn(DateTime<Utc>) -> St
         }
     };
     for c in &i.changes {
-        let _ = match c {
+        out.push(match c {
             Change::Route { before, after } => {
-                writeln!(out, "  route: {} -> {}", list(before), list(after))
+                format!("route: {} -> {}", list(before), list(after))
             }
-            Change::Priority { before, after } => writeln!(
-                out,
-                "  priority: {} -> {}",
+            Change::Priority { before, after } => format!(
+                "priority: {} -> {}",
                 before.map(|p| p.as_str()).unwrap_or("none"),
                 after.map(|p| p.as_str()).unwrap_or("none")
             ),
@@ -195,37 +204,29 @@ fn issue(out: &mut String, i: &IssueReplay, local: &impl Fn(DateTime<Utc>) -> St
                 after,
                 rule_before,
                 rule_after,
-            } => writeln!(
-                out,
-                "  {} deadline: {} -> {} ({} -> {})",
+            } => format!(
+                "{} deadline: {} -> {} ({} -> {})",
                 deadline.as_str(),
                 at(before),
                 at(after),
                 rule_before.as_deref().unwrap_or("none"),
                 rule_after.as_deref().unwrap_or("none")
             ),
-            Change::Departments { before, after } => writeln!(
-                out,
-                "  departments at the end: {} -> {}",
+            Change::Departments { before, after } => format!(
+                "departments at the end: {} -> {}",
                 list(before),
                 list(after)
             ),
-            Change::State { before, after } => writeln!(
-                out,
-                "  state at the end: {} -> {}",
+            Change::State { before, after } => format!(
+                "state at the end: {} -> {}",
                 before.as_str(),
                 after.as_str()
             ),
             Change::Tiers { before, after } => {
-                writeln!(
-                    out,
-                    "  tiers reached: {} -> {}",
-                    tiers(before),
-                    tiers(after)
-                )
+                format!("tiers reached: {} -> {}", tiers(before), tiers(after))
             }
             Change::Steps { before, after } => {
-                writeln!(out, "  ladder steps: {} -> {}", steps(before), steps(after))
+                format!("ladder steps: {} -> {}", steps(before), steps(after))
             }
             Change::Meetings { before, after } => {
                 let m = |v: &[escalade_rules::replay::MeetingAt]| {
@@ -238,11 +239,10 @@ fn issue(out: &mut String, i: &IssueReplay, local: &impl Fn(DateTime<Utc>) -> St
                             .join(", ")
                     }
                 };
-                writeln!(out, "  meetings: {} -> {}", m(before), m(after))
+                format!("meetings: {} -> {}", m(before), m(after))
             }
-            Change::Triage { before, after } => writeln!(
-                out,
-                "  triage: {} -> {}",
+            Change::Triage { before, after } => format!(
+                "triage: {} -> {}",
                 before.as_deref().unwrap_or("none"),
                 after.as_deref().unwrap_or("none")
             ),
@@ -251,24 +251,20 @@ fn issue(out: &mut String, i: &IssueReplay, local: &impl Fn(DateTime<Utc>) -> St
                 template,
                 before,
                 after,
-            } => writeln!(
-                out,
-                "  messages to {recipient} with `{template}`: {before} -> {after}"
-            ),
-        };
+            } => format!("messages to {recipient} with `{template}`: {before} -> {after}"),
+        });
     }
     if let Some(d) = &i.diverged {
-        let _ = writeln!(
-            out,
-            "  diverged at event {} (`{}` by {} at {}): {}",
+        out.push(format!(
+            "diverged at event {} (`{}` by {} at {}): {}",
             d.seq,
             d.event,
             d.actor,
             local(d.at),
             d.reason
-        );
+        ));
     }
-    out.push('\n');
+    out
 }
 
 #[derive(Args)]

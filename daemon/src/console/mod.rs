@@ -34,7 +34,7 @@ mod report;
 mod signin;
 mod wall;
 
-pub use signin::{hash_password, new_invite};
+pub use signin::{Emailed, Invitation, InviteError, hash_password, invitable, invite, new_invite};
 
 /// The console's files: templates, styles, scripts and messages, embedded in the binary.
 #[derive(rust_embed::RustEmbed)]
@@ -148,6 +148,15 @@ pub fn router(state: &AppState) -> Router<Arc<AppState>> {
         .route("/console/admin/outbox/{id}/retry", post(admin::retry))
         .route("/console/admin/tokens", get(admin::tokens))
         .route("/console/admin/tokens/{id}/revoke", post(admin::revoke))
+        .route("/console/admin/rules/replay", post(admin::replay))
+        .route("/console/admin/rules/shadow", post(admin::start_shadow))
+        .route("/console/admin/rules/shadow/stop", post(admin::stop_shadow))
+        .route("/console/admin/people", get(admin::people))
+        .route("/console/admin/people/{person}/invite", post(admin::invite))
+        .route(
+            "/console/admin/people/{person}/revoke",
+            post(admin::revoke_person),
+        )
         .route("/console/wall/{token}", get(wall::wall))
         .route("/console/wall/{token}/live", get(wall::live))
         .route("/console/scorecards", get(board::scorecards))

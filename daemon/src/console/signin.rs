@@ -81,6 +81,145 @@ pub fn new_invite() -> (String, String) {
     crate::auth::new_token()
 }
 
+/// Why a person was not invited; nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum InviteError {
+    #[error("unknown person `{0}`: the organisation has no such person")]
+    Unknown(String),
+    #[error(
+        "person `{0}` has no role to act in: they are no department's contact, lead no unit, \
+         and `console.admins` does not name them"
+    )]
+    NoRole(String),
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Whether an invitation's link went to the person by email.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Emailed {
+    /// To this address.
+    To(String),
+    /// No SMTP relay is configured.
+    NoSmtp,
+    /// The organisation has no email address for the person.
+    NoAddress,
+    /// The relay did not take it.
+    Failed { address: String, error: String },
+}
+
+impl std::fmt::Display for Emailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Emailed::To(a) => write!(f, "the link was emailed to {a}"),
+            Emailed::NoSmtp => {
+                f.write_str("the link was not emailed: no SMTP relay is configured (`smtp:`)")
+            }
+            Emailed::NoAddress => f.write_str(
+                "the link was not emailed: the organisation has no email address for them",
+            ),
+            Emailed::Failed { address, error } => {
+                write!(f, "the link was not emailed to {address}: {error}")
+            }
+        }
+    }
+}
+
+/// An invitation made: its one-time link, until when it works, and whether it was emailed.
+#[derive(Clone, Debug)]
+pub struct Invitation {
+    pub person: String,
+    pub link: String,
+    pub until: chrono::DateTime<chrono::Utc>,
+    pub emailed: Emailed,
+}
+
+/// The person of the organisation `person` names, if they may be invited: someone with a role
+/// to act in.
+pub fn invitable<'r>(
+    rules: &'r RuleSet,
+    config: &ConsoleConfig,
+    person: &str,
+) -> Result<&'r escalade_rules::model::Person, InviteError> {
+    let Some(ix) = rules.org.person(person) else {
+        return Err(InviteError::Unknown(person.to_string()));
+    };
+    if roles(rules, config, person).is_empty() {
+        return Err(InviteError::NoRole(person.to_string()));
+    }
+    Ok(&rules.org.people[ix as usize])
+}
+
+/// Invites `person` to set a console password: checks they are someone of the organisation
+/// with a role to act in, stores the invitation (replacing one not yet used) for `lifetime`,
+/// and emails the link (`base` + `/console/invite/TOKEN`) in their language through `mailer`
+/// when one is given and they have an address. What `escalade person invite` and an
+/// administrator's form both do. The link works whether the email went or not.
+#[allow(clippy::too_many_arguments)]
+pub async fn invite(
+    store: &crate::store::Store,
+    rules: &RuleSet,
+    config: &ConsoleConfig,
+    mailer: Option<&crate::notify::Email>,
+    base: &str,
+    person: &str,
+    lifetime: chrono::Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Invitation, InviteError> {
+    let p = invitable(rules, config, person)?;
+    let (token, hash) = new_invite();
+    let until = now + lifetime;
+    store.invite(person, &hash, until).await?;
+    let link = format!("{}/console/invite/{token}", base.trim_end_matches('/'));
+    let emailed = match (mailer, p.email.as_deref()) {
+        (None, _) => Emailed::NoSmtp,
+        (Some(_), None) => Emailed::NoAddress,
+        (Some(m), Some(address)) => {
+            let locale = super::spoken(&p.locale);
+            let tz = rules.org.calendars[rules.settings.calendar as usize].tz();
+            let until_local = until
+                .with_timezone(&tz)
+                .format("%Y-%m-%d %H:%M %Z")
+                .to_string();
+            let w = super::words(locale);
+            let fill = |key: &str| {
+                w.get(key)
+                    .copied()
+                    .unwrap_or(key)
+                    .replace("{name}", &p.name)
+                    .replace("{link}", &link)
+                    .replace("{until}", &until_local)
+            };
+            let rendered = escalade_rules::template::Rendered {
+                subject: Some(fill("admin_invite_subject")),
+                body: fill("admin_invite_body"),
+                html: None,
+            };
+            let id = format!("invite-{person}-{}", now.timestamp_millis());
+            match m.send(address, Some(&p.name), &rendered, &id).await {
+                Ok(()) => Emailed::To(address.to_string()),
+                Err(
+                    crate::notify::Failure::Permanent(error)
+                    | crate::notify::Failure::Transient { error, .. },
+                ) => Emailed::Failed {
+                    address: address.to_string(),
+                    error,
+                },
+            }
+        }
+    };
+    match &emailed {
+        Emailed::To(_) => tracing::info!(person, "a console invitation was made and emailed"),
+        other => tracing::info!(person, emailed = %other, "a console invitation was made"),
+    }
+    Ok(Invitation {
+        person: person.to_string(),
+        link,
+        until,
+        emailed,
+    })
+}
+
 /// The cookie that holds a session for `lifetime`; `Secure` when the request came over TLS
 /// (through a proxy that says so).
 fn session_cookie(token: &str, lifetime: Duration, headers: &HeaderMap) -> HeaderValue {

@@ -41,6 +41,7 @@ use crate::links::Links;
 use crate::store::{Claimed, OutboxRow, Settlement, StoreError};
 
 pub use config::{DeliveryConfig, SmsConfig, SmtpConfig, WebhookConfig};
+pub use email::Email;
 
 /// A delivery channel: the outbox's `channel` column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -228,6 +229,12 @@ impl Delivery {
             webhook,
             links: cfg.links.as_ref().map(|l| Arc::new(Links::new(l))),
         })
+    }
+
+    /// The mailer of the email channel, if SMTP is configured: for an email sent at once
+    /// rather than through the outbox (a console invitation).
+    pub fn mailer(&self) -> Option<Arc<Email>> {
+        self.email.as_ref().map(|l| l.sender.clone())
     }
 
     /// The acknowledgement links messages carry, if configured: what the `/ack` routes check.

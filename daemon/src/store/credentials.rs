@@ -78,8 +78,96 @@ macro_rules! credential_queries {
                 .fetch_optional(&self.$read)
                 .await?)
             }
+
+            pub async fn credentials(
+                &self,
+            ) -> crate::store::Result<Vec<crate::store::credentials::Credential>> {
+                let rows: Vec<(String, Option<i64>, Option<i64>)> = sqlx::query_as(
+                    "SELECT person, password_set_at, invite_expires_at FROM credentials
+                     ORDER BY person",
+                )
+                .fetch_all(&self.$read)
+                .await?;
+                rows.into_iter()
+                    .map(|(person, set, invite)| {
+                        Ok(crate::store::credentials::Credential {
+                            person,
+                            password_set_at: crate::store::credentials::instant(set)?,
+                            invite_expires_at: crate::store::credentials::instant(invite)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            pub async fn live_tokens_by_person(
+                &self,
+                session_label: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> crate::store::Result<Vec<(String, i64, i64)>> {
+                Ok(sqlx::query_as(
+                    "SELECT person, COUNT(CASE WHEN label = $1 THEN 1 END), COUNT(*)
+                     FROM api_tokens
+                     WHERE person IS NOT NULL AND revoked_at IS NULL
+                         AND (expires_at IS NULL OR expires_at > $2)
+                     GROUP BY person ORDER BY person",
+                )
+                .bind(session_label)
+                .bind(now.timestamp_millis())
+                .fetch_all(&self.$read)
+                .await?)
+            }
+
+            pub async fn revoke_access(
+                &self,
+                person: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> crate::store::Result<(bool, u64)> {
+                let mut tx = self.$write.begin().await?;
+                let removed = sqlx::query("DELETE FROM credentials WHERE person = $1")
+                    .bind(person)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let revoked = sqlx::query(
+                    "UPDATE api_tokens SET revoked_at = $1
+                     WHERE person = $2 AND revoked_at IS NULL",
+                )
+                .bind(now.timestamp_millis())
+                .bind(person)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                Ok((removed > 0, revoked))
+            }
         }
     };
+}
+
+/// A person's row: when their password was set, until when an unused invitation works.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Credential {
+    pub person: String,
+    pub password_set_at: Option<DateTime<Utc>>,
+    pub invite_expires_at: Option<DateTime<Utc>>,
+}
+
+/// What revoking a person's access ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Revoked {
+    /// Their password, or an invitation not yet used, was removed.
+    pub credentials: bool,
+    /// Their sessions and tokens revoked.
+    pub tokens: u64,
+}
+
+pub(super) fn instant(ms: Option<i64>) -> Result<Option<DateTime<Utc>>> {
+    ms.map(|ms| {
+        DateTime::from_timestamp_millis(ms).ok_or_else(|| {
+            super::StoreError::Corrupt(format!("credentials: time {ms} is out of range"))
+        })
+    })
+    .transpose()
 }
 
 impl Store {
@@ -114,5 +202,35 @@ impl Store {
     /// A person's password (an argon2id PHC string), if one was set.
     pub async fn password_hash(&self, person: &str) -> Result<Option<String>> {
         on!(self, s => s.password_hash(person).await)
+    }
+
+    /// Every person's row, by person: password set or not, an invitation pending or not.
+    pub async fn credentials(&self) -> Result<Vec<Credential>> {
+        on!(self, s => s.credentials().await)
+    }
+
+    /// How many tokens each person has live at `now`: `(person, sessions, all)`, sessions being
+    /// those labelled `session_label`.
+    pub async fn live_tokens_by_person(
+        &self,
+        session_label: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64, i64)>> {
+        on!(self, s => s.live_tokens_by_person(session_label, now).await)
+    }
+
+    /// Ends `person`'s access at once, in one transaction: their password and any unused
+    /// invitation removed, every token and session of theirs revoked (on every replica within
+    /// a second: the token cache forgets them here, and lives a second elsewhere).
+    pub async fn revoke_access(&self, person: &str, now: DateTime<Utc>) -> Result<Revoked> {
+        let (credentials, tokens) = on!(self, s => s.revoke_access(person, now).await?);
+        self.tokens
+            .lock()
+            .expect("token cache lock")
+            .retain(|_, (_, t)| t.person.as_deref() != Some(person));
+        Ok(Revoked {
+            credentials,
+            tokens,
+        })
     }
 }

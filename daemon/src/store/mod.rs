@@ -45,6 +45,7 @@ mod sqlite;
 mod tokens;
 
 pub use board::{Attention, BoardCounts};
+pub use credentials::{Credential, Revoked};
 pub use outbox::{Claimed, OUTBOX_STATUSES, OutboxFilter, Requeue, Settlement, StoreOptions};
 pub use postgres::PgStore;
 pub use rules::{OpenUses, Recorded, RuleVersionRow, ShadowDiff, ShadowKind, ShadowSummary, Use};
