@@ -1601,6 +1601,8 @@ async fn the_board_counts_every_issue_needing_attention_and_lists_the_most_urgen
     );
     assert!(p.body.contains("城市管理局: 103"), "{}", p.body);
     assert!(p.body.contains("公用事业局: 1"), "{}", p.body);
+    // By lead department: the fire brigade assists with the gas leak, and is not counted.
+    assert!(!p.body.contains("消防救援支队: "), "{}", p.body);
 }
 
 /// Failed sign-ins close signing in for the person for the throttle's window, counted on the

@@ -1,5 +1,6 @@
 //! A leader's board counted by the store: the open issues that need attention (overdue, or
-//! raised above the first tier) in a subtree, by branch and by department. The statements are
+//! raised above the first tier) in a subtree, by branch and by lead department, in one pass
+//! over the covering index `issues_deadlines`. The statements are
 //! the same on both backends, written once here and expanded into each over its reading
 //! connections.
 
@@ -22,8 +23,27 @@ pub struct BoardCounts {
     pub total: i64,
     /// By their unit's branch (`/zz/d-1/s-1/c-1/g-1/`).
     pub by_branch: Vec<(String, i64)>,
-    /// By department holding them (an issue held by two counts for each).
+    /// By lead department (主办: the one answerable; co-assigned ones are not counted).
     pub by_department: Vec<(String, i64)>,
+}
+
+impl BoardCounts {
+    /// The counts from `(branch, lead department, issues)` rows.
+    pub(super) fn of(rows: Vec<(String, Option<String>, i64)>) -> BoardCounts {
+        let mut by_branch = std::collections::BTreeMap::new();
+        let mut by_department = std::collections::BTreeMap::new();
+        for (branch, department, n) in rows {
+            *by_branch.entry(branch).or_insert(0) += n;
+            if let Some(d) = department {
+                *by_department.entry(d).or_insert(0) += n;
+            }
+        }
+        BoardCounts {
+            total: by_branch.values().sum(),
+            by_branch: by_branch.into_iter().collect(),
+            by_department: by_department.into_iter().collect(),
+        }
+    }
 }
 
 /// A `LIKE` pattern matching the branches through unit `unit`: its wildcards escaped (`\`).
@@ -54,33 +74,18 @@ macro_rules! board_queries {
                 let pattern = subtree
                     .map(crate::store::board::subtree_pattern)
                     .unwrap_or_else(|| "%".to_string());
-                let at = attention.at.timestamp_millis();
-                let by_branch: Vec<(String, i64)> = sqlx::query_as(&format!(
-                    "SELECT i.branch, COUNT(*) FROM issues i WHERE {}
-                     GROUP BY i.branch ORDER BY i.branch",
+                // One pass over the covering index: by branch and lead department together.
+                let rows: Vec<(String, Option<String>, i64)> = sqlx::query_as(&format!(
+                    "SELECT i.branch, i.department, COUNT(*) FROM issues i WHERE {}
+                     GROUP BY i.branch, i.department",
                     crate::store::board::ATTENTION_SQL
                 ))
-                .bind(at)
+                .bind(attention.at.timestamp_millis())
                 .bind(&attention.first_tier)
                 .bind(&pattern)
                 .fetch_all(&self.$read)
                 .await?;
-                let by_department: Vec<(String, i64)> = sqlx::query_as(&format!(
-                    "SELECT a.department, COUNT(*) FROM assignments a
-                     JOIN issues i ON i.id = a.issue_id WHERE {}
-                     GROUP BY a.department ORDER BY a.department",
-                    crate::store::board::ATTENTION_SQL
-                ))
-                .bind(at)
-                .bind(&attention.first_tier)
-                .bind(&pattern)
-                .fetch_all(&self.$read)
-                .await?;
-                Ok(crate::store::BoardCounts {
-                    total: by_branch.iter().map(|(_, n)| n).sum(),
-                    by_branch,
-                    by_department,
-                })
+                Ok(crate::store::board::BoardCounts::of(rows))
             }
         }
     };
