@@ -31,6 +31,8 @@ pub mod copy;
 mod credentials;
 #[macro_use]
 mod wall;
+#[macro_use]
+mod requests;
 mod outbox;
 mod plan;
 mod postgres;
@@ -207,6 +209,8 @@ pub struct MeetingFilter {
     /// Continue after this `(at ms, id)`.
     pub after: Option<(i64, i64)>,
     pub limit: i64,
+    /// The latest first (and `after` continues towards earlier ones), instead of by time.
+    pub latest_first: bool,
 }
 
 /// A joint meeting: when it sits, who is invited, what is on its agenda, and its outcome once
@@ -547,7 +551,7 @@ impl Store {
         on!(self, s => s.meeting(id).await)
     }
 
-    /// Meetings matching `f`, by time, with their agendas.
+    /// Meetings matching `f`, by time (or the latest first), with their agendas.
     pub async fn meetings(&self, f: &MeetingFilter) -> Result<Vec<Meeting>> {
         on!(self, s => s.meetings(f).await)
     }
