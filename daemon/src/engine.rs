@@ -20,7 +20,8 @@ use crate::auth::{Actor, Role};
 use crate::links::{Claim, Spent};
 use crate::photos::{PhotoStore, Received};
 use crate::store::{
-    DueTimer, Firing, IssueFilter, Listed, Meeting, Store, StoreError, StoredIssue, Submitted,
+    DueTimer, Firing, IssueFilter, Listed, Meeting, MeetingFilter, Store, StoreError, StoredIssue,
+    Submitted,
 };
 
 /// Who acts on an issue: a caller of the API, whose permission is checked inside the issue's
@@ -180,6 +181,23 @@ pub fn branch(rules: &RuleSet, unit: &str) -> String {
         b.push('/');
     }
     b
+}
+
+/// Narrows a meeting filter to what the caller may see: a leader's subtree (an agenda issue in
+/// it), a department's invitations, everything for an admin; a reporter or a kiosk sees none.
+fn scope_meetings(actor: &Actor, f: &mut MeetingFilter) -> Result<()> {
+    match actor.role {
+        Role::Admin => {}
+        Role::Leader => f.subtree = actor.scope.clone(),
+        Role::Department => f.department = actor.scope.clone(),
+        Role::Reporter | Role::Kiosk => {
+            return Err(EngineError::Forbidden {
+                message: actor.may_not("see meetings"),
+                field: "role",
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Whether the caller may submit this issue: a reporter or leader reports only in their
@@ -732,6 +750,107 @@ impl Engine {
         }
         m.agenda = kept;
         Ok(m)
+    }
+
+    /// The meetings matching `f` that the caller may see, each as it may see it (`meeting_for`):
+    /// a leader's those with an agenda issue in its subtree, a department's those it is invited
+    /// to, every one for an admin; a reporter or a kiosk sees none.
+    pub async fn meetings_for(&self, actor: &Actor, mut f: MeetingFilter) -> Result<Vec<Meeting>> {
+        scope_meetings(actor, &mut f)?;
+        let mut meetings = Vec::new();
+        for m in self.store.meetings(&f).await? {
+            meetings.push(self.meeting_for(actor, m).await?);
+        }
+        Ok(meetings)
+    }
+
+    /// Meeting `id` as the caller may see it: not found if there is none, forbidden if it is
+    /// not the caller's to see (in that order).
+    pub async fn meeting_visible(&self, actor: &Actor, id: i64) -> Result<Meeting> {
+        if self.store.meeting(id).await?.is_none() {
+            return Err(EngineError::MeetingNotFound(id));
+        }
+        let f = MeetingFilter {
+            id: Some(id),
+            limit: 1,
+            ..Default::default()
+        };
+        self.meetings_for(actor, f)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| EngineError::Forbidden {
+                message: actor.may_not(&format!("see meeting {id}")),
+                field: "id",
+            })
+    }
+
+    /// Whether the caller may record the outcome of meeting `id` (`record_outcome` asks again):
+    /// an admin, or a leader whose subtree holds every agenda issue.
+    pub async fn may_record_outcome(&self, actor: &Actor, id: i64) -> Result<bool> {
+        let meeting = self
+            .store
+            .meeting(id)
+            .await?
+            .ok_or(EngineError::MeetingNotFound(id))?;
+        match self.may_record(actor, &meeting).await {
+            Ok(()) => Ok(true),
+            Err(EngineError::Forbidden { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The open issues with a request (延期 or 挂起) the caller may decide, the soonest to
+    /// lapse first (a request without a time limit last), at most `limit`: the store's
+    /// candidates (a leader's from its subtree), each kept if the caller may post the decision
+    /// to the issue as it stands. A reporter or a kiosk decides none.
+    pub async fn requests_for(&self, actor: &Actor, limit: i64) -> Result<Vec<StoredIssue>> {
+        let subtree = match actor.role {
+            Role::Admin | Role::Department => None,
+            Role::Leader => Some(actor.scope.clone().unwrap_or_default()),
+            Role::Reporter | Role::Kiosk => {
+                return Err(EngineError::Forbidden {
+                    message: actor.may_not("decide requests"),
+                    field: "role",
+                });
+            }
+        };
+        let limit = limit.max(1);
+        let rules = self.rules();
+        let mut kept = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .requests(subtree.as_deref(), after, limit)
+                .await?;
+            let full = page.len() as i64 == limit;
+            after = page.last().and_then(|l| {
+                let (key, id) = l.cursor.split_once(':')?;
+                Some((key.parse().ok()?, id.to_string()))
+            });
+            for l in page {
+                let (issue, state) = (&l.issue.issue, &l.issue.state);
+                let decides = state.request.as_ref().is_some_and(|r| {
+                    let decision = Event::RequestDecided {
+                        request: r.kind,
+                        granted: true,
+                        note: String::new(),
+                    };
+                    decision.allowed_in(state.state)
+                        && actor.may_act(&rules, issue, state, &decision)
+                });
+                if decides {
+                    kept.push(l.issue);
+                    if kept.len() as i64 == limit {
+                        return Ok(kept);
+                    }
+                }
+            }
+            if !full || after.is_none() {
+                return Ok(kept);
+            }
+        }
     }
 
     /// The issues matching `f` that the caller may list: a department's own, a reporter's or

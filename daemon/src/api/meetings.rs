@@ -7,10 +7,8 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{
-    Answer, ApiError, AppState, JsonBody, bad_query, forbidden, not_found, page_limit, parse, query,
-};
-use crate::auth::{Actor, Role};
+use super::{Answer, ApiError, AppState, JsonBody, bad_query, not_found, page_limit, parse, query};
+use crate::auth::Actor;
 use crate::engine::{EngineError, OutcomeRecord};
 use crate::store::{Meeting, MeetingFilter};
 
@@ -20,18 +18,6 @@ struct MeetingQuery {
     status: Option<String>,
     cursor: Option<String>,
     limit: Option<i64>,
-}
-
-/// Narrows a meeting filter to what the caller may see: a leader's subtree (an agenda issue in
-/// it), a department's invitations.
-fn scope(actor: &Actor, f: &mut MeetingFilter) -> Result<(), ApiError> {
-    match actor.role {
-        Role::Admin => {}
-        Role::Leader => f.subtree = actor.scope.clone(),
-        Role::Department => f.department = actor.scope.clone(),
-        Role::Reporter | Role::Kiosk => return Err(forbidden(actor, "see meetings")),
-    }
-    Ok(())
 }
 
 pub(super) async fn list(
@@ -60,18 +46,9 @@ pub(super) async fn list(
             .and_then(|(at, id)| Some((at.parse().ok()?, id.parse().ok()?)));
         f.after = Some(parsed.ok_or_else(|| bad_query("cursor", format!("invalid cursor `{c}`")))?);
     }
-    scope(&actor, &mut f)?;
-    let mut meetings = Vec::new();
-    for m in s
-        .engine
-        .store()
-        .meetings(&f)
-        .await
-        .map_err(EngineError::from)?
-    {
-        meetings.push(s.engine.meeting_for(&actor, m).await?);
-    }
-    let next = (meetings.len() as i64 == f.limit)
+    let limit = f.limit;
+    let meetings = s.engine.meetings_for(&actor, f).await?;
+    let next = (meetings.len() as i64 == limit)
         .then(|| {
             meetings
                 .last()
@@ -79,29 +56,6 @@ pub(super) async fn list(
         })
         .flatten();
     Ok(Answer(json!({"meetings": meetings, "next_cursor": next})))
-}
-
-/// The meeting if the caller may see it: 404 if there is none, 403 if it is not theirs.
-async fn visible(s: &AppState, actor: &Actor, id: i64) -> Result<Meeting, ApiError> {
-    let mut f = MeetingFilter {
-        id: Some(id),
-        limit: 1,
-        ..Default::default()
-    };
-    let store = s.engine.store();
-    let any = store.meeting(id).await.map_err(EngineError::from)?;
-    if any.is_none() {
-        return Err(not_found(format!("meeting {id}")));
-    }
-    scope(actor, &mut f)?;
-    let m = store
-        .meetings(&f)
-        .await
-        .map_err(EngineError::from)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| forbidden(actor, &format!("see meeting {id}")))?;
-    Ok(s.engine.meeting_for(actor, m).await?)
 }
 
 /// The meeting with where each agenda issue stands now: after a joint enforcement action, its
@@ -142,7 +96,7 @@ pub(super) async fn get(
     Path(id): Path<String>,
 ) -> Result<Answer, ApiError> {
     let id = meeting_id(&id)?;
-    let meeting = visible(&s, &actor, id).await?;
+    let meeting = s.engine.meeting_visible(&actor, id).await?;
     Ok(Answer(with_issues(&s, meeting).await?))
 }
 
@@ -157,7 +111,7 @@ pub(super) async fn outcome(
     let id = meeting_id(&id)?;
     super::require_json(&headers)?;
     let record: OutcomeRecord = parse(&body)?;
-    visible(&s, &actor, id).await?;
+    s.engine.meeting_visible(&actor, id).await?;
     let held = s.engine.record_outcome(id, &record, &actor).await?;
     let held = s.engine.meeting_for(&actor, held).await?;
     Ok((StatusCode::OK, Answer(with_issues(&s, held).await?)))

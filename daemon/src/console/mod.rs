@@ -30,6 +30,7 @@ mod admin;
 mod board;
 mod inbox;
 mod issue;
+mod leader;
 mod report;
 mod signin;
 mod wall;
@@ -169,6 +170,10 @@ pub fn router(state: &AppState) -> Router<Arc<AppState>> {
         )
         .route("/console/mine", get(report::mine))
         .route("/console/issues/{id}/photos/{hash}", get(issue::photo))
+        .route("/console/requests", get(leader::requests))
+        .route("/console/meetings", get(leader::meetings))
+        .route("/console/meetings/{id}", get(leader::meeting))
+        .route("/console/meetings/{id}/outcome", post(leader::outcome))
         .route("/console/static/{file}", get(asset))
 }
 

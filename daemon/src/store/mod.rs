@@ -37,6 +37,8 @@ mod timers;
 pub mod board;
 #[macro_use]
 mod throttle;
+#[macro_use]
+mod requests;
 mod outbox;
 mod plan;
 mod postgres;
@@ -221,6 +223,8 @@ pub struct MeetingFilter {
     /// Continue after this `(at ms, id)`.
     pub after: Option<(i64, i64)>,
     pub limit: i64,
+    /// The latest first (and `after` continues towards earlier ones), instead of by time.
+    pub latest_first: bool,
 }
 
 /// A joint meeting: when it sits, who is invited, what is on its agenda, and its outcome once
@@ -561,7 +565,7 @@ impl Store {
         on!(self, s => s.meeting(id).await)
     }
 
-    /// Meetings matching `f`, by time, with their agendas.
+    /// Meetings matching `f`, by time (or the latest first), with their agendas.
     pub async fn meetings(&self, f: &MeetingFilter) -> Result<Vec<Meeting>> {
         on!(self, s => s.meetings(f).await)
     }

@@ -158,6 +158,9 @@ pub(super) struct IssueRow<'a> {
     pub acknowledge_by: Option<i64>,
     pub resolve_by: Option<i64>,
     pub reporter: Option<&'a str>,
+    /// The kind of the request waiting for its decider, and when its time runs out.
+    pub request_kind: Option<&'a str>,
+    pub request_by: Option<i64>,
 }
 
 /// A changed issue's new state, written only where the issue is still at `version` (and, for a
@@ -173,6 +176,8 @@ pub(super) struct IssueUpdate<'a> {
     pub at: i64,
     pub acknowledge_by: Option<i64>,
     pub resolve_by: Option<i64>,
+    pub request_kind: Option<&'a str>,
+    pub request_by: Option<i64>,
 }
 
 pub(super) struct KeyRow<'a> {
@@ -622,6 +627,8 @@ async fn write_batch<E: Executor>(
                 acknowledge_by: s.promised(DeadlineKind::Acknowledge).map(millis),
                 resolve_by: s.promised(DeadlineKind::Resolve).map(millis),
                 reporter: issue.reporter.as_deref(),
+                request_kind: s.request.as_ref().map(|r| r.kind.as_str()),
+                request_by: s.request.as_ref().and_then(|r| r.decide_by).map(millis),
             }
         })
         .collect();
@@ -646,6 +653,8 @@ async fn write_batch<E: Executor>(
                 at: millis(w.at),
                 acknowledge_by: s.promised(DeadlineKind::Acknowledge).map(millis),
                 resolve_by: s.promised(DeadlineKind::Resolve).map(millis),
+                request_kind: s.request.as_ref().map(|r| r.kind.as_str()),
+                request_by: s.request.as_ref().and_then(|r| r.decide_by).map(millis),
             }
         })
         .collect();

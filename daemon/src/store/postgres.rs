@@ -75,6 +75,7 @@ wall_queries!(PgStore, pool);
 timer_queries!(PgStore, pool);
 board_queries!(PgStore, pool);
 throttle_queries!(PgStore, pool, pool);
+request_queries!(PgStore, pool, " COLLATE \"C\"");
 
 impl PgStore {
     /// Connects to the database at `url` (`postgres://user@host/db`) and migrates it.
@@ -486,16 +487,21 @@ impl PgStore {
             .push_bind(format!("/{u}/"))
             .push(") > 0)");
         }
+        let (later, order) = if f.latest_first {
+            ("<", " ORDER BY at DESC, id DESC LIMIT ")
+        } else {
+            (">", " ORDER BY at, id LIMIT ")
+        };
         if let Some((at, id)) = f.after {
-            q.push(" AND (at > ")
+            q.push(format!(" AND (at {later} "))
                 .push_bind(at)
                 .push(" OR (at = ")
                 .push_bind(at)
-                .push(" AND id > ")
+                .push(format!(" AND id {later} "))
                 .push_bind(id)
                 .push("))");
         }
-        q.push(" ORDER BY at, id LIMIT ").push_bind(f.limit);
+        q.push(order).push_bind(f.limit);
         let rows = q.build().fetch_all(&self.pool).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
@@ -693,12 +699,12 @@ impl plan::Executor for PgTx {
 
     async fn insert_issues(&mut self, rows: &[plan::IssueRow<'_>]) -> sqlx::Result<()> {
         sqlx::query(
-            "INSERT INTO issues (id, version, body, state, status, category, unit, department, tier, reported_at, updated_at, branch, acknowledge_by, resolve_by, reporter)
-             SELECT id, 1, body, state, status, category, unit, department, tier, at, at, branch, ack, res, reporter
+            "INSERT INTO issues (id, version, body, state, status, category, unit, department, tier, reported_at, updated_at, branch, acknowledge_by, resolve_by, reporter, request_kind, request_by)
+             SELECT id, 1, body, state, status, category, unit, department, tier, at, at, branch, ack, res, reporter, req, req_by
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                          $7::text[], $8::text[], $9::int8[], $10::text[], $11::int8[], $12::int8[],
-                         $13::text[])
-                  AS v(id, body, state, status, category, unit, department, tier, at, branch, ack, res, reporter)",
+                         $13::text[], $14::text[], $15::int8[])
+                  AS v(id, body, state, status, category, unit, department, tier, at, branch, ack, res, reporter, req, req_by)",
         )
         .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
@@ -713,6 +719,8 @@ impl plan::Executor for PgTx {
         .bind(rows.iter().map(|r| r.acknowledge_by).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.resolve_by).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.reporter).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.request_kind).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.request_by).collect::<Vec<_>>())
         .execute(&mut *self.0)
         .await?;
         Ok(())
@@ -743,10 +751,13 @@ impl plan::Executor for PgTx {
         let changed: Vec<String> = sqlx::query_scalar(
             "UPDATE issues SET version = issues.version + 1, state = v.state, status = v.status,
                     department = v.department, tier = v.tier, updated_at = v.at,
-                    acknowledge_by = v.ack, resolve_by = v.res
+                    acknowledge_by = v.ack, resolve_by = v.res,
+                    request_kind = v.req, request_by = v.req_by
              FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[],
-                         $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[])
-                  AS v(id, version, state, status, department, tier, at, ack, res, timer, fence)
+                         $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[],
+                         $12::text[], $13::int8[])
+                  AS v(id, version, state, status, department, tier, at, ack, res, timer, fence,
+                       req, req_by)
              WHERE issues.id = v.id AND issues.version = v.version
                AND (v.timer IS NULL OR EXISTS
                     (SELECT 1 FROM timers t WHERE t.id = v.timer AND t.fence = v.fence))
@@ -771,6 +782,8 @@ impl plan::Executor for PgTx {
                 .map(|r| r.firing.map(|f| f.fence))
                 .collect::<Vec<_>>(),
         )
+        .bind(rows.iter().map(|r| r.request_kind).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.request_by).collect::<Vec<_>>())
         .fetch_all(&mut *self.0)
         .await?;
         Ok(changed.into_iter().collect())

@@ -64,6 +64,7 @@ wall_queries!(SqliteStore, reader);
 timer_queries!(SqliteStore, reader);
 board_queries!(SqliteStore, reader);
 throttle_queries!(SqliteStore, writer, reader);
+request_queries!(SqliteStore, reader, "");
 
 impl SqliteStore {
     /// Opens (creating if needed) the SQLite database at `path` and migrates it.
@@ -372,16 +373,21 @@ impl SqliteStore {
             .push_bind(format!("/{u}/"))
             .push(") > 0)");
         }
+        let (later, order) = if f.latest_first {
+            ("<", " ORDER BY at DESC, id DESC LIMIT ")
+        } else {
+            (">", " ORDER BY at, id LIMIT ")
+        };
         if let Some((at, id)) = f.after {
-            q.push(" AND (at > ")
+            q.push(format!(" AND (at {later} "))
                 .push_bind(at)
                 .push(" OR (at = ")
                 .push_bind(at)
-                .push(" AND id > ")
+                .push(format!(" AND id {later} "))
                 .push_bind(id)
                 .push("))");
         }
-        q.push(" ORDER BY at, id LIMIT ").push_bind(f.limit);
+        q.push(order).push_bind(f.limit);
         let rows = q.build().fetch_all(&self.reader).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
@@ -581,9 +587,9 @@ impl plan::Executor for SqliteTx {
     }
 
     async fn insert_issues(&mut self, rows: &[plan::IssueRow<'_>]) -> sqlx::Result<()> {
-        for chunk in rows.chunks(MAX_VARS / 15) {
+        for chunk in rows.chunks(MAX_VARS / 17) {
             let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO issues (id, version, body, state, status, category, unit, department, tier, reported_at, updated_at, branch, acknowledge_by, resolve_by, reporter) ",
+                "INSERT INTO issues (id, version, body, state, status, category, unit, department, tier, reported_at, updated_at, branch, acknowledge_by, resolve_by, reporter, request_kind, request_by) ",
             );
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(r.id)
@@ -600,7 +606,9 @@ impl plan::Executor for SqliteTx {
                     .push_bind(r.branch)
                     .push_bind(r.acknowledge_by)
                     .push_bind(r.resolve_by)
-                    .push_bind(r.reporter);
+                    .push_bind(r.reporter)
+                    .push_bind(r.request_kind)
+                    .push_bind(r.request_by);
             });
             q.build().execute(&mut *self.0).await?;
         }
@@ -628,11 +636,12 @@ impl plan::Executor for SqliteTx {
         rows: &[plan::IssueUpdate<'_>],
     ) -> sqlx::Result<HashSet<String>> {
         let mut changed = HashSet::with_capacity(rows.len());
-        for chunk in rows.chunks(MAX_VARS / 11) {
+        for chunk in rows.chunks(MAX_VARS / 13) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "UPDATE issues SET version = issues.version + 1, state = v.column3, status = v.column4,
                  department = v.column5, tier = v.column6, updated_at = v.column7,
-                 acknowledge_by = v.column8, resolve_by = v.column9 FROM (",
+                 acknowledge_by = v.column8, resolve_by = v.column9,
+                 request_kind = v.column12, request_by = v.column13 FROM (",
             );
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(r.id)
@@ -645,7 +654,9 @@ impl plan::Executor for SqliteTx {
                     .push_bind(r.acknowledge_by)
                     .push_bind(r.resolve_by)
                     .push_bind(r.firing.map(|f| f.timer))
-                    .push_bind(r.firing.map(|f| f.fence));
+                    .push_bind(r.firing.map(|f| f.fence))
+                    .push_bind(r.request_kind)
+                    .push_bind(r.request_by);
             });
             q.push(
                 ") AS v WHERE issues.id = v.column1 AND issues.version = v.column2
