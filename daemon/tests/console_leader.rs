@@ -273,6 +273,17 @@ async fn a_leader_sees_a_meeting_its_agenda_and_records_its_outcome() {
     }
     // 刘志强 is the district's leader, invited.
     assert!(p.body.contains("刘志强"), "{}", p.body);
+    // Each agenda issue's page links to the meeting; a reporter's page of it shows none.
+    let q = district.get(&format!("/console/issues/{a}")).await;
+    assert!(
+        q.body.contains(&format!("<a href=\"{page}\">")),
+        "{}",
+        q.body
+    );
+    let mut grid = signed_in(&api, "p-g-0001").await;
+    let q = grid.get(&format!("/console/issues/{a}")).await;
+    assert_eq!(q.status, 200, "{}", q.body);
+    assert!(!q.body.contains(&format!("href=\"{page}\"")), "{}", q.body);
     assert!(p.body.contains("href=\"/console/meetings\""), "{}", p.body);
 
     // Its page: the agenda as it stands, and the form to record the outcome.

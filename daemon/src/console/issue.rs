@@ -232,6 +232,32 @@ async fn page_of(s: &AppState, session: &Session, id: &str) -> Response {
         Ok(a) => a,
         Err(e) => return refusal(session, e),
     };
+    // The meetings with the issue on their agenda, for a role that may see meetings.
+    let on_agenda = crate::store::MeetingFilter {
+        issue: Some(id.to_string()),
+        limit: 20,
+        ..Default::default()
+    };
+    let meetings = match s.engine.meetings_for(&session.actor, on_agenda).await {
+        Ok(m) => m,
+        Err(EngineError::Forbidden { .. }) => Vec::new(),
+        Err(e) => return refusal(session, e),
+    };
+    let meetings: Vec<Value> = meetings
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "name": rules
+                    .meeting(&m.kind)
+                    .map(|i| rules.meetings[i as usize].names.get(session.locale).to_string())
+                    .unwrap_or_else(|| m.kind.clone()),
+                "at": m.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "at_local": super::local(&rules, m.at),
+                "status": m.status,
+            })
+        })
+        .collect();
     let issue = &stored.issue;
     let state = &stored.state;
     let row = super::inbox::row(&rules, session.locale, issue, state, now);
@@ -263,6 +289,7 @@ async fn page_of(s: &AppState, session: &Session, id: &str) -> Response {
             .map(|d| json!({"id": d.id, "name": d.names.get(session.locale)}))
             .collect::<Vec<_>>()
     );
+    context["meetings"] = json!(meetings);
     context["timeline"] = json!(entries);
     context["actions"] = json!(offered(&rules, &session.actor, issue, state));
     page(StatusCode::OK, "issue.html", session.locale, context)

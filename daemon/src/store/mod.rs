@@ -220,6 +220,8 @@ pub struct MeetingFilter {
     pub department: Option<String>,
     /// With an agenda issue in the subtree of this unit.
     pub subtree: Option<String>,
+    /// With this issue on its agenda.
+    pub issue: Option<String>,
     /// Continue after this `(at ms, id)`.
     pub after: Option<(i64, i64)>,
     pub limit: i64,

@@ -487,6 +487,13 @@ impl PgStore {
             .push_bind(format!("/{u}/"))
             .push(") > 0)");
         }
+        if let Some(issue) = &f.issue {
+            q.push(
+                " AND EXISTS (SELECT 1 FROM meeting_agenda a WHERE a.meeting_id = m.id AND a.issue_id = ",
+            )
+            .push_bind(issue.clone())
+            .push(")");
+        }
         let (later, order) = if f.latest_first {
             ("<", " ORDER BY at DESC, id DESC LIMIT ")
         } else {
