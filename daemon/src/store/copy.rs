@@ -31,7 +31,7 @@ use crate::photos::{detect, is_hash, name_of};
 /// The tables copied, in an order that inserts every row after the rows it refers to.
 /// PostgreSQL's other tables (`leases`, `photos`) are its own: a lease exists only among
 /// replicas, and the photos come from the photo directory.
-pub const TABLES: [&str; 17] = [
+pub const TABLES: [&str; 18] = [
     "issues",
     "events",
     "idempotency_keys",
@@ -39,6 +39,7 @@ pub const TABLES: [&str; 17] = [
     "outbox",
     "api_tokens",
     "credentials",
+    "sign_in_failures",
     "meetings",
     "meeting_agenda",
     "assignments",
